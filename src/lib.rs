@@ -1,0 +1,23 @@
+//! identity-posture-exporter: reads identity providers, normalises every account into one
+//! model, runs posture checks, and publishes the results as Prometheus gauges and an API.
+//!
+//! Layout (data flows one way, top to bottom):
+//! - [`config`]: TOML + environment → raw → validated [`config::Config`].
+//! - [`model`]: the normalised account model (also the `file` source's format).
+//! - [`sources`]: one module per provider, each emitting [`model::Account`]s.
+//! - [`upstream`]: the shared HTTP client for sources (retry, pacing, paging, OAuth).
+//! - [`checks`]: pure posture checks over accounts, with an injected clock → findings.
+//! - [`metrics`]: findings and poll state → Prometheus text, encoded once per poll.
+//! - [`poller`]: one background task per source; keeps the last good result.
+//! - [`server`]: `/metrics`, the landing page, health, and the `/api/v1` views.
+//! - [`demo`]: `generate-demo`, a seeded synthetic organisation.
+
+pub mod checks;
+pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod model;
+pub mod poller;
+pub mod server;
+pub mod sources;
+pub mod upstream;

@@ -1,0 +1,506 @@
+//! The `file` source: reads the normalised model from disk, as a JSON object
+//! (`{"accounts": [...], "tenant": {...}}`) or as NDJSON (one account per line).
+//! Both forms are streamed (never held as one string); errors name the file, the line or
+//! account index, and the field.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::{AccountSink, PollContext, PollOutput, SourceError};
+use crate::config::FileConfig;
+use crate::model::{Account, DataAvailability, DataKind, Known, TenantFacts, Timestamp};
+
+/// Accounts are handed from the reading thread to the poll in batches of this size.
+const BATCH: usize = 1024;
+
+pub struct FileSource {
+    cfg: FileConfig,
+}
+
+/// Which of the optional data classes appeared at least once.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Presence {
+    pub accounts: u64,
+    pub last_login: u64,
+    pub mfa: u64,
+    pub credentials: u64,
+    pub roles: u64,
+}
+
+impl Presence {
+    fn see(&mut self, a: &Account) {
+        self.accounts += 1;
+        self.last_login += u64::from(!a.last_login.is_unknown());
+        self.mfa += u64::from(a.mfa.is_some());
+        self.credentials += u64::from(a.credentials.is_some());
+        self.roles += u64::from(a.roles.is_some());
+    }
+
+    /// A data class is missing when the file has accounts but none of them carries it.
+    pub fn availability(&self, path: &Path) -> DataAvailability {
+        let mut av = DataAvailability::default();
+        if self.accounts == 0 {
+            return av;
+        }
+        for (kind, n, key) in [
+            (DataKind::LastLogin, self.last_login, "last_login"),
+            (DataKind::Mfa, self.mfa, "mfa"),
+            (DataKind::Credentials, self.credentials, "credentials"),
+            (DataKind::Roles, self.roles, "roles"),
+        ] {
+            if n == 0 {
+                av.set_missing(
+                    kind,
+                    format!("no account in {} has the `{key}` key", path.display()),
+                );
+            }
+        }
+        av
+    }
+}
+
+impl FileSource {
+    pub fn new(cfg: FileConfig) -> FileSource {
+        FileSource { cfg }
+    }
+
+    pub async fn poll(
+        &self,
+        ctx: &PollContext<'_>,
+        sink: &mut dyn AccountSink,
+    ) -> Result<PollOutput, SourceError> {
+        let path = self.cfg.path.clone();
+        let shift = self.cfg.time_anchor.map(|anchor| ctx.now - anchor);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Account>>(4);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            let res = read_path(&path, &mut |mut a: Account| {
+                if let Some(d) = shift {
+                    shift_account(&mut a, d);
+                }
+                batch.push(a);
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    // A closed channel means the poll was abandoned (timeout): stop reading.
+                    return tx.blocking_send(full).is_ok();
+                }
+                true
+            });
+            if !batch.is_empty() {
+                let _ = tx.blocking_send(batch);
+            }
+            res
+        });
+        while let Some(batch) = rx.recv().await {
+            for a in batch {
+                sink.push(a);
+            }
+        }
+        let (presence, tenant) = reader
+            .await
+            .map_err(|e| SourceError::new(format!("{}: reader failed: {e}", self.cfg.path.display())))??;
+        Ok(PollOutput {
+            availability: presence.availability(&self.cfg.path),
+            tenant,
+            gauges: Vec::new(),
+        })
+    }
+}
+
+/// Moves every timestamp of an account by `d` (for `time_anchor`).
+pub fn shift_account(a: &mut Account, d: time::Duration) {
+    let sh = |t: &mut Timestamp| *t += d;
+    let shk = |k: &mut Known<Timestamp>| {
+        if let Known::At(t) = k {
+            *t += d
+        }
+    };
+    if let Some(t) = a.created.as_mut() {
+        sh(t)
+    }
+    if let Some(t) = a.terminated.as_mut() {
+        sh(t)
+    }
+    shk(&mut a.last_login);
+    for c in a.credentials.iter_mut().flatten() {
+        shk(&mut c.last_rotated);
+        shk(&mut c.expires);
+        shk(&mut c.last_used);
+    }
+    for r in a.roles.iter_mut().flatten() {
+        shk(&mut r.last_used);
+    }
+}
+
+/// Reads a file in either form, calling `f` per account (`f` returns false to stop early).
+pub fn read_path(
+    path: &Path,
+    f: &mut dyn FnMut(Account) -> bool,
+) -> Result<(Presence, TenantFacts), SourceError> {
+    let file = File::open(path)
+        .map_err(|e| SourceError::new(format!("{}: cannot open: {e}", path.display())))?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let ndjson = match path.extension().and_then(|e| e.to_str()) {
+        Some("ndjson" | "jsonl") => true,
+        _ => looks_like_ndjson(&mut reader)
+            .map_err(|e| SourceError::new(format!("{}: cannot read: {e}", path.display())))?,
+    };
+    if ndjson {
+        read_ndjson(reader, path, f)
+    } else {
+        read_object(reader, path, f)
+    }
+}
+
+/// Object form starts with `{` followed by the key `accounts` or `tenant`; anything else that
+/// starts with `{` is NDJSON (its first key is an account field).
+fn looks_like_ndjson<R: Read>(r: &mut BufReader<R>) -> std::io::Result<bool> {
+    let buf = r.fill_buf()?;
+    let mut it = buf.iter().skip_while(|b| b.is_ascii_whitespace() || **b == 0xEF || **b == 0xBB || **b == 0xBF);
+    if it.next() != Some(&b'{') {
+        return Ok(false); // let the object reader produce a proper error
+    }
+    let rest: Vec<u8> = it
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take(12)
+        .copied()
+        .collect();
+    Ok(!(rest.starts_with(b"\"accounts\"") || rest.starts_with(b"\"tenant\"") || rest.starts_with(b"}")))
+}
+
+/// NDJSON: one account per line; blank lines are skipped.
+pub fn read_ndjson<R: Read>(
+    mut reader: BufReader<R>,
+    path: &Path,
+    f: &mut dyn FnMut(Account) -> bool,
+) -> Result<(Presence, TenantFacts), SourceError> {
+    let mut presence = Presence::default();
+    let mut line = Vec::with_capacity(4096);
+    let mut lineno = 0u64;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| SourceError::new(format!("{}: line {}: read error: {e}", path.display(), lineno + 1)))?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        let text = trim_ascii(&line);
+        if text.is_empty() {
+            continue;
+        }
+        let account: Account = match serde_json::from_slice(text) {
+            Ok(a) => a,
+            Err(_) => {
+                // Slow path only on error: re-parse with path tracking to name the field.
+                let mut de = serde_json::Deserializer::from_slice(text);
+                let err = match serde_path_to_error::deserialize::<_, Account>(&mut de) {
+                    Ok(_) => "unexpected parse failure".to_string(),
+                    Err(e) => describe(e.path().to_string(), e.inner()),
+                };
+                return Err(SourceError::new(format!(
+                    "{}: line {lineno}: {err}",
+                    path.display()
+                )));
+            }
+        };
+        validate_account(&account).map_err(|e| {
+            SourceError::new(format!("{}: line {lineno}: {e}", path.display()))
+        })?;
+        presence.see(&account);
+        if !f(account) {
+            break;
+        }
+    }
+    Ok((presence, TenantFacts::default()))
+}
+
+fn trim_ascii(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if first.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = s {
+        if last.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+fn describe(path: String, e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    // serde_json appends " at line L column C"; keep it, it helps find the spot.
+    if path.is_empty() || path == "." {
+        msg
+    } else {
+        format!("field `{path}`: {msg}")
+    }
+}
+
+/// Semantic checks serde cannot express.
+fn validate_account(a: &Account) -> Result<(), String> {
+    if a.id.is_empty() {
+        return Err("field `id`: must not be empty".into());
+    }
+    if a.login.is_empty() {
+        return Err(format!("account {:?}: field `login`: must not be empty", a.id));
+    }
+    Ok(())
+}
+
+/// Object form, streamed with a `DeserializeSeed` so accounts are handed on one at a time.
+pub fn read_object<R: Read>(
+    reader: BufReader<R>,
+    path: &Path,
+    f: &mut dyn FnMut(Account) -> bool,
+) -> Result<(Presence, TenantFacts), SourceError> {
+    let mut state = ObjectState {
+        f,
+        presence: Presence::default(),
+        tenant: TenantFacts::default(),
+        index: 0,
+        semantic: None,
+        stopped: false,
+        saw_accounts: false,
+    };
+    let mut track = serde_path_to_error::Track::new();
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let result = {
+        let tracked = serde_path_to_error::Deserializer::new(&mut de, &mut track);
+        DocSeed(&mut state).deserialize(tracked)
+    };
+    let p = path.display();
+    if let Some(e) = state.semantic.take() {
+        return Err(SourceError::new(format!("{p}: accounts[{}]: {e}", state.index)));
+    }
+    match result {
+        Ok(()) => {}
+        Err(_) if state.stopped => {}
+        Err(e) => {
+            let field = track.path().to_string();
+            let msg = if field.is_empty() || field == "." {
+                e.to_string()
+            } else {
+                format!("field `{field}`: {e}")
+            };
+            return Err(SourceError::new(format!("{p}: {msg}")));
+        }
+    }
+    if !state.stopped {
+        de.end()
+            .map_err(|e| SourceError::new(format!("{p}: trailing data after the document: {e}")))?;
+        if !state.saw_accounts {
+            return Err(SourceError::new(format!(
+                "{p}: no `accounts` array (expected {{\"accounts\": [...]}} or NDJSON)"
+            )));
+        }
+    }
+    Ok((state.presence, state.tenant))
+}
+
+struct ObjectState<'f> {
+    f: &'f mut dyn FnMut(Account) -> bool,
+    presence: Presence,
+    tenant: TenantFacts,
+    index: usize,
+    semantic: Option<String>,
+    stopped: bool,
+    saw_accounts: bool,
+}
+
+struct DocSeed<'a, 'f>(&'a mut ObjectState<'f>);
+
+impl<'de> DeserializeSeed<'de> for DocSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object with an `accounts` array")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "accounts" => {
+                    self.0.saw_accounts = true;
+                    map.next_value_seed(AccountsSeed(self.0))?;
+                    if self.0.stopped {
+                        return Err(serde::de::Error::custom("stopped"));
+                    }
+                }
+                "tenant" => self.0.tenant = map.next_value()?,
+                // Tolerate metadata keys (`generated`, `$schema` …) in the object form.
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct AccountsSeed<'a, 'f>(&'a mut ObjectState<'f>);
+
+impl<'de> DeserializeSeed<'de> for AccountsSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AccountsSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of accounts")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(a) = seq.next_element::<Account>()? {
+            if let Err(e) = validate_account(&a) {
+                self.0.semantic = Some(e.clone());
+                return Err(serde::de::Error::custom(e));
+            }
+            self.0.presence.see(&a);
+            self.0.index += 1;
+            if !(self.0.f)(a) {
+                self.0.stopped = true;
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a whole file into memory (tests, `check-config`).
+pub fn read_all(path: &Path) -> Result<(Vec<Account>, TenantFacts), SourceError> {
+    let mut v = Vec::new();
+    let (_, t) = read_path(path, &mut |a| {
+        v.push(a);
+        true
+    })?;
+    Ok((v, t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::path::PathBuf;
+
+    fn write(name: &str, body: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(name);
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        (dir, p)
+    }
+
+    const A1: &str = r#"{"id":"1","login":"a@x","account_type":"human","status":"active","last_login":null,"mfa":{"factors":[]}}"#;
+    const A2: &str = r#"{"id":"2","login":"b@x","account_type":"service","status":"disabled","created":"2024-01-02T03:04:05Z"}"#;
+
+    #[test]
+    fn absent_is_unknown_and_null_is_never() {
+        let (_d, p) = write("a.ndjson", &format!("{A1}\n\n{A2}\n"));
+        let (accts, _) = read_all(&p).unwrap();
+        assert_eq!(accts.len(), 2);
+        assert_eq!(accts[0].last_login, Known::Never);
+        assert_eq!(accts[1].last_login, Known::Unknown);
+        assert!(accts[0].mfa.is_some() && accts[1].mfa.is_none());
+        // And it round-trips: Never serialises as null, Unknown is left out.
+        let s0 = serde_json::to_string(&accts[0]).unwrap();
+        let s1 = serde_json::to_string(&accts[1]).unwrap();
+        assert!(s0.contains("\"last_login\":null"), "{s0}");
+        assert!(!s1.contains("last_login"), "{s1}");
+    }
+
+    #[test]
+    fn object_form_and_ndjson_agree() {
+        let (_d1, p1) = write("a.ndjson", &format!("{A1}\n{A2}\n"));
+        let (_d2, p2) = write(
+            "a.json",
+            &format!("{{\n \"accounts\": [{A1},\n{A2}], \"tenant\": {{\"mfa_policy_gaps\": [\"x\"]}}}}"),
+        );
+        let (n, _) = read_all(&p1).unwrap();
+        let (o, t) = read_all(&p2).unwrap();
+        assert_eq!(n, o);
+        assert_eq!(t.mfa_policy_gaps, Some(vec!["x".to_string()]));
+        // NDJSON detection without the extension.
+        let (_d3, p3) = write("a.json", &format!("{A1}\n{A2}\n"));
+        assert_eq!(read_all(&p3).unwrap().0, n);
+    }
+
+    #[test]
+    fn ndjson_error_names_file_line_and_field() {
+        let bad = r#"{"id":"3","login":"c@x","account_type":"human","status":"active","mfa":{"factors":[{"type":"webauthn","status":"sleepy"}]}}"#;
+        let (_d, p) = write("x.ndjson", &format!("{A1}\n{bad}\n"));
+        let e = read_all(&p).unwrap_err().to_string();
+        assert!(e.contains("x.ndjson: line 2"), "{e}");
+        assert!(e.contains("mfa.factors[0].status"), "{e}");
+    }
+
+    #[test]
+    fn object_error_names_index_and_field() {
+        let bad = r#"{"id":"3","login":"c@x","account_type":"robot","status":"active"}"#;
+        let (_d, p) = write("x.json", &format!("{{\"accounts\":[{A1},{bad}]}}"));
+        let e = read_all(&p).unwrap_err().to_string();
+        assert!(e.contains("x.json"), "{e}");
+        assert!(e.contains("accounts[1].account_type"), "{e}");
+    }
+
+    #[test]
+    fn truncated_and_garbage_files_are_errors() {
+        let (_d, p) = write("t.json", &format!("{{\"accounts\":[{A1},{{\"id\":"));
+        assert!(read_all(&p).unwrap_err().to_string().contains("t.json"));
+        let (_d, p) = write("g.json", "not json at all");
+        assert!(read_all(&p).is_err());
+        let (_d, p) = write("e.json", "{\"accounts\": 5}");
+        assert!(read_all(&p).unwrap_err().to_string().contains("accounts"));
+        let (_d, p) = write("m.json", "{\"accounts\": [], \"x\": 1}\n");
+        assert!(read_all(&p).unwrap().0.is_empty());
+        let (_d, p) = write("m.json", "{\"tenant\": {}}");
+        assert!(read_all(&p).unwrap_err().to_string().contains("no `accounts`"));
+        let e = read_all(Path::new("/nonexistent/file.json")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/file.json"));
+    }
+
+    #[test]
+    fn empty_login_is_rejected() {
+        let (_d, p) = write(
+            "x.ndjson",
+            r#"{"id":"1","login":"","account_type":"human","status":"active"}"#,
+        );
+        assert!(read_all(&p).unwrap_err().to_string().contains("login"));
+    }
+
+    #[test]
+    fn availability_reports_classes_no_account_carries() {
+        let (_d, p) = write("a.ndjson", &format!("{A1}\n{A2}\n"));
+        let mut pr = Presence::default();
+        read_path(&p, &mut |a| {
+            pr.see(&a);
+            true
+        })
+        .unwrap();
+        let av = pr.availability(&p);
+        assert!(av.is_available(DataKind::LastLogin));
+        assert!(av.is_available(DataKind::Mfa));
+        assert!(!av.is_available(DataKind::Credentials));
+        assert!(!av.is_available(DataKind::Roles));
+    }
+}

@@ -1,0 +1,2 @@
+//! The shared upstream HTTP layer used by every network source (retry, pacing, paging,
+//! OAuth token cache). (being written)
