@@ -7,6 +7,8 @@
 //! - [`sources`]: one module per provider, each emitting [`model::Account`]s.
 //! - [`upstream`]: the shared HTTP client for sources (retry, pacing, paging, OAuth).
 //! - [`checks`]: pure posture checks over accounts, with an injected clock → findings.
+//! - [`report`]: one poll's accounts → findings and the counts behind every gauge.
+//! - [`state`]: what the poller shares with the server (last good report per source).
 //! - [`metrics`]: findings and poll state → Prometheus text, encoded once per poll.
 //! - [`poller`]: one background task per source; keeps the last good result.
 //! - [`server`]: `/metrics`, the landing page, health, and the `/api/v1` views.
@@ -18,6 +20,8 @@ pub mod demo;
 pub mod metrics;
 pub mod model;
 pub mod poller;
+pub mod report;
 pub mod server;
 pub mod sources;
+pub mod state;
 pub mod upstream;

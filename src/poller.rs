@@ -1,1 +1,175 @@
-//! (being written)
+//! The background poller: one task per source, polling on its interval with jitter, one poll
+//! at a time, with a per-poll timeout and backoff after failures. A successful poll swaps in
+//! a new report; a failed one keeps the last good report and marks the source down.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::watch;
+
+use crate::config::SourceConfig;
+use crate::model::Timestamp;
+use crate::report::ReportBuilder;
+use crate::sources::{PollContext, Source};
+use crate::state::{AppState, SourceState};
+
+/// The injected clock (checks judge ages against it; tests pin it).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(time::OffsetDateTime::now_utc)
+}
+
+/// First retry after a failure; doubles per consecutive failure, capped at the interval.
+const FIRST_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Polls `source` once, records the outcome in `state`, and returns the error if any.
+/// `retain` keeps accounts and findings for the API.
+pub async fn poll_once(
+    cfg: &SourceConfig,
+    source: &Source,
+    state: &SourceState,
+    clock: &Clock,
+    retain: bool,
+) -> Result<(), String> {
+    let now = clock();
+    let started = Instant::now();
+    state.update_status(|s| {
+        s.polls += 1;
+        s.polling = true;
+        s.last_attempt = Some(now);
+    });
+    let mut builder = ReportBuilder::new(cfg.policy.clone(), now, retain);
+    let ctx = PollContext {
+        now,
+        stats: &state.stats,
+    };
+    let result = match tokio::time::timeout(cfg.timeout, source.poll(&ctx, &mut builder)).await {
+        Ok(Ok(out)) => Ok(builder.finish(out)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "poll timed out after {} (source timeout)",
+            humantime::format_duration(cfg.timeout)
+        )),
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    match result {
+        Ok(report) => {
+            let accounts = report.tally.accounts.iter().flatten().sum::<u64>();
+            tracing::info!(source = %cfg.name, accounts, seconds = elapsed, "poll succeeded");
+            state.report.store(Some(Arc::new(report)));
+            state.update_status(|s| {
+                s.up = true;
+                s.completed = true;
+                s.polling = false;
+                s.consecutive_failures = 0;
+                s.last_success = Some(clock());
+                s.last_duration_seconds = Some(elapsed);
+            });
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(source = %cfg.name, error = %e, seconds = elapsed, "poll failed; keeping the last good numbers");
+            state.update_status(|s| {
+                s.up = false;
+                s.completed = true;
+                s.polling = false;
+                s.failures += 1;
+                s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+                s.last_error = Some(e.clone());
+                s.last_error_at = Some(clock());
+                s.last_duration_seconds = Some(elapsed);
+            });
+            Err(e)
+        }
+    }
+}
+
+/// The delay before the next poll: the interval plus up to 10 % jitter (at most a minute)
+/// after a success; exponential backoff from 10 s, capped at the interval, after failures.
+pub fn next_delay(interval: Duration, consecutive_failures: u32, jitter01: f64) -> Duration {
+    let base = if consecutive_failures == 0 {
+        interval
+    } else {
+        let exp = consecutive_failures.saturating_sub(1).min(16);
+        FIRST_BACKOFF.saturating_mul(1 << exp).min(interval)
+    };
+    let max_jitter = (base.as_secs_f64() * 0.1).min(60.0);
+    base + Duration::from_secs_f64(max_jitter * jitter01.clamp(0.0, 1.0))
+}
+
+/// Runs the poll loop of one source until `shutdown` flips. The first poll starts at once.
+pub async fn run(
+    cfg: SourceConfig,
+    source: Source,
+    state: Arc<SourceState>,
+    app: Arc<AppState>,
+    clock: Clock,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let polled = tokio::select! {
+            r = poll_once(&cfg, &source, &state, &clock, true) => Some(r),
+            _ = shutdown.changed() => None,
+        };
+        if polled.is_none() {
+            tracing::info!(source = %cfg.name, "shutdown: abandoning the poll in flight");
+            return;
+        }
+        app.refresh_metrics();
+        let failures = state.status().consecutive_failures;
+        let delay = next_delay(cfg.interval, failures, rand::rng().random::<f64>());
+        tracing::debug!(source = %cfg.name, delay_seconds = delay.as_secs_f64(), "next poll scheduled");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Starts one poll task per source. Returns the join handles.
+pub fn spawn_all(
+    cfgs: &[SourceConfig],
+    app: &Arc<AppState>,
+    clock: &Clock,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let mut handles = Vec::new();
+    for (cfg, state) in cfgs.iter().zip(app.sources.iter()) {
+        let source = Source::new(cfg).map_err(|e| format!("source {}: {e}", cfg.name))?;
+        handles.push(tokio::spawn(run(
+            cfg.clone(),
+            source,
+            state.clone(),
+            app.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        )));
+    }
+    Ok(handles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_after_success_is_interval_plus_bounded_jitter() {
+        let i = Duration::from_secs(900);
+        assert_eq!(next_delay(i, 0, 0.0), i);
+        assert_eq!(next_delay(i, 0, 1.0), i + Duration::from_secs(60));
+        let small = Duration::from_secs(60);
+        assert_eq!(next_delay(small, 0, 1.0), small + Duration::from_secs(6));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped_by_the_interval() {
+        let i = Duration::from_secs(900);
+        assert_eq!(next_delay(i, 1, 0.0), Duration::from_secs(10));
+        assert_eq!(next_delay(i, 2, 0.0), Duration::from_secs(20));
+        assert_eq!(next_delay(i, 4, 0.0), Duration::from_secs(80));
+        assert_eq!(next_delay(i, 10, 0.0), i);
+        assert_eq!(next_delay(i, u32::MAX, 0.0), i);
+    }
+}

@@ -1,0 +1,127 @@
+//! Credential checks: `credential.unrotated` (older than its type's max age, not expired),
+//! `credential.expired` (past expiry, still present; reported only as this),
+//! `credential.expiring` (within `expiring_within_days`), `credential.no_expiry` (a client
+//! secret or certificate with an explicit "never expires").
+
+use super::{older_than, whole_days, CheckId, Ctx, Finding};
+use crate::config::Policy;
+use crate::model::{Account, CredentialType, Known};
+
+/// The maximum age policy for a credential type.
+pub fn max_age_days(p: &Policy, t: CredentialType) -> u32 {
+    match t {
+        CredentialType::Password => p.password_max_age_days,
+        CredentialType::ApiKey
+        | CredentialType::AccessKey
+        | CredentialType::Token
+        | CredentialType::SshKey => p.access_key_max_age_days,
+        CredentialType::ClientSecret => p.secret_max_age_days,
+        CredentialType::Certificate => p.certificate_max_age_days,
+    }
+}
+
+pub fn check(a: &Account, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+    let Some(creds) = &a.credentials else {
+        return;
+    };
+    let p = ctx.policy;
+    let now = ctx.now;
+    for c in creds {
+        let finding = |check, days| Finding {
+            check,
+            subject: Some(if c.id.is_empty() {
+                c.credential_type.as_str().into()
+            } else {
+                c.id.as_str().into()
+            }),
+            credential_type: Some(c.credential_type),
+            days,
+        };
+        match c.expires {
+            Known::At(e) if e <= now => {
+                out.push(finding(CheckId::CredentialExpired, Some(whole_days(now - e))));
+                continue;
+            }
+            Known::At(e) => {
+                if e - now <= time::Duration::days(i64::from(p.expiring_within_days)) {
+                    out.push(finding(CheckId::CredentialExpiring, Some(whole_days(e - now))));
+                }
+            }
+            Known::Never => {
+                if matches!(
+                    c.credential_type,
+                    CredentialType::ClientSecret | CredentialType::Certificate
+                ) {
+                    out.push(finding(CheckId::CredentialNoExpiry, None));
+                }
+            }
+            Known::Unknown => {}
+        }
+        if let Known::At(r) = c.last_rotated {
+            if older_than(r, now, max_age_days(p, c.credential_type)) {
+                out.push(finding(CheckId::CredentialUnrotated, Some(whole_days(now - r))));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::checks::testutil::*;
+    use crate::checks::CheckId;
+    use crate::model::*;
+    use time::Duration;
+
+    fn cred(t: CredentialType, rotated: Known<Timestamp>, expires: Known<Timestamp>) -> Account {
+        let mut a = active("svc");
+        a.credentials = Some(vec![Credential {
+            credential_type: t,
+            id: "k1".into(),
+            last_rotated: rotated,
+            expires,
+            last_used: Known::Unknown,
+        }]);
+        a
+    }
+
+    #[test]
+    fn unrotated_boundary_per_type() {
+        use CredentialType::*;
+        for (t, max) in [(Password, 365), (AccessKey, 90), (ApiKey, 90), (Token, 90), (SshKey, 90), (ClientSecret, 180), (Certificate, 365)] {
+            let a = cred(t, Known::At(days_ago(max)), Known::Unknown);
+            assert!(checks(&a).is_empty(), "{t:?} at exactly {max} days");
+            let a = cred(t, Known::At(days_ago(max) - Duration::hours(1)), Known::Unknown);
+            assert_eq!(checks(&a), vec![CheckId::CredentialUnrotated], "{t:?}");
+        }
+        assert!(checks(&cred(AccessKey, Known::Unknown, Known::Unknown)).is_empty());
+    }
+
+    #[test]
+    fn expired_is_reported_only_as_expired() {
+        let a = cred(CredentialType::ClientSecret, Known::At(days_ago(500)), Known::At(days_ago(3)));
+        assert_eq!(checks(&a), vec![CheckId::CredentialExpired]);
+        let a = cred(CredentialType::ClientSecret, Known::At(days_ago(1)), Known::At(NOW));
+        assert_eq!(checks(&a), vec![CheckId::CredentialExpired], "expiry instant has passed");
+    }
+
+    #[test]
+    fn expiring_window_is_inclusive() {
+        let a = cred(CredentialType::Certificate, Known::At(days_ago(1)), Known::At(NOW + Duration::days(30)));
+        assert_eq!(checks(&a), vec![CheckId::CredentialExpiring]);
+        let a = cred(CredentialType::Certificate, Known::At(days_ago(1)), Known::At(NOW + Duration::days(30) + Duration::seconds(1)));
+        assert!(checks(&a).is_empty());
+        // Old and about to expire: both.
+        let a = cred(CredentialType::ClientSecret, Known::At(days_ago(400)), Known::At(NOW + Duration::days(2)));
+        assert_eq!(checks(&a), vec![CheckId::CredentialExpiring, CheckId::CredentialUnrotated]);
+    }
+
+    #[test]
+    fn no_expiry_only_for_app_secrets_and_certificates() {
+        let a = cred(CredentialType::ClientSecret, Known::At(days_ago(1)), Known::Never);
+        assert_eq!(checks(&a), vec![CheckId::CredentialNoExpiry]);
+        let a = cred(CredentialType::Password, Known::At(days_ago(1)), Known::Never);
+        assert!(checks(&a).is_empty());
+        let a = cred(CredentialType::Certificate, Known::At(days_ago(1)), Known::Unknown);
+        assert!(checks(&a).is_empty(), "unknown expiry is not no expiry");
+    }
+}

@@ -1,0 +1,373 @@
+//! Posture checks (SPEC §5): pure functions over one normalised account (or a tenant's
+//! counts) with an injected clock. Each family lives in its own file; this module holds the
+//! check ids, severities and the per-account entry point [`evaluate_account`].
+
+pub mod credentials;
+pub mod dormancy;
+pub mod mfa;
+pub mod privilege;
+pub mod tenant;
+
+use serde::Serialize;
+
+use crate::config::Policy;
+use crate::model::{Account, AccountType, CredentialType, Timestamp};
+
+/// Every check the exporter runs. The string ids are part of the product contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CheckId {
+    MfaMissing,
+    MfaWeak,
+    MfaNotEnforced,
+    DormantInactive,
+    DormantNeverLoggedIn,
+    DormantTerminated,
+    CredentialUnrotated,
+    CredentialExpired,
+    CredentialExpiring,
+    CredentialNoExpiry,
+    PrivilegeRoleNotAllowed,
+    PrivilegeUnused,
+    PrivilegeNoMfa,
+    PrivilegeServiceAccountAdmin,
+    TenantTooManySuperAdmins,
+    TenantTooFewSuperAdmins,
+    TenantMfaPolicyGap,
+}
+
+pub const N_CHECKS: usize = 17;
+
+impl CheckId {
+    pub const ALL: [CheckId; N_CHECKS] = [
+        CheckId::MfaMissing,
+        CheckId::MfaWeak,
+        CheckId::MfaNotEnforced,
+        CheckId::DormantInactive,
+        CheckId::DormantNeverLoggedIn,
+        CheckId::DormantTerminated,
+        CheckId::CredentialUnrotated,
+        CheckId::CredentialExpired,
+        CheckId::CredentialExpiring,
+        CheckId::CredentialNoExpiry,
+        CheckId::PrivilegeRoleNotAllowed,
+        CheckId::PrivilegeUnused,
+        CheckId::PrivilegeNoMfa,
+        CheckId::PrivilegeServiceAccountAdmin,
+        CheckId::TenantTooManySuperAdmins,
+        CheckId::TenantTooFewSuperAdmins,
+        CheckId::TenantMfaPolicyGap,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckId::MfaMissing => "mfa.missing",
+            CheckId::MfaWeak => "mfa.weak",
+            CheckId::MfaNotEnforced => "mfa.not_enforced",
+            CheckId::DormantInactive => "dormant.inactive",
+            CheckId::DormantNeverLoggedIn => "dormant.never_logged_in",
+            CheckId::DormantTerminated => "dormant.terminated",
+            CheckId::CredentialUnrotated => "credential.unrotated",
+            CheckId::CredentialExpired => "credential.expired",
+            CheckId::CredentialExpiring => "credential.expiring",
+            CheckId::CredentialNoExpiry => "credential.no_expiry",
+            CheckId::PrivilegeRoleNotAllowed => "privilege.role_not_allowed",
+            CheckId::PrivilegeUnused => "privilege.unused",
+            CheckId::PrivilegeNoMfa => "privilege.no_mfa",
+            CheckId::PrivilegeServiceAccountAdmin => "privilege.service_account_admin",
+            CheckId::TenantTooManySuperAdmins => "tenant.too_many_super_admins",
+            CheckId::TenantTooFewSuperAdmins => "tenant.too_few_super_admins",
+            CheckId::TenantMfaPolicyGap => "tenant.mfa_policy_gap",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CheckId> {
+        CheckId::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Fixed per check, so `identity_posture_findings{check, severity}` has one series per
+    /// check: privileged findings are critical, MFA-less and leavers high, credential
+    /// warnings low, everything else medium.
+    pub fn severity(self) -> Severity {
+        match self {
+            CheckId::PrivilegeRoleNotAllowed
+            | CheckId::PrivilegeUnused
+            | CheckId::PrivilegeNoMfa
+            | CheckId::PrivilegeServiceAccountAdmin
+            | CheckId::TenantTooManySuperAdmins
+            | CheckId::TenantTooFewSuperAdmins => Severity::Critical,
+            CheckId::MfaMissing | CheckId::DormantTerminated | CheckId::TenantMfaPolicyGap => {
+                Severity::High
+            }
+            CheckId::CredentialExpiring | CheckId::CredentialNoExpiry => Severity::Low,
+            _ => Severity::Medium,
+        }
+    }
+
+    pub fn is_tenant(self) -> bool {
+        matches!(
+            self,
+            CheckId::TenantTooManySuperAdmins
+                | CheckId::TenantTooFewSuperAdmins
+                | CheckId::TenantMfaPolicyGap
+        )
+    }
+}
+
+impl Serialize for CheckId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// One finding on one account. Kept small: the text is rendered only when the API asks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub check: CheckId,
+    /// What the finding is about inside the account: a credential id, a role name.
+    pub subject: Option<Box<str>>,
+    pub credential_type: Option<CredentialType>,
+    /// Age in days (dormancy, rotation) or days until expiry (`credential.expiring`), or
+    /// days since expiry (`credential.expired`).
+    pub days: Option<i64>,
+}
+
+impl Finding {
+    pub fn new(check: CheckId) -> Finding {
+        Finding {
+            check,
+            subject: None,
+            credential_type: None,
+            days: None,
+        }
+    }
+
+    /// A sentence a person can act on.
+    pub fn describe(&self) -> String {
+        let subj = self.subject.as_deref().unwrap_or("");
+        let ct = self.credential_type.map(|c| c.as_str()).unwrap_or("credential");
+        let d = self.days.unwrap_or(0);
+        match self.check {
+            CheckId::MfaMissing => "no active MFA factor".into(),
+            CheckId::MfaWeak => "only weak MFA factors (e.g. SMS, voice, email)".into(),
+            CheckId::MfaNotEnforced => "MFA enrolled but not enforced".into(),
+            CheckId::DormantInactive => format!("no login for {d} days"),
+            CheckId::DormantNeverLoggedIn => format!("never logged in; created {d} days ago"),
+            CheckId::DormantTerminated => format!("left the organisation {d} days ago but the account still exists"),
+            CheckId::CredentialUnrotated => format!("{ct} {subj:?} not rotated for {d} days"),
+            CheckId::CredentialExpired => format!("{ct} {subj:?} expired {d} days ago and is still present"),
+            CheckId::CredentialExpiring => format!("{ct} {subj:?} expires in {d} days"),
+            CheckId::CredentialNoExpiry => format!("{ct} {subj:?} has no expiry date"),
+            CheckId::PrivilegeRoleNotAllowed => format!("holds role {subj:?} outside its allowed groups and accounts"),
+            CheckId::PrivilegeUnused => match self.days {
+                Some(d) => format!("privileged, but no login or role use for {d} days"),
+                None => "privileged, but never used".into(),
+            },
+            CheckId::PrivilegeNoMfa => "privileged without MFA or with only weak MFA".into(),
+            CheckId::PrivilegeServiceAccountAdmin => format!("service account holding admin role {subj:?}"),
+            CheckId::TenantTooManySuperAdmins
+            | CheckId::TenantTooFewSuperAdmins
+            | CheckId::TenantMfaPolicyGap => subj.to_string(),
+        }
+    }
+}
+
+/// How an account's MFA looks, for the MFA coverage gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaClass {
+    /// The source does not know.
+    Unknown,
+    None,
+    /// Only factors from `weak_mfa_factors`.
+    Weak,
+    /// At least one factor that is not weak, none phishing-resistant.
+    Strong,
+    PhishingResistant,
+}
+
+/// The facts about one account that every check and count needs, derived once.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict {
+    /// `account_type`, or `service` when the login matches `service_account_patterns`.
+    pub account_type: AccountType,
+    pub excluded: bool,
+    pub privileged: bool,
+    /// Active (`active` or `locked`): the only accounts most checks look at.
+    pub checked: bool,
+    pub mfa: MfaClass,
+}
+
+/// Everything a check needs besides the account.
+pub struct Ctx<'a> {
+    pub policy: &'a Policy,
+    pub now: Timestamp,
+}
+
+/// Runs every account-level check on `a`, appending findings to `out` (which is not
+/// cleared). Excluded accounts are evaluated too (the API shows what they would be flagged
+/// for); counting them is the caller's business.
+pub fn evaluate_account(a: &Account, ctx: &Ctx<'_>, out: &mut Vec<Finding>) -> Verdict {
+    let p = ctx.policy;
+    let account_type = if p.service_account_patterns.matches(&a.login) {
+        AccountType::Service
+    } else {
+        a.account_type
+    };
+    let excluded = p.exclude_accounts.matches(&a.login) || p.exclude_accounts.matches(&a.id);
+    let privileged = a.is_privileged();
+    let checked = a.status.is_active();
+    let mfa = mfa::classify(a, p);
+    let v = Verdict {
+        account_type,
+        excluded,
+        privileged,
+        checked,
+        mfa,
+    };
+    // Leavers are looked at in every state in which the account still exists.
+    dormancy::check_terminated(a, ctx, out);
+    if checked {
+        mfa::check(a, &v, out);
+        dormancy::check_activity(a, ctx, out);
+        credentials::check(a, ctx, out);
+        privilege::check(a, &v, ctx, out);
+    }
+    v
+}
+
+/// Whole days in `d`, rounded down (a finding's `days`).
+pub(crate) fn whole_days(d: time::Duration) -> i64 {
+    d.whole_days()
+}
+
+/// `true` when `later - earlier` is strictly longer than `days` days.
+pub(crate) fn older_than(earlier: Timestamp, later: Timestamp, days: u32) -> bool {
+    later - earlier > time::Duration::days(i64::from(days))
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+    use crate::model::*;
+    use time::macros::datetime;
+
+    pub const NOW: Timestamp = datetime!(2026-11-28 12:00 UTC);
+
+    pub fn days_ago(d: i64) -> Timestamp {
+        NOW - time::Duration::days(d)
+    }
+
+    pub fn active(login: &str) -> Account {
+        let mut a = Account::new(login, login);
+        a.created = Some(days_ago(1000));
+        a.last_login = Known::At(days_ago(1));
+        a.mfa = Some(Mfa {
+            factors: vec![Factor {
+                factor_type: FactorType::Webauthn,
+                status: FactorStatus::Active,
+            }],
+            enforced: Some(true),
+        });
+        a.credentials = Some(vec![]);
+        a.roles = Some(vec![]);
+        a
+    }
+
+    pub fn run(a: &Account, policy: &Policy) -> (Vec<CheckId>, Verdict) {
+        let mut out = Vec::new();
+        let v = evaluate_account(a, &Ctx { policy, now: NOW }, &mut out);
+        (out.iter().map(|f| f.check).collect(), v)
+    }
+
+    pub fn checks(a: &Account) -> Vec<CheckId> {
+        run(a, &Policy::default()).0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+    use crate::config::{LoginMatcher, RawPolicy};
+    use crate::model::*;
+
+    #[test]
+    fn a_clean_account_has_no_findings() {
+        assert!(checks(&active("alice@x")).is_empty());
+    }
+
+    #[test]
+    fn ids_round_trip_and_severities_follow_the_spec() {
+        for c in CheckId::ALL {
+            assert_eq!(CheckId::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(CheckId::MfaMissing.severity(), Severity::High);
+        assert_eq!(CheckId::DormantTerminated.severity(), Severity::High);
+        assert_eq!(CheckId::PrivilegeNoMfa.severity(), Severity::Critical);
+        assert_eq!(CheckId::CredentialExpiring.severity(), Severity::Low);
+        assert_eq!(CheckId::CredentialNoExpiry.severity(), Severity::Low);
+        assert_eq!(CheckId::DormantInactive.severity(), Severity::Medium);
+    }
+
+    #[test]
+    fn inactive_statuses_are_not_checked() {
+        for s in [Status::Suspended, Status::Disabled, Status::Deprovisioned, Status::Staged] {
+            let mut a = active("x");
+            a.status = s;
+            a.mfa = Some(Mfa::default());
+            a.last_login = Known::At(days_ago(900));
+            assert!(checks(&a).is_empty(), "{s:?}");
+        }
+        let mut a = active("x");
+        a.status = Status::Locked;
+        a.mfa = Some(Mfa::default());
+        assert_eq!(checks(&a), vec![CheckId::MfaMissing]);
+    }
+
+    #[test]
+    fn service_patterns_and_exclusions() {
+        let mut raw = RawPolicy::default();
+        raw.service_account_patterns = Some(vec!["svc-*".into()]);
+        raw.exclude_accounts = Some(vec!["breakglass-*@example.com".into()]);
+        let mut e = Vec::new();
+        let p = Policy::from_raw(&raw, None, "policy", &mut e);
+        assert!(e.is_empty());
+        let (_, v) = run(&active("svc-backup"), &p);
+        assert_eq!(v.account_type, AccountType::Service);
+        let mut bg = active("breakglass-1@example.com");
+        bg.mfa = Some(Mfa::default());
+        let (f, v) = run(&bg, &p);
+        assert!(v.excluded);
+        // Still evaluated (the API shows it), counted as excluded by the caller.
+        assert_eq!(f, vec![CheckId::MfaMissing]);
+        assert!(LoginMatcher::new(&["[".into()]).is_err());
+    }
+}

@@ -1,0 +1,383 @@
+//! One poll's result: accounts go in (as an [`AccountSink`]), checks run on each as it
+//! arrives, and a [`Report`] comes out with the counts behind every gauge and, when
+//! retained, the accounts and findings behind the API. `collect` does not retain, so a
+//! million-account file is counted in constant memory.
+
+use std::collections::HashMap;
+
+use crate::checks::{self, CheckId, Ctx, Finding, MfaClass, N_CHECKS};
+use crate::config::Policy;
+use crate::model::{Account, AccountType, CredentialType, DataAvailability, Status, Timestamp};
+use crate::sources::{AccountSink, PollOutput, SourceGauge};
+
+pub const DORMANT_REASONS: [&str; 3] = ["inactive", "never_logged_in", "terminated"];
+pub const OVERPRIV_REASONS: [&str; 4] = ["role_not_allowed", "unused", "no_mfa", "service_account_admin"];
+
+/// At most this many distinct roles per source in `identity_posture_privileged_accounts`.
+pub const MAX_ROLE_LABELS: usize = 20;
+
+type ByTypePriv = [[u64; 2]; 2];
+type ByTypeCred = [[u64; 7]; 2];
+
+/// The counts behind the posture gauges. Indexes: account type (human 0, service 1),
+/// privileged (false 0, true 1), status, reason and credential type in their `ALL` order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub accounts: [[u64; 6]; 2],
+    /// Active, non-excluded accounts (what the checks judge), per account type.
+    pub active: [u64; 2],
+    pub without_mfa: ByTypePriv,
+    pub weak_mfa: ByTypePriv,
+    pub phishing_resistant_mfa: ByTypePriv,
+    pub dormant: [[[u64; 3]; 2]; 2],
+    pub unrotated: ByTypeCred,
+    pub expired: ByTypeCred,
+    pub expiring: ByTypeCred,
+    pub overprivileged: [[u64; 4]; 2],
+    /// Active accounts per role (excluded ones too: they really hold the role).
+    pub privileged_roles: HashMap<String, u64>,
+    pub super_admins: u64,
+    pub excluded: u64,
+    pub findings: [u64; N_CHECKS],
+    /// Active, non-excluded accounts with no finding.
+    pub compliant: u64,
+    /// Accounts whose roles were known (tenant admin-count checks need roles).
+    pub roles_known: u64,
+}
+
+impl Tally {
+    pub fn compliant_ratio(&self) -> f64 {
+        let checked = self.active[0] + self.active[1];
+        if checked == 0 {
+            1.0
+        } else {
+            self.compliant as f64 / checked as f64
+        }
+    }
+
+    /// Roles for the gauge: the 20 most held by name, the rest summed as `other`.
+    pub fn role_labels(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self
+            .privileged_roles
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        if v.len() > MAX_ROLE_LABELS {
+            let rest: u64 = v[MAX_ROLE_LABELS - 1..].iter().map(|x| x.1).sum();
+            v.truncate(MAX_ROLE_LABELS - 1);
+            v.push(("other".into(), rest));
+        }
+        v.sort();
+        v
+    }
+}
+
+/// Per-account facts kept beside the account for the API.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountMeta {
+    pub account_type: AccountType,
+    pub excluded: bool,
+    pub privileged: bool,
+}
+
+/// A finding and the account it belongs to (`None` for tenant findings).
+#[derive(Debug, Clone)]
+pub struct StoredFinding {
+    pub account: Option<u32>,
+    pub finding: Finding,
+}
+
+/// The result of one successful poll of one source.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub evaluated_at: Option<Timestamp>,
+    pub tally: Tally,
+    pub availability: DataAvailability,
+    pub gauges: Vec<SourceGauge>,
+    /// Retained accounts (empty when not retaining).
+    pub accounts: Vec<Account>,
+    pub meta: Vec<AccountMeta>,
+    /// Sorted by account id, then check; tenant findings first.
+    pub findings: Vec<StoredFinding>,
+    /// Account id → index in `accounts`.
+    pub index: HashMap<String, u32>,
+}
+
+impl Report {
+    pub fn account_id(&self, f: &StoredFinding) -> &str {
+        f.account
+            .map(|i| self.accounts[i as usize].id.as_str())
+            .unwrap_or("")
+    }
+}
+
+/// Runs the checks over accounts as they arrive and counts them.
+pub struct ReportBuilder {
+    policy: Policy,
+    now: Timestamp,
+    retain: bool,
+    tally: Tally,
+    scratch: Vec<Finding>,
+    accounts: Vec<Account>,
+    meta: Vec<AccountMeta>,
+    findings: Vec<StoredFinding>,
+}
+
+impl AccountSink for ReportBuilder {
+    fn push(&mut self, account: Account) {
+        self.add(account);
+    }
+}
+
+impl ReportBuilder {
+    /// `retain` keeps accounts and findings for the API; without it only counts are kept.
+    pub fn new(policy: Policy, now: Timestamp, retain: bool) -> ReportBuilder {
+        ReportBuilder {
+            policy,
+            now,
+            retain,
+            tally: Tally::default(),
+            scratch: Vec::with_capacity(16),
+            accounts: Vec::new(),
+            meta: Vec::new(),
+            findings: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, a: Account) {
+        self.scratch.clear();
+        let ctx = Ctx {
+            policy: &self.policy,
+            now: self.now,
+        };
+        let v = checks::evaluate_account(&a, &ctx, &mut self.scratch);
+        count(&mut self.tally, &a, &v, &self.scratch, &self.policy);
+        if self.retain {
+            let idx = self.accounts.len() as u32;
+            for f in self.scratch.drain(..) {
+                self.findings.push(StoredFinding {
+                    account: Some(idx),
+                    finding: f,
+                });
+            }
+            self.meta.push(AccountMeta {
+                account_type: v.account_type,
+                excluded: v.excluded,
+                privileged: v.privileged,
+            });
+            self.accounts.push(a);
+        }
+    }
+
+    /// Adds the tenant checks and freezes the report.
+    pub fn finish(mut self, out: PollOutput) -> Report {
+        let super_admins = (self.tally.roles_known > 0
+            && out.availability.is_available(crate::model::DataKind::Roles))
+        .then_some(self.tally.super_admins);
+        let tenant = checks::tenant::check(super_admins, &out.tenant, &self.policy);
+        for f in &tenant {
+            self.tally.findings[f.check as usize] += 1;
+        }
+        let mut index = HashMap::with_capacity(self.accounts.len());
+        for (i, a) in self.accounts.iter().enumerate() {
+            index.entry(a.id.clone()).or_insert(i as u32);
+        }
+        let accounts = &self.accounts;
+        self.findings.sort_by(|x, y| {
+            let ix = x.account.map(|i| accounts[i as usize].id.as_str());
+            let iy = y.account.map(|i| accounts[i as usize].id.as_str());
+            ix.cmp(&iy)
+                .then(x.account.cmp(&y.account))
+                .then(x.finding.check.cmp(&y.finding.check))
+                .then(x.finding.subject.cmp(&y.finding.subject))
+        });
+        let mut findings: Vec<StoredFinding> = tenant
+            .into_iter()
+            .map(|f| StoredFinding {
+                account: None,
+                finding: f,
+            })
+            .collect();
+        findings.append(&mut self.findings);
+        Report {
+            evaluated_at: Some(self.now),
+            tally: self.tally,
+            availability: out.availability,
+            gauges: out.gauges,
+            accounts: self.accounts,
+            meta: self.meta,
+            findings,
+            index,
+        }
+    }
+}
+
+/// Adds one evaluated account to the counts.
+fn count(t: &mut Tally, a: &Account, v: &checks::Verdict, findings: &[Finding], p: &Policy) {
+    let ty = v.account_type as usize;
+    let pr = usize::from(v.privileged);
+    t.accounts[ty][a.status as usize] += 1;
+    if a.roles.is_some() {
+        t.roles_known += 1;
+    }
+    if v.excluded {
+        t.excluded += 1;
+    }
+    if v.checked {
+        for r in a.roles.iter().flatten() {
+            match t.privileged_roles.get_mut(r.name.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    t.privileged_roles.insert(r.name.clone(), 1);
+                }
+            }
+        }
+        if a
+            .roles
+            .iter()
+            .flatten()
+            .any(|r| checks::tenant::is_super_admin_role(p, &r.name))
+        {
+            t.super_admins += 1;
+        }
+    }
+    if v.excluded {
+        return;
+    }
+    if v.checked {
+        t.active[ty] += 1;
+        if findings.is_empty() {
+            t.compliant += 1;
+        }
+        match v.mfa {
+            MfaClass::None => t.without_mfa[ty][pr] += 1,
+            MfaClass::Weak => t.weak_mfa[ty][pr] += 1,
+            MfaClass::PhishingResistant => t.phishing_resistant_mfa[ty][pr] += 1,
+            MfaClass::Strong | MfaClass::Unknown => {}
+        }
+    }
+    // Accounts count once per check, per credential type and per reason.
+    let mut seen_checks = 0u32;
+    let mut seen_cred = [0u8; 3];
+    for f in findings {
+        let bit = 1u32 << (f.check as u32);
+        let first = seen_checks & bit == 0;
+        seen_checks |= bit;
+        if first {
+            t.findings[f.check as usize] += 1;
+        }
+        let cred_slot = match f.check {
+            CheckId::CredentialUnrotated => Some((0, &mut t.unrotated)),
+            CheckId::CredentialExpired => Some((1, &mut t.expired)),
+            CheckId::CredentialExpiring => Some((2, &mut t.expiring)),
+            _ => None,
+        };
+        if let (Some((slot, arr)), Some(ct)) = (cred_slot, f.credential_type) {
+            let cb = 1u8 << (ct as u8);
+            if seen_cred[slot] & cb == 0 {
+                seen_cred[slot] |= cb;
+                arr[ty][ct as usize] += 1;
+            }
+        }
+        if !first {
+            continue;
+        }
+        match f.check {
+            CheckId::DormantInactive => t.dormant[ty][pr][0] += 1,
+            CheckId::DormantNeverLoggedIn => t.dormant[ty][pr][1] += 1,
+            CheckId::DormantTerminated => t.dormant[ty][pr][2] += 1,
+            CheckId::PrivilegeRoleNotAllowed => t.overprivileged[ty][0] += 1,
+            CheckId::PrivilegeUnused => t.overprivileged[ty][1] += 1,
+            CheckId::PrivilegeNoMfa => t.overprivileged[ty][2] += 1,
+            CheckId::PrivilegeServiceAccountAdmin => t.overprivileged[ty][3] += 1,
+            _ => {}
+        }
+    }
+}
+
+/// Status and credential type helpers for renderers.
+pub fn status_name(i: usize) -> &'static str {
+    Status::ALL[i].as_str()
+}
+pub fn credential_name(i: usize) -> &'static str {
+    CredentialType::ALL[i].as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testutil::*;
+    use crate::model::*;
+
+    fn report(accts: Vec<Account>) -> Report {
+        let mut b = ReportBuilder::new(Policy::default(), NOW, true);
+        for a in accts {
+            b.push(a);
+        }
+        b.finish(PollOutput::default())
+    }
+
+    #[test]
+    fn an_account_with_two_stale_keys_counts_once_per_type() {
+        let mut a = active("svc");
+        a.account_type = AccountType::Service;
+        let k = |id: &str, t| Credential {
+            credential_type: t,
+            id: id.into(),
+            last_rotated: Known::At(days_ago(400)),
+            expires: Known::Unknown,
+            last_used: Known::Unknown,
+        };
+        a.credentials = Some(vec![
+            k("a", CredentialType::AccessKey),
+            k("b", CredentialType::AccessKey),
+            k("c", CredentialType::Password),
+        ]);
+        let r = report(vec![a]);
+        assert_eq!(r.tally.unrotated[1][CredentialType::AccessKey as usize], 1);
+        assert_eq!(r.tally.unrotated[1][CredentialType::Password as usize], 1);
+        assert_eq!(r.tally.findings[CheckId::CredentialUnrotated as usize], 1);
+        let listed = r.findings.iter().filter(|f| f.account.is_some()).count();
+        assert_eq!(listed, 3, "every key is still listed in the API");
+        assert_eq!(r.tally.compliant_ratio(), 0.0);
+    }
+
+    #[test]
+    fn excluded_accounts_are_counted_but_never_flagged() {
+        let mut raw = crate::config::RawPolicy::default();
+        raw.exclude_accounts = Some(vec!["bg-*".into()]);
+        let mut e = vec![];
+        let p = Policy::from_raw(&raw, None, "p", &mut e);
+        let mut b = ReportBuilder::new(p, NOW, true);
+        let mut bg = active("bg-1");
+        bg.mfa = Some(Mfa::default());
+        bg.roles = Some(vec![Role { name: "SUPER_ADMIN".into(), last_used: Known::Unknown }]);
+        b.push(bg);
+        b.push(active("ok"));
+        let r = b.finish(PollOutput::default());
+        assert_eq!(r.tally.excluded, 1);
+        assert_eq!(r.tally.without_mfa, [[0, 0], [0, 0]]);
+        assert_eq!(r.tally.findings[CheckId::MfaMissing as usize], 0);
+        assert_eq!(r.tally.active, [1, 0]);
+        assert_eq!(r.tally.compliant_ratio(), 1.0);
+        assert_eq!(r.tally.super_admins, 1, "break-glass admins are still admins");
+        assert!(r.meta[0].excluded);
+        // Its findings are still listed for the API.
+        assert!(r.findings.iter().any(|f| f.account == Some(0)));
+        // 1 super admin < 2: tenant finding.
+        assert_eq!(r.tally.findings[CheckId::TenantTooFewSuperAdmins as usize], 1);
+    }
+
+    #[test]
+    fn role_labels_are_capped() {
+        let mut t = Tally::default();
+        for i in 0..25 {
+            t.privileged_roles.insert(format!("role{i:02}"), 100 - i as u64);
+        }
+        let l = t.role_labels();
+        assert_eq!(l.len(), 20);
+        let other = l.iter().find(|(n, _)| n == "other").unwrap().1;
+        assert_eq!(other, (19..25).map(|i| 100 - i as u64).sum::<u64>());
+    }
+}
