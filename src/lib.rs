@@ -12,9 +12,11 @@
 //! - [`metrics`]: findings and poll state → Prometheus text, encoded once per poll.
 //! - [`poller`]: one background task per source; keeps the last good result.
 //! - [`server`]: `/metrics`, the landing page, health, and the `/api/v1` views.
+//! - [`collect`]: the one-shot `collect` command.
 //! - [`demo`]: `generate-demo`, a seeded synthetic organisation.
 
 pub mod checks;
+pub mod collect;
 pub mod config;
 pub mod demo;
 pub mod metrics;
