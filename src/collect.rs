@@ -60,7 +60,9 @@ pub async fn run(cfg: &Config, clock: &Clock, json_findings: bool) -> (Vec<u8>, 
                 r.findings
                     .iter()
                     .map(|f| {
-                        let a = f.account.map(|i| (&r.accounts[i as usize], r.meta[i as usize]));
+                        let a = f
+                            .account
+                            .map(|i| (&r.accounts[i as usize], r.meta[i as usize]));
                         json!({
                             "account_id": a.map(|(a, _)| &a.id),
                             "login": a.map(|(a, _)| &a.login),

@@ -465,7 +465,9 @@ impl Policy {
                 .enumerate()
                 .map(|(i, r)| {
                     if r.role.trim().is_empty() {
-                        errors.push(format!("{path}.privilege_rules[{i}].role: must not be empty"));
+                        errors.push(format!(
+                            "{path}.privilege_rules[{i}].role: must not be empty"
+                        ));
                     }
                     PrivilegeRule {
                         role: r.role.clone(),
@@ -563,7 +565,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     }
     let figment = Figment::new()
         .merge(Toml::file(path))
-        .merge(Env::prefixed("IPE_").split("__"));
+        // Only nested keys (`IPE_SECTION__KEY`): every top-level key is a table, and this
+        // leaves `IPE_CONFIG` (the --config flag) and other IPE_ variables alone.
+        .merge(
+            Env::prefixed("IPE_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     from_figment(&figment, &base, &|name| std::env::var(name).ok())
 }
@@ -814,7 +822,12 @@ pub fn read_secret(
     }
 }
 
-fn parse_duration(path: &str, v: Option<&str>, dflt: Duration, errors: &mut Vec<String>) -> Duration {
+fn parse_duration(
+    path: &str,
+    v: Option<&str>,
+    dflt: Duration,
+    errors: &mut Vec<String>,
+) -> Duration {
     match v {
         None => dflt,
         Some(s) => match humantime::parse_duration(s) {
@@ -1055,8 +1068,7 @@ fn validate_source(
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
@@ -1147,7 +1159,8 @@ policy = { dormant_days = 3 }
 "#,
         );
         assert!(
-            e.iter().any(|m| m.contains("sources[0].policy.dormant_days")),
+            e.iter()
+                .any(|m| m.contains("sources[0].policy.dormant_days")),
             "{e:?}"
         );
     }
@@ -1215,6 +1228,7 @@ token_file = "{}"
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn env_overrides_the_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -15,12 +15,36 @@ use time::Duration;
 use crate::model::*;
 
 const DEPARTMENTS: &[(&str, &[&str])] = &[
-    ("Engineering", &["Software Engineer", "SRE", "Engineering Manager", "Staff Engineer"]),
-    ("Sales", &["Account Executive", "Sales Manager", "Sales Engineer"]),
-    ("Marketing", &["Marketing Manager", "Content Strategist", "Designer"]),
-    ("Finance", &["Accountant", "Financial Analyst", "Controller"]),
+    (
+        "Engineering",
+        &[
+            "Software Engineer",
+            "SRE",
+            "Engineering Manager",
+            "Staff Engineer",
+        ],
+    ),
+    (
+        "Sales",
+        &["Account Executive", "Sales Manager", "Sales Engineer"],
+    ),
+    (
+        "Marketing",
+        &["Marketing Manager", "Content Strategist", "Designer"],
+    ),
+    (
+        "Finance",
+        &["Accountant", "Financial Analyst", "Controller"],
+    ),
     ("People", &["HR Partner", "Recruiter"]),
-    ("IT", &["IT Administrator", "Helpdesk Technician", "Security Engineer"]),
+    (
+        "IT",
+        &[
+            "IT Administrator",
+            "Helpdesk Technician",
+            "Security Engineer",
+        ],
+    ),
     ("Support", &["Support Engineer", "Support Lead"]),
     ("Legal", &["Counsel", "Paralegal"]),
     ("Operations", &["Operations Manager", "Analyst"]),
@@ -34,14 +58,52 @@ const FIRST: &[&str] = &[
     "kofi", "lena", "mateo", "noor", "oskar", "priya", "quinn", "rosa", "sanjay", "tomas",
 ];
 const LAST: &[&str] = &[
-    "smith", "jones", "garcia", "muller", "rossi", "kim", "nguyen", "okafor", "silva", "novak",
-    "larsen", "dubois", "tanaka", "haddad", "kowalski", "schmidt", "cohen", "ivanova", "patel",
-    "moreau", "costa", "fischer", "yilmaz", "berg", "santos", "walsh", "horvat", "lindqvist",
+    "smith",
+    "jones",
+    "garcia",
+    "muller",
+    "rossi",
+    "kim",
+    "nguyen",
+    "okafor",
+    "silva",
+    "novak",
+    "larsen",
+    "dubois",
+    "tanaka",
+    "haddad",
+    "kowalski",
+    "schmidt",
+    "cohen",
+    "ivanova",
+    "patel",
+    "moreau",
+    "costa",
+    "fischer",
+    "yilmaz",
+    "berg",
+    "santos",
+    "walsh",
+    "horvat",
+    "lindqvist",
 ];
 const SERVICES: &[&str] = &[
-    "backup", "ci-deploy", "terraform", "monitoring", "billing-sync", "hr-import", "ldap-bridge",
-    "scim-provisioner", "reporting", "data-pipeline", "crm-sync", "log-shipper", "vault-auth",
-    "jira-bot", "slack-bot", "payroll-export",
+    "backup",
+    "ci-deploy",
+    "terraform",
+    "monitoring",
+    "billing-sync",
+    "hr-import",
+    "ldap-bridge",
+    "scim-provisioner",
+    "reporting",
+    "data-pipeline",
+    "crm-sync",
+    "log-shipper",
+    "vault-auth",
+    "jira-bot",
+    "slack-bot",
+    "payroll-export",
 ];
 
 /// Options for one generated organisation.
@@ -80,8 +142,14 @@ pub fn generate(opts: &DemoOptions) -> (Vec<Account>, TenantFacts) {
         let mut a = Account::new(format!("00u{:08x}", 0x1000 + i), login);
         a.display_name = Some(format!("{} {}", cap(first), cap(last)));
         a.attributes.insert("department".into(), json!(dept));
-        a.attributes.insert("title".into(), json!(titles[rng.random_range(0..titles.len())]));
-        a.attributes.insert("employee_number".into(), json!(format!("E{:05}", 10000 + i)));
+        a.attributes.insert(
+            "title".into(),
+            json!(titles[rng.random_range(0..titles.len())]),
+        );
+        a.attributes.insert(
+            "employee_number".into(),
+            json!(format!("E{:05}", 10000 + i)),
+        );
         let slug = dept.to_lowercase();
         a.groups = vec!["everyone".into(), slug];
         if rng.random_bool(0.3) {
@@ -107,7 +175,10 @@ pub fn generate(opts: &DemoOptions) -> (Vec<Account>, TenantFacts) {
         // Last login.
         let l = rng.random_range(0..100);
         a.last_login = match l {
-            0..=74 => Known::At(ago(rng.random_range(0..30).min(age_days), rng.random_range(0..24))),
+            0..=74 => Known::At(ago(
+                rng.random_range(0..30).min(age_days),
+                rng.random_range(0..24),
+            )),
             75..=84 => Known::At(ago(rng.random_range(30..89).min(age_days), 3)),
             85..=93 => Known::At(ago(rng.random_range(91..500).min(age_days), 5)),
             94..=97 => Known::Never,
@@ -121,7 +192,8 @@ pub fn generate(opts: &DemoOptions) -> (Vec<Account>, TenantFacts) {
         // Leavers: HR says they left; some accounts are still active.
         if rng.random_range(0..100) < 3 {
             a.terminated = Some(ago(rng.random_range(3..120), 0));
-            a.attributes.insert("employment_status".into(), json!("terminated"));
+            a.attributes
+                .insert("employment_status".into(), json!("terminated"));
         }
 
         // MFA.
@@ -143,22 +215,38 @@ pub fn generate(opts: &DemoOptions) -> (Vec<Account>, TenantFacts) {
                 enforced: Some(false),
             }),
             10..=24 => {
-                let weak = [FactorType::Sms, FactorType::Voice, FactorType::Email, FactorType::Question];
+                let weak = [
+                    FactorType::Sms,
+                    FactorType::Voice,
+                    FactorType::Email,
+                    FactorType::Question,
+                ];
                 let mut f = vec![factor(weak[rng.random_range(0..weak.len())])];
                 if rng.random_bool(0.3) {
                     f.push(factor(FactorType::Email));
                 }
-                Some(Mfa { factors: f, enforced: Some(true) })
+                Some(Mfa {
+                    factors: f,
+                    enforced: Some(true),
+                })
             }
             25..=44 => Some(Mfa {
                 factors: vec![
-                    factor(if rng.random_bool(0.8) { FactorType::Webauthn } else { FactorType::SmartCard }),
+                    factor(if rng.random_bool(0.8) {
+                        FactorType::Webauthn
+                    } else {
+                        FactorType::SmartCard
+                    }),
                     factor(FactorType::Push),
                 ],
                 enforced: Some(true),
             }),
             45..=98 => {
-                let strong = [FactorType::Push, FactorType::Totp, FactorType::HardwareToken];
+                let strong = [
+                    FactorType::Push,
+                    FactorType::Totp,
+                    FactorType::HardwareToken,
+                ];
                 let mut f = vec![factor(strong[rng.random_range(0..strong.len())])];
                 if rng.random_bool(0.4) {
                     f.push(factor(FactorType::Sms));
@@ -199,7 +287,14 @@ pub fn generate(opts: &DemoOptions) -> (Vec<Account>, TenantFacts) {
 
     // Administrators: a few ordinary admins, and exactly five super admins — three in
     // it-admins, one outside it (role_not_allowed) and one break-glass account (excluded).
-    let admin_roles = ["ORG_ADMIN", "APP_ADMIN", "HELP_DESK_ADMIN", "READ_ONLY_ADMIN", "USER_ADMIN", "GROUP_MEMBERSHIP_ADMIN"];
+    let admin_roles = [
+        "ORG_ADMIN",
+        "APP_ADMIN",
+        "HELP_DESK_ADMIN",
+        "READ_ONLY_ADMIN",
+        "USER_ADMIN",
+        "GROUP_MEMBERSHIP_ADMIN",
+    ];
     let active_idx: Vec<usize> = (0..out.len())
         .filter(|&i| out[i].status == Status::Active && out[i].terminated.is_none())
         .collect();
@@ -216,7 +311,9 @@ pub fn generate(opts: &DemoOptions) -> (Vec<Account>, TenantFacts) {
     let mut taken = Vec::new();
     if !active_idx.is_empty() {
         for k in 0..(n_human / 25).max(2) {
-            let Some(i) = pick(&mut rng, &mut taken) else { break };
+            let Some(i) = pick(&mut rng, &mut taken) else {
+                break;
+            };
             let a = &mut out[i];
             let role = admin_roles[k % admin_roles.len()];
             a.roles = Some(vec![Role {
@@ -228,7 +325,9 @@ pub fn generate(opts: &DemoOptions) -> (Vec<Account>, TenantFacts) {
             }
         }
         for k in 0..4 {
-            let Some(i) = pick(&mut rng, &mut taken) else { break };
+            let Some(i) = pick(&mut rng, &mut taken) else {
+                break;
+            };
             let a = &mut out[i];
             a.roles = Some(vec![Role {
                 name: "SUPER_ADMIN".into(),
@@ -258,7 +357,10 @@ pub fn generate(opts: &DemoOptions) -> (Vec<Account>, TenantFacts) {
                 last_used: Known::At(ago(100, 0)),
             }]);
             a.last_login = Known::At(ago(70, 0));
-            a.mfa = Some(Mfa { factors: vec![], enforced: Some(false) });
+            a.mfa = Some(Mfa {
+                factors: vec![],
+                enforced: Some(false),
+            });
         }
     }
     let mut bg = Account::new("00ubreakglass1", "breakglass-1@example.com");
@@ -288,15 +390,40 @@ pub fn generate(opts: &DemoOptions) -> (Vec<Account>, TenantFacts) {
     // Service accounts.
     for j in 0..n_service {
         let name = SERVICES[j % SERVICES.len()];
-        let suffix = if j >= SERVICES.len() { format!("-{}", j / SERVICES.len() + 1) } else { String::new() };
-        let mut a = Account::new(format!("0oa{:08x}", 0x2000 + j), format!("svc-{name}{suffix}"));
-        a.account_type = if j % 5 == 4 { AccountType::Human } else { AccountType::Service }; // some only recognisable by name pattern
+        let suffix = if j >= SERVICES.len() {
+            format!("-{}", j / SERVICES.len() + 1)
+        } else {
+            String::new()
+        };
+        let mut a = Account::new(
+            format!("0oa{:08x}", 0x2000 + j),
+            format!("svc-{name}{suffix}"),
+        );
+        a.account_type = if j % 5 == 4 {
+            AccountType::Human
+        } else {
+            AccountType::Service
+        }; // some only recognisable by name pattern
         a.display_name = Some(format!("Service: {name}{suffix}"));
-        a.status = if j % 11 == 10 { Status::Disabled } else { Status::Active };
+        a.status = if j % 11 == 10 {
+            Status::Disabled
+        } else {
+            Status::Active
+        };
         a.created = Some(ago(rng.random_range(100..1500), 0));
-        a.last_login = if j % 4 == 0 { Known::Never } else { Known::Unknown };
+        a.last_login = if j % 4 == 0 {
+            Known::Never
+        } else {
+            Known::Unknown
+        };
         a.groups = vec!["service-accounts".into()];
-        a.attributes.insert("owner".into(), json!(format!("team-{}", ["platform", "data", "it", "finance"][j % 4])));
+        a.attributes.insert(
+            "owner".into(),
+            json!(format!(
+                "team-{}",
+                ["platform", "data", "it", "finance"][j % 4]
+            )),
+        );
         let mut creds = vec![Credential {
             credential_type: CredentialType::AccessKey,
             id: format!("AKIA{:016X}", rng.random::<u64>()),
@@ -345,7 +472,8 @@ pub fn generate(opts: &DemoOptions) -> (Vec<Account>, TenantFacts) {
 
     let tenant = TenantFacts {
         mfa_policy_gaps: Some(vec![
-            "sign-on policy \"Contractors\" rule \"Legacy VPN\" allows access with a password only".into(),
+            "sign-on policy \"Contractors\" rule \"Legacy VPN\" allows access with a password only"
+                .into(),
         ]),
     };
     (out, tenant)
@@ -384,7 +512,11 @@ pub fn write(
     w.write_all(b"{\"accounts\": [\n")?;
     for (i, a) in accounts.iter().enumerate() {
         serde_json::to_writer(&mut *w, a)?;
-        w.write_all(if i + 1 < accounts.len() { b",\n" } else { b"\n" })?;
+        w.write_all(if i + 1 < accounts.len() {
+            b",\n"
+        } else {
+            b"\n"
+        })?;
     }
     w.write_all(b"],\n\"tenant\": ")?;
     serde_json::to_writer(&mut *w, tenant)?;
@@ -403,16 +535,28 @@ mod tests {
 
     #[test]
     fn demo_is_deterministic_and_has_every_problem() {
-        let opts = DemoOptions { accounts: 500, seed: 1, now: datetime!(2026-11-28 00:00 UTC) };
+        let opts = DemoOptions {
+            accounts: 500,
+            seed: 1,
+            now: datetime!(2026-11-28 00:00 UTC),
+        };
         let (a, t) = generate(&opts);
         assert_eq!(a.len(), 500);
         assert_eq!(generate(&opts).0, a);
-        let cfg = from_toml_str(include_str!("../examples/demo.toml").replace("examples/", "").as_str()).unwrap();
+        let cfg = from_toml_str(
+            include_str!("../examples/demo.toml")
+                .replace("examples/", "")
+                .as_str(),
+        )
+        .unwrap();
         let mut b = ReportBuilder::new(cfg.sources[0].policy.clone(), opts.now, false);
         for x in a {
             b.add(x);
         }
-        let r = b.finish(PollOutput { tenant: t, ..Default::default() });
+        let r = b.finish(PollOutput {
+            tenant: t,
+            ..Default::default()
+        });
         let f = |c: CheckId| r.tally.findings[c as usize];
         for c in CheckId::ALL {
             if c == CheckId::TenantTooFewSuperAdmins {

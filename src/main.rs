@@ -39,7 +39,12 @@ struct Cli {
 }
 
 const fn version_string() -> &'static str {
-    concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("IPE_GIT_REVISION"), ")")
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (revision ",
+        env!("IPE_GIT_REVISION"),
+        ")"
+    )
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -138,7 +143,9 @@ fn main() -> ExitCode {
             });
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
-            if let Err(e) = demo::write(&a, &t, *format == DemoFormat::Ndjson, &mut w).and_then(|_| w.flush()) {
+            if let Err(e) =
+                demo::write(&a, &t, *format == DemoFormat::Ndjson, &mut w).and_then(|_| w.flush())
+            {
                 eprintln!("generate-demo: {e}");
                 return ExitCode::FAILURE;
             }

@@ -64,31 +64,104 @@ fn families() -> Families {
         sp.iter().chain(extra.iter()).copied().collect()
     };
     let g = |n, h, l: &[&'static str]| Family::new(n, h, &with(l));
-    f.declare(g("identity_posture_accounts", "Accounts by account type and status (all statuses, excluded accounts included)", &["account_type", "status"]));
+    f.declare(g(
+        "identity_posture_accounts",
+        "Accounts by account type and status (all statuses, excluded accounts included)",
+        &["account_type", "status"],
+    ));
     f.declare(g("identity_posture_active_accounts", "Active (active or locked), non-excluded accounts the checks judge, by account type: the denominator for coverage ratios", &["account_type"]));
-    f.declare(g("identity_posture_accounts_without_mfa", "Active, non-excluded accounts with no active MFA factor", &["account_type", "privileged"]));
+    f.declare(g(
+        "identity_posture_accounts_without_mfa",
+        "Active, non-excluded accounts with no active MFA factor",
+        &["account_type", "privileged"],
+    ));
     f.declare(g("identity_posture_accounts_weak_mfa", "Active, non-excluded accounts whose active MFA factors are all weak (policy.weak_mfa_factors)", &["account_type", "privileged"]));
     f.declare(g("identity_posture_accounts_phishing_resistant_mfa", "Active, non-excluded accounts with at least one phishing-resistant factor (webauthn, smart_card)", &["account_type", "privileged"]));
     f.declare(g("identity_posture_dormant_accounts", "Dormant accounts by reason: inactive (no recent login), never_logged_in, terminated (leave date passed, account still exists)", &["account_type", "privileged", "reason"]));
     f.declare(g("identity_posture_unrotated_credentials", "Accounts holding a credential of this type older than its maximum age (each account counted once per type)", &["account_type", "credential_type"]));
-    f.declare(g("identity_posture_expired_credentials", "Accounts holding an expired credential of this type that is still present", &["account_type", "credential_type"]));
+    f.declare(g(
+        "identity_posture_expired_credentials",
+        "Accounts holding an expired credential of this type that is still present",
+        &["account_type", "credential_type"],
+    ));
     f.declare(g("identity_posture_expiring_credentials", "Accounts holding a credential of this type that expires within policy.expiring_within_days", &["account_type", "credential_type"]));
-    f.declare(g("identity_posture_overprivileged_accounts", "Over-privileged accounts by reason", &["account_type", "reason"]));
+    f.declare(g(
+        "identity_posture_overprivileged_accounts",
+        "Over-privileged accounts by reason",
+        &["account_type", "reason"],
+    ));
     f.declare(g("identity_posture_privileged_accounts", "Active accounts holding an administrative role, by role (at most 20 roles per source, the rest summed as other)", &["role"]));
-    f.declare(g("identity_posture_super_admins", "Active accounts holding a super-admin role (policy.super_admin_roles)", &[]));
-    f.declare(g("identity_posture_excluded_accounts", "Accounts matched by policy.exclude_accounts: counted, never flagged", &[]));
+    f.declare(g(
+        "identity_posture_super_admins",
+        "Active accounts holding a super-admin role (policy.super_admin_roles)",
+        &[],
+    ));
+    f.declare(g(
+        "identity_posture_excluded_accounts",
+        "Accounts matched by policy.exclude_accounts: counted, never flagged",
+        &[],
+    ));
     f.declare(g("identity_posture_findings", "Findings by check and severity (accounts with at least one finding of the check; tenant checks count 1 per finding)", &["check", "severity"]));
-    f.declare(g("identity_posture_compliant_accounts_ratio", "Share of active, non-excluded accounts with no finding (0..1)", &[]));
-    f.declare(g("identity_posture_source_up", "1 if the last poll of the source succeeded, 0 if it failed or has not run", &[]));
-    f.declare(g("identity_posture_source_last_success_timestamp_seconds", "Unix time of the last successful poll", &[]));
-    f.declare(g("identity_posture_source_poll_duration_seconds", "Duration of the last poll", &[]));
-    f.declare(g("identity_posture_source_interval_seconds", "Configured poll interval of the source", &[]));
+    f.declare(g(
+        "identity_posture_compliant_accounts_ratio",
+        "Share of active, non-excluded accounts with no finding (0..1)",
+        &[],
+    ));
+    f.declare(g(
+        "identity_posture_source_up",
+        "1 if the last poll of the source succeeded, 0 if it failed or has not run",
+        &[],
+    ));
+    f.declare(g(
+        "identity_posture_source_last_success_timestamp_seconds",
+        "Unix time of the last successful poll",
+        &[],
+    ));
+    f.declare(g(
+        "identity_posture_source_poll_duration_seconds",
+        "Duration of the last poll",
+        &[],
+    ));
+    f.declare(g(
+        "identity_posture_source_interval_seconds",
+        "Configured poll interval of the source",
+        &[],
+    ));
     f.declare(g("identity_posture_source_polls_total", "Polls started", &[]).counter());
-    f.declare(g("identity_posture_source_poll_failures_total", "Polls that failed", &[]).counter());
-    f.declare(g("identity_posture_source_data_available", "1 if the source could read this class of data, 0 if not (see /api/v1/sources for why)", &["data"]));
-    f.declare(g("identity_posture_source_api_requests_total", "Upstream API requests by HTTP status class (or error for transport failures)", &["code"]).counter());
-    f.declare(g("identity_posture_source_rate_limited_total", "Upstream responses that were rate limited (HTTP 429)", &[]).counter());
-    f.declare(Family::new("identity_posture_exporter_build_info", "Build information; value is always 1", &["version", "revision"]));
+    f.declare(
+        g(
+            "identity_posture_source_poll_failures_total",
+            "Polls that failed",
+            &[],
+        )
+        .counter(),
+    );
+    f.declare(g(
+        "identity_posture_source_data_available",
+        "1 if the source could read this class of data, 0 if not (see /api/v1/sources for why)",
+        &["data"],
+    ));
+    f.declare(
+        g(
+            "identity_posture_source_api_requests_total",
+            "Upstream API requests by HTTP status class (or error for transport failures)",
+            &["code"],
+        )
+        .counter(),
+    );
+    f.declare(
+        g(
+            "identity_posture_source_rate_limited_total",
+            "Upstream responses that were rate limited (HTTP 429)",
+            &[],
+        )
+        .counter(),
+    );
+    f.declare(Family::new(
+        "identity_posture_exporter_build_info",
+        "Build information; value is always 1",
+        &["version", "revision"],
+    ));
     f
 }
 
@@ -107,17 +180,23 @@ pub fn render(sources: &[Arc<SourceState>]) -> Vec<u8> {
         };
         let st = s.status();
         let report = s.report.load_full();
-        fams.get("identity_posture_source_up").add(base(), f64::from(u8::from(st.up)));
-        fams.get("identity_posture_source_polls_total").add(base(), st.polls as f64);
-        fams.get("identity_posture_source_poll_failures_total").add(base(), st.failures as f64);
-        fams.get("identity_posture_source_interval_seconds").add(base(), s.interval.as_secs_f64());
-        fams.get("identity_posture_source_rate_limited_total").add(base(), s.stats.rate_limited() as f64);
+        fams.get("identity_posture_source_up")
+            .add(base(), f64::from(u8::from(st.up)));
+        fams.get("identity_posture_source_polls_total")
+            .add(base(), st.polls as f64);
+        fams.get("identity_posture_source_poll_failures_total")
+            .add(base(), st.failures as f64);
+        fams.get("identity_posture_source_interval_seconds")
+            .add(base(), s.interval.as_secs_f64());
+        fams.get("identity_posture_source_rate_limited_total")
+            .add(base(), s.stats.rate_limited() as f64);
         if let Some(t) = st.last_success {
             fams.get("identity_posture_source_last_success_timestamp_seconds")
                 .add(base(), t.unix_timestamp_nanos() as f64 / 1e9);
         }
         if let Some(d) = st.last_duration_seconds {
-            fams.get("identity_posture_source_poll_duration_seconds").add(base(), d);
+            fams.get("identity_posture_source_poll_duration_seconds")
+                .add(base(), d);
         }
         let reqs = s.stats.api_requests();
         let fam = fams.get("identity_posture_source_api_requests_total");
@@ -176,10 +255,13 @@ fn add_report(
             fams.get("identity_posture_accounts")
                 .add(lv(&[ats, st.as_str()]), t.accounts[a][st as usize] as f64);
         }
-        fams.get("identity_posture_active_accounts").add(lv(&[ats]), t.active[a] as f64);
+        fams.get("identity_posture_active_accounts")
+            .add(lv(&[ats]), t.active[a] as f64);
         for (p, ps) in PRIV.iter().enumerate() {
-            fams.get("identity_posture_accounts_without_mfa").add(lv(&[ats, ps]), t.without_mfa[a][p] as f64);
-            fams.get("identity_posture_accounts_weak_mfa").add(lv(&[ats, ps]), t.weak_mfa[a][p] as f64);
+            fams.get("identity_posture_accounts_without_mfa")
+                .add(lv(&[ats, ps]), t.without_mfa[a][p] as f64);
+            fams.get("identity_posture_accounts_weak_mfa")
+                .add(lv(&[ats, ps]), t.weak_mfa[a][p] as f64);
             fams.get("identity_posture_accounts_phishing_resistant_mfa")
                 .add(lv(&[ats, ps]), t.phishing_resistant_mfa[a][p] as f64);
             for (ri, reason) in DORMANT_REASONS.iter().enumerate() {
@@ -190,9 +272,12 @@ fn add_report(
         for ct in CredentialType::ALL {
             let c = ct as usize;
             let l = lv(&[ats, ct.as_str()]);
-            fams.get("identity_posture_unrotated_credentials").add(l.clone(), t.unrotated[a][c] as f64);
-            fams.get("identity_posture_expired_credentials").add(l.clone(), t.expired[a][c] as f64);
-            fams.get("identity_posture_expiring_credentials").add(l, t.expiring[a][c] as f64);
+            fams.get("identity_posture_unrotated_credentials")
+                .add(l.clone(), t.unrotated[a][c] as f64);
+            fams.get("identity_posture_expired_credentials")
+                .add(l.clone(), t.expired[a][c] as f64);
+            fams.get("identity_posture_expiring_credentials")
+                .add(l, t.expiring[a][c] as f64);
         }
         for (ri, reason) in OVERPRIV_REASONS.iter().enumerate() {
             fams.get("identity_posture_overprivileged_accounts")
@@ -205,18 +290,26 @@ fn add_report(
         roles.push(("other".into(), 0));
     }
     for (role, n) in roles {
-        fams.get("identity_posture_privileged_accounts").add(lv(&[&role]), n as f64);
+        fams.get("identity_posture_privileged_accounts")
+            .add(lv(&[&role]), n as f64);
     }
-    fams.get("identity_posture_super_admins").add(lv(&[]), t.super_admins as f64);
-    fams.get("identity_posture_excluded_accounts").add(lv(&[]), t.excluded as f64);
+    fams.get("identity_posture_super_admins")
+        .add(lv(&[]), t.super_admins as f64);
+    fams.get("identity_posture_excluded_accounts")
+        .add(lv(&[]), t.excluded as f64);
     for c in CheckId::ALL {
-        fams.get("identity_posture_findings")
-            .add(lv(&[c.as_str(), c.severity().as_str()]), t.findings[c as usize] as f64);
+        fams.get("identity_posture_findings").add(
+            lv(&[c.as_str(), c.severity().as_str()]),
+            t.findings[c as usize] as f64,
+        );
     }
-    fams.get("identity_posture_compliant_accounts_ratio").add(lv(&[]), t.compliant_ratio());
+    fams.get("identity_posture_compliant_accounts_ratio")
+        .add(lv(&[]), t.compliant_ratio());
     for d in DataKind::ALL {
-        fams.get("identity_posture_source_data_available")
-            .add(lv(&[d.as_str()]), f64::from(u8::from(r.availability.is_available(d))));
+        fams.get("identity_posture_source_data_available").add(
+            lv(&[d.as_str()]),
+            f64::from(u8::from(r.availability.is_available(d))),
+        );
     }
     for g in &r.gauges {
         let fam = dynamic.entry(g.name).or_insert_with(|| {
@@ -226,7 +319,10 @@ fn add_report(
         });
         let names: Vec<&str> = g.labels.iter().map(|(k, _)| *k).collect();
         if fam.labels[2..] != names[..] {
-            tracing::warn!(metric = g.name, "inconsistent labels in a source gauge; sample dropped");
+            tracing::warn!(
+                metric = g.name,
+                "inconsistent labels in a source gauge; sample dropped"
+            );
             continue;
         }
         let vals: Vec<&str> = g.labels.iter().map(|(_, v)| v.as_str()).collect();

@@ -75,7 +75,9 @@ pub mod known_rfc3339 {
 
     pub fn serialize<S: Serializer>(v: &Known<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Known::At(t) => s.serialize_str(&t.format(&Rfc3339).map_err(serde::ser::Error::custom)?),
+            Known::At(t) => {
+                s.serialize_str(&t.format(&Rfc3339).map_err(serde::ser::Error::custom)?)
+            }
             _ => s.serialize_none(),
         }
     }
@@ -383,11 +385,7 @@ pub struct Account {
     pub account_type: AccountType,
     pub status: Status,
     /// Absent = unknown.
-    #[serde(
-        default,
-        with = "opt_rfc3339",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, with = "opt_rfc3339", skip_serializing_if = "Option::is_none")]
     pub created: Option<Timestamp>,
     /// Absent = unknown, null = never logged in.
     #[serde(
@@ -397,11 +395,7 @@ pub struct Account {
     )]
     pub last_login: Known<Timestamp>,
     /// HR leave date; absent or null = not terminated (as far as the source knows).
-    #[serde(
-        default,
-        with = "opt_rfc3339",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, with = "opt_rfc3339", skip_serializing_if = "Option::is_none")]
     pub terminated: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,

@@ -11,7 +11,12 @@ use crate::model::{Account, AccountType, CredentialType, DataAvailability, Statu
 use crate::sources::{AccountSink, PollOutput, SourceGauge};
 
 pub const DORMANT_REASONS: [&str; 3] = ["inactive", "never_logged_in", "terminated"];
-pub const OVERPRIV_REASONS: [&str; 4] = ["role_not_allowed", "unused", "no_mfa", "service_account_admin"];
+pub const OVERPRIV_REASONS: [&str; 4] = [
+    "role_not_allowed",
+    "unused",
+    "no_mfa",
+    "service_account_admin",
+];
 
 /// At most this many distinct roles per source in `identity_posture_privileged_accounts`.
 pub const MAX_ROLE_LABELS: usize = 20;
@@ -233,8 +238,7 @@ fn count(t: &mut Tally, a: &Account, v: &checks::Verdict, findings: &[Finding], 
                 }
             }
         }
-        if a
-            .roles
+        if a.roles
             .iter()
             .flatten()
             .any(|r| checks::tenant::is_super_admin_role(p, &r.name))
@@ -345,14 +349,19 @@ mod tests {
 
     #[test]
     fn excluded_accounts_are_counted_but_never_flagged() {
-        let mut raw = crate::config::RawPolicy::default();
-        raw.exclude_accounts = Some(vec!["bg-*".into()]);
+        let raw = crate::config::RawPolicy {
+            exclude_accounts: Some(vec!["bg-*".into()]),
+            ..Default::default()
+        };
         let mut e = vec![];
         let p = Policy::from_raw(&raw, None, "p", &mut e);
         let mut b = ReportBuilder::new(p, NOW, true);
         let mut bg = active("bg-1");
         bg.mfa = Some(Mfa::default());
-        bg.roles = Some(vec![Role { name: "SUPER_ADMIN".into(), last_used: Known::Unknown }]);
+        bg.roles = Some(vec![Role {
+            name: "SUPER_ADMIN".into(),
+            last_used: Known::Unknown,
+        }]);
         b.push(bg);
         b.push(active("ok"));
         let r = b.finish(PollOutput::default());
@@ -361,19 +370,26 @@ mod tests {
         assert_eq!(r.tally.findings[CheckId::MfaMissing as usize], 0);
         assert_eq!(r.tally.active, [1, 0]);
         assert_eq!(r.tally.compliant_ratio(), 1.0);
-        assert_eq!(r.tally.super_admins, 1, "break-glass admins are still admins");
+        assert_eq!(
+            r.tally.super_admins, 1,
+            "break-glass admins are still admins"
+        );
         assert!(r.meta[0].excluded);
         // Its findings are still listed for the API.
         assert!(r.findings.iter().any(|f| f.account == Some(0)));
         // 1 super admin < 2: tenant finding.
-        assert_eq!(r.tally.findings[CheckId::TenantTooFewSuperAdmins as usize], 1);
+        assert_eq!(
+            r.tally.findings[CheckId::TenantTooFewSuperAdmins as usize],
+            1
+        );
     }
 
     #[test]
     fn role_labels_are_capped() {
         let mut t = Tally::default();
         for i in 0..25 {
-            t.privileged_roles.insert(format!("role{i:02}"), 100 - i as u64);
+            t.privileged_roles
+                .insert(format!("role{i:02}"), 100 - i as u64);
         }
         let l = t.role_labels();
         assert_eq!(l.len(), 20);

@@ -73,7 +73,10 @@ impl SourceState {
     }
 
     pub fn status(&self) -> PollStatus {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn update_status(&self, f: impl FnOnce(&mut PollStatus)) {

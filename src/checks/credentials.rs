@@ -39,12 +39,18 @@ pub fn check(a: &Account, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         };
         match c.expires {
             Known::At(e) if e <= now => {
-                out.push(finding(CheckId::CredentialExpired, Some(whole_days(now - e))));
+                out.push(finding(
+                    CheckId::CredentialExpired,
+                    Some(whole_days(now - e)),
+                ));
                 continue;
             }
             Known::At(e) => {
                 if e - now <= time::Duration::days(i64::from(p.expiring_within_days)) {
-                    out.push(finding(CheckId::CredentialExpiring, Some(whole_days(e - now))));
+                    out.push(finding(
+                        CheckId::CredentialExpiring,
+                        Some(whole_days(e - now)),
+                    ));
                 }
             }
             Known::Never => {
@@ -59,7 +65,10 @@ pub fn check(a: &Account, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         }
         if let Known::At(r) = c.last_rotated {
             if older_than(r, now, max_age_days(p, c.credential_type)) {
-                out.push(finding(CheckId::CredentialUnrotated, Some(whole_days(now - r))));
+                out.push(finding(
+                    CheckId::CredentialUnrotated,
+                    Some(whole_days(now - r)),
+                ));
             }
         }
     }
@@ -87,10 +96,22 @@ mod tests {
     #[test]
     fn unrotated_boundary_per_type() {
         use CredentialType::*;
-        for (t, max) in [(Password, 365), (AccessKey, 90), (ApiKey, 90), (Token, 90), (SshKey, 90), (ClientSecret, 180), (Certificate, 365)] {
+        for (t, max) in [
+            (Password, 365),
+            (AccessKey, 90),
+            (ApiKey, 90),
+            (Token, 90),
+            (SshKey, 90),
+            (ClientSecret, 180),
+            (Certificate, 365),
+        ] {
             let a = cred(t, Known::At(days_ago(max)), Known::Unknown);
             assert!(checks(&a).is_empty(), "{t:?} at exactly {max} days");
-            let a = cred(t, Known::At(days_ago(max) - Duration::hours(1)), Known::Unknown);
+            let a = cred(
+                t,
+                Known::At(days_ago(max) - Duration::hours(1)),
+                Known::Unknown,
+            );
             assert_eq!(checks(&a), vec![CheckId::CredentialUnrotated], "{t:?}");
         }
         assert!(checks(&cred(AccessKey, Known::Unknown, Known::Unknown)).is_empty());
@@ -98,30 +119,69 @@ mod tests {
 
     #[test]
     fn expired_is_reported_only_as_expired() {
-        let a = cred(CredentialType::ClientSecret, Known::At(days_ago(500)), Known::At(days_ago(3)));
+        let a = cred(
+            CredentialType::ClientSecret,
+            Known::At(days_ago(500)),
+            Known::At(days_ago(3)),
+        );
         assert_eq!(checks(&a), vec![CheckId::CredentialExpired]);
-        let a = cred(CredentialType::ClientSecret, Known::At(days_ago(1)), Known::At(NOW));
-        assert_eq!(checks(&a), vec![CheckId::CredentialExpired], "expiry instant has passed");
+        let a = cred(
+            CredentialType::ClientSecret,
+            Known::At(days_ago(1)),
+            Known::At(NOW),
+        );
+        assert_eq!(
+            checks(&a),
+            vec![CheckId::CredentialExpired],
+            "expiry instant has passed"
+        );
     }
 
     #[test]
     fn expiring_window_is_inclusive() {
-        let a = cred(CredentialType::Certificate, Known::At(days_ago(1)), Known::At(NOW + Duration::days(30)));
+        let a = cred(
+            CredentialType::Certificate,
+            Known::At(days_ago(1)),
+            Known::At(NOW + Duration::days(30)),
+        );
         assert_eq!(checks(&a), vec![CheckId::CredentialExpiring]);
-        let a = cred(CredentialType::Certificate, Known::At(days_ago(1)), Known::At(NOW + Duration::days(30) + Duration::seconds(1)));
+        let a = cred(
+            CredentialType::Certificate,
+            Known::At(days_ago(1)),
+            Known::At(NOW + Duration::days(30) + Duration::seconds(1)),
+        );
         assert!(checks(&a).is_empty());
         // Old and about to expire: both.
-        let a = cred(CredentialType::ClientSecret, Known::At(days_ago(400)), Known::At(NOW + Duration::days(2)));
-        assert_eq!(checks(&a), vec![CheckId::CredentialExpiring, CheckId::CredentialUnrotated]);
+        let a = cred(
+            CredentialType::ClientSecret,
+            Known::At(days_ago(400)),
+            Known::At(NOW + Duration::days(2)),
+        );
+        assert_eq!(
+            checks(&a),
+            vec![CheckId::CredentialExpiring, CheckId::CredentialUnrotated]
+        );
     }
 
     #[test]
     fn no_expiry_only_for_app_secrets_and_certificates() {
-        let a = cred(CredentialType::ClientSecret, Known::At(days_ago(1)), Known::Never);
+        let a = cred(
+            CredentialType::ClientSecret,
+            Known::At(days_ago(1)),
+            Known::Never,
+        );
         assert_eq!(checks(&a), vec![CheckId::CredentialNoExpiry]);
-        let a = cred(CredentialType::Password, Known::At(days_ago(1)), Known::Never);
+        let a = cred(
+            CredentialType::Password,
+            Known::At(days_ago(1)),
+            Known::Never,
+        );
         assert!(checks(&a).is_empty());
-        let a = cred(CredentialType::Certificate, Known::At(days_ago(1)), Known::Unknown);
+        let a = cred(
+            CredentialType::Certificate,
+            Known::At(days_ago(1)),
+            Known::Unknown,
+        );
         assert!(checks(&a).is_empty(), "unknown expiry is not no expiry");
     }
 }

@@ -55,7 +55,10 @@ mod tests {
     fn inactive_boundary_day() {
         let mut a = active("a");
         a.last_login = Known::At(days_ago(90));
-        assert!(checks(&a).is_empty(), "exactly 90 days is not older than 90");
+        assert!(
+            checks(&a).is_empty(),
+            "exactly 90 days is not older than 90"
+        );
         a.last_login = Known::At(days_ago(90) - Duration::seconds(1));
         assert_eq!(checks(&a), vec![CheckId::DormantInactive]);
         a.last_login = Known::Unknown;

@@ -75,13 +75,24 @@ mod tests {
             vec![CheckId::MfaMissing]
         );
         assert_eq!(
-            checks(&with_factors(&[(Sms, Active), (Email, Active), (Voice, Active), (Question, Active)])),
+            checks(&with_factors(&[
+                (Sms, Active),
+                (Email, Active),
+                (Voice, Active),
+                (Question, Active)
+            ])),
             vec![CheckId::MfaWeak]
         );
         assert!(checks(&with_factors(&[(Sms, Active), (Totp, Active)])).is_empty());
-        let (_, v) = run(&with_factors(&[(Sms, Active), (Totp, Active)]), &Policy::default());
+        let (_, v) = run(
+            &with_factors(&[(Sms, Active), (Totp, Active)]),
+            &Policy::default(),
+        );
         assert_eq!(v.mfa, MfaClass::Strong);
-        let (_, v) = run(&with_factors(&[(Push, Active), (SmartCard, Active)]), &Policy::default());
+        let (_, v) = run(
+            &with_factors(&[(Push, Active), (SmartCard, Active)]),
+            &Policy::default(),
+        );
         assert_eq!(v.mfa, MfaClass::PhishingResistant);
     }
 

@@ -173,7 +173,10 @@ impl Finding {
     /// A sentence a person can act on.
     pub fn describe(&self) -> String {
         let subj = self.subject.as_deref().unwrap_or("");
-        let ct = self.credential_type.map(|c| c.as_str()).unwrap_or("credential");
+        let ct = self
+            .credential_type
+            .map(|c| c.as_str())
+            .unwrap_or("credential");
         let d = self.days.unwrap_or(0);
         match self.check {
             CheckId::MfaMissing => "no active MFA factor".into(),
@@ -181,18 +184,26 @@ impl Finding {
             CheckId::MfaNotEnforced => "MFA enrolled but not enforced".into(),
             CheckId::DormantInactive => format!("no login for {d} days"),
             CheckId::DormantNeverLoggedIn => format!("never logged in; created {d} days ago"),
-            CheckId::DormantTerminated => format!("left the organisation {d} days ago but the account still exists"),
+            CheckId::DormantTerminated => {
+                format!("left the organisation {d} days ago but the account still exists")
+            }
             CheckId::CredentialUnrotated => format!("{ct} {subj:?} not rotated for {d} days"),
-            CheckId::CredentialExpired => format!("{ct} {subj:?} expired {d} days ago and is still present"),
+            CheckId::CredentialExpired => {
+                format!("{ct} {subj:?} expired {d} days ago and is still present")
+            }
             CheckId::CredentialExpiring => format!("{ct} {subj:?} expires in {d} days"),
             CheckId::CredentialNoExpiry => format!("{ct} {subj:?} has no expiry date"),
-            CheckId::PrivilegeRoleNotAllowed => format!("holds role {subj:?} outside its allowed groups and accounts"),
+            CheckId::PrivilegeRoleNotAllowed => {
+                format!("holds role {subj:?} outside its allowed groups and accounts")
+            }
             CheckId::PrivilegeUnused => match self.days {
                 Some(d) => format!("privileged, but no login or role use for {d} days"),
                 None => "privileged, but never used".into(),
             },
             CheckId::PrivilegeNoMfa => "privileged without MFA or with only weak MFA".into(),
-            CheckId::PrivilegeServiceAccountAdmin => format!("service account holding admin role {subj:?}"),
+            CheckId::PrivilegeServiceAccountAdmin => {
+                format!("service account holding admin role {subj:?}")
+            }
             CheckId::TenantTooManySuperAdmins
             | CheckId::TenantTooFewSuperAdmins
             | CheckId::TenantMfaPolicyGap => subj.to_string(),
@@ -339,7 +350,12 @@ mod tests {
 
     #[test]
     fn inactive_statuses_are_not_checked() {
-        for s in [Status::Suspended, Status::Disabled, Status::Deprovisioned, Status::Staged] {
+        for s in [
+            Status::Suspended,
+            Status::Disabled,
+            Status::Deprovisioned,
+            Status::Staged,
+        ] {
             let mut a = active("x");
             a.status = s;
             a.mfa = Some(Mfa::default());
@@ -354,9 +370,11 @@ mod tests {
 
     #[test]
     fn service_patterns_and_exclusions() {
-        let mut raw = RawPolicy::default();
-        raw.service_account_patterns = Some(vec!["svc-*".into()]);
-        raw.exclude_accounts = Some(vec!["breakglass-*@example.com".into()]);
+        let raw = RawPolicy {
+            service_account_patterns: Some(vec!["svc-*".into()]),
+            exclude_accounts: Some(vec!["breakglass-*@example.com".into()]),
+            ..Default::default()
+        };
         let mut e = Vec::new();
         let p = Policy::from_raw(&raw, None, "policy", &mut e);
         assert!(e.is_empty());

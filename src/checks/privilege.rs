@@ -35,7 +35,14 @@ pub fn check(a: &Account, v: &Verdict, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
 
     if v.account_type == AccountType::Service {
         out.push(Finding {
-            subject: Some(roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ").into()),
+            subject: Some(
+                roles
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    .into(),
+            ),
             ..Finding::new(CheckId::PrivilegeServiceAccountAdmin)
         });
     }
@@ -61,14 +68,13 @@ fn unused(a: &Account, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         }
     }
     match latest {
-        Some(t) => {
-            if older_than(t, ctx.now, days) {
-                out.push(Finding {
-                    days: Some(whole_days(ctx.now - t)),
-                    ..Finding::new(CheckId::PrivilegeUnused)
-                });
-            }
+        Some(t) if older_than(t, ctx.now, days) => {
+            out.push(Finding {
+                days: Some(whole_days(ctx.now - t)),
+                ..Finding::new(CheckId::PrivilegeUnused)
+            });
         }
+        Some(_) => {}
         None if any_known => {
             if let Some(c) = a.created {
                 if older_than(c, ctx.now, days) {
@@ -138,16 +144,25 @@ mod tests {
         assert!(checks(&u).is_empty());
         // Never used and old: a finding (plus never-logged-in dormancy).
         u.last_login = Known::Never;
-        assert_eq!(checks(&u), vec![CheckId::DormantNeverLoggedIn, CheckId::PrivilegeUnused]);
+        assert_eq!(
+            checks(&u),
+            vec![CheckId::DormantNeverLoggedIn, CheckId::PrivilegeUnused]
+        );
     }
 
     #[test]
     fn privileged_without_strong_mfa() {
         let mut a = admin("a", "R");
         a.mfa = Some(Mfa::default());
-        assert_eq!(checks(&a), vec![CheckId::MfaMissing, CheckId::PrivilegeNoMfa]);
+        assert_eq!(
+            checks(&a),
+            vec![CheckId::MfaMissing, CheckId::PrivilegeNoMfa]
+        );
         a.mfa = Some(Mfa {
-            factors: vec![Factor { factor_type: FactorType::Sms, status: FactorStatus::Active }],
+            factors: vec![Factor {
+                factor_type: FactorType::Sms,
+                status: FactorStatus::Active,
+            }],
             enforced: None,
         });
         assert_eq!(checks(&a), vec![CheckId::MfaWeak, CheckId::PrivilegeNoMfa]);

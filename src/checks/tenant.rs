@@ -16,13 +16,19 @@ pub fn check(super_admins: Option<u64>, facts: &TenantFacts, p: &Policy) -> Vec<
         if n > u64::from(p.max_super_admins) {
             out.push(note(
                 CheckId::TenantTooManySuperAdmins,
-                format!("{n} active super admins, more than the maximum of {}", p.max_super_admins),
+                format!(
+                    "{n} active super admins, more than the maximum of {}",
+                    p.max_super_admins
+                ),
             ));
         }
         if n < u64::from(p.min_super_admins) {
             out.push(note(
                 CheckId::TenantTooFewSuperAdmins,
-                format!("{n} active super admins, fewer than the minimum of {} (lock-out risk)", p.min_super_admins),
+                format!(
+                    "{n} active super admins, fewer than the minimum of {} (lock-out risk)",
+                    p.min_super_admins
+                ),
             ));
         }
     }
@@ -51,9 +57,18 @@ mod tests {
         let t = TenantFacts::default();
         assert!(check(Some(2), &t, &p).is_empty());
         assert!(check(Some(4), &t, &p).is_empty());
-        assert_eq!(ids(&check(Some(5), &t, &p)), vec![CheckId::TenantTooManySuperAdmins]);
-        assert_eq!(ids(&check(Some(1), &t, &p)), vec![CheckId::TenantTooFewSuperAdmins]);
-        assert_eq!(ids(&check(Some(0), &t, &p)), vec![CheckId::TenantTooFewSuperAdmins]);
+        assert_eq!(
+            ids(&check(Some(5), &t, &p)),
+            vec![CheckId::TenantTooManySuperAdmins]
+        );
+        assert_eq!(
+            ids(&check(Some(1), &t, &p)),
+            vec![CheckId::TenantTooFewSuperAdmins]
+        );
+        assert_eq!(
+            ids(&check(Some(0), &t, &p)),
+            vec![CheckId::TenantTooFewSuperAdmins]
+        );
         assert!(check(None, &t, &p).is_empty(), "roles unknown");
     }
 

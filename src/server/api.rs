@@ -136,7 +136,9 @@ pub async fn summary(State(state): State<Arc<AppState>>) -> Json<Value> {
                 all.push(r.as_ref());
                 per.push(json!({"source": s.name, "provider": s.provider, "up": st.up, "counts": counts(&[r.as_ref()])}));
             }
-            None => per.push(json!({"source": s.name, "provider": s.provider, "up": st.up, "counts": null})),
+            None => per.push(
+                json!({"source": s.name, "provider": s.provider, "up": st.up, "counts": null}),
+            ),
         }
     }
     Json(json!({"overall": counts(&all), "sources": per}))
@@ -179,7 +181,10 @@ fn decode_cursor(s: &str) -> Result<Cursor, ApiError> {
 }
 
 /// Sort key of a stored finding (the order `Report::findings` is in).
-fn key<'a>(r: &'a Report, f: &'a StoredFinding) -> (Option<&'a str>, Option<u32>, CheckId, Option<&'a str>) {
+fn key<'a>(
+    r: &'a Report,
+    f: &'a StoredFinding,
+) -> (Option<&'a str>, Option<u32>, CheckId, Option<&'a str>) {
     (
         f.account.map(|i| r.accounts[i as usize].id.as_str()),
         f.account,
@@ -209,7 +214,9 @@ struct FindingRow<'a> {
 }
 
 fn row<'a>(s: &'a SourceState, r: &'a Report, f: &'a StoredFinding) -> FindingRow<'a> {
-    let acct = f.account.map(|i| (&r.accounts[i as usize], r.meta[i as usize]));
+    let acct = f
+        .account
+        .map(|i| (&r.accounts[i as usize], r.meta[i as usize]));
     FindingRow {
         source: &s.name,
         provider: s.provider,
@@ -249,7 +256,11 @@ pub async fn findings(
         None => None,
         Some("human") => Some(AccountType::Human),
         Some("service") => Some(AccountType::Service),
-        Some(o) => return Err(bad(format!("unknown account_type {o:?} (human or service)"))),
+        Some(o) => {
+            return Err(bad(format!(
+                "unknown account_type {o:?} (human or service)"
+            )))
+        }
     };
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
@@ -259,7 +270,10 @@ pub async fn findings(
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     if let Some(name) = &q.source {
         if state.source(name).is_none() {
-            return Err(ApiError(StatusCode::NOT_FOUND, format!("no source named {name:?}")));
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no source named {name:?}"),
+            ));
         }
     }
     let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -289,7 +303,12 @@ pub async fn findings(
         let start = match &cursor {
             Some(c) if c.source == s.name => {
                 let ck = CheckId::parse(&c.check).ok_or_else(|| bad("invalid cursor"))?;
-                let ckey = (c.account_id.as_deref(), c.account_index, ck, c.subject.as_deref());
+                let ckey = (
+                    c.account_id.as_deref(),
+                    c.account_index,
+                    ck,
+                    c.subject.as_deref(),
+                );
                 r.findings.partition_point(|f| key(r, f) <= ckey)
             }
             _ => 0,
@@ -331,12 +350,27 @@ pub async fn findings(
     if csv {
         let mut w = csv::Writer::from_writer(Vec::new());
         for r in &rows {
-            w.serialize(r).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            w.serialize(r)
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         }
         if rows.is_empty() {
             w.write_record([
-                "source", "provider", "scope", "account_id", "login", "display_name", "account_type", "status",
-                "privileged", "excluded", "check", "severity", "subject", "credential_type", "days", "detail",
+                "source",
+                "provider",
+                "scope",
+                "account_id",
+                "login",
+                "display_name",
+                "account_type",
+                "status",
+                "privileged",
+                "excluded",
+                "check",
+                "severity",
+                "subject",
+                "credential_type",
+                "days",
+                "detail",
             ])
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         }
@@ -362,12 +396,17 @@ pub async fn account(
         .source(&source)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no source named {source:?}")))?;
     let r = s.report.load_full().ok_or_else(|| {
-        ApiError(StatusCode::NOT_FOUND, format!("source {source:?} has not completed a poll yet"))
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("source {source:?} has not completed a poll yet"),
+        )
     })?;
-    let idx = *r
-        .index
-        .get(&id)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no account {id:?} in source {source:?}")))?;
+    let idx = *r.index.get(&id).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no account {id:?} in source {source:?}"),
+        )
+    })?;
     let meta = r.meta[idx as usize];
     let findings: Vec<FindingRow> = r
         .findings

@@ -62,8 +62,8 @@ impl WebConfig {
     pub fn load(path: &Path) -> Result<WebConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let wc: WebConfig = serde_yaml_ng::from_str(&text)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let wc: WebConfig =
+            serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         if wc.tls_server_config.as_ref().is_some_and(|v| !v.is_null()) {
             return Err(format!(
                 "{}: tls_server_config is not supported by this version; terminate TLS in front of the exporter (ingress, sidecar) or leave it out",
@@ -132,7 +132,9 @@ impl BasicAuth {
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let b64 = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic "))?;
+    let b64 = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))?;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .ok()?;
@@ -143,7 +145,8 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
 }
 
 pub struct AuthState {
@@ -161,7 +164,10 @@ pub async fn basic_auth_layer(
     if auth.basic.enabled() && !auth.basic.check(req.headers()) {
         return (
             StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"identity-posture-exporter\"")],
+            [(
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"identity-posture-exporter\"",
+            )],
             "Unauthorized\n",
         )
             .into_response();
@@ -226,12 +232,21 @@ mod tests {
         let ba = BasicAuth::new([("prom".to_string(), hash)].into());
         let mut h = HeaderMap::new();
         let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        h.insert(header::AUTHORIZATION, format!("Basic {}", enc("prom:s3cret")).parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Basic {}", enc("prom:s3cret")).parse().unwrap(),
+        );
         assert!(ba.check(&h));
         assert!(ba.check(&h), "cached");
-        h.insert(header::AUTHORIZATION, format!("Basic {}", enc("prom:wrong")).parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Basic {}", enc("prom:wrong")).parse().unwrap(),
+        );
         assert!(!ba.check(&h));
-        h.insert(header::AUTHORIZATION, format!("Basic {}", enc("eve:s3cret")).parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Basic {}", enc("eve:s3cret")).parse().unwrap(),
+        );
         assert!(!ba.check(&h));
     }
 }

@@ -45,14 +45,20 @@ pub fn router(state: Arc<AppState>, auth: Arc<AuthState>) -> Router {
         .route("/api/v1/summary", get(api::summary))
         .route("/api/v1/findings", get(api::findings))
         .route("/api/v1/accounts/{source}/{id}", get(api::account))
-        .route_layer(axum::middleware::from_fn_with_state(auth.clone(), auth::api_guard));
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            auth::api_guard,
+        ));
     Router::new()
         .route("/", get(landing))
         .route("/metrics", get(metrics_handler))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
         .merge(api)
-        .layer(axum::middleware::from_fn_with_state(auth, auth::basic_auth_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            auth::basic_auth_layer,
+        ))
         .with_state(state)
 }
 
@@ -77,7 +83,10 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("Not ready: waiting for the first poll of {}\n", waiting.join(", ")),
+            format!(
+                "Not ready: waiting for the first poll of {}\n",
+                waiting.join(", ")
+            ),
         )
             .into_response()
     }

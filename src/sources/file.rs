@@ -100,9 +100,9 @@ impl FileSource {
                 sink.push(a);
             }
         }
-        let (presence, tenant) = reader
-            .await
-            .map_err(|e| SourceError::new(format!("{}: reader failed: {e}", self.cfg.path.display())))??;
+        let (presence, tenant) = reader.await.map_err(|e| {
+            SourceError::new(format!("{}: reader failed: {e}", self.cfg.path.display()))
+        })??;
         Ok(PollOutput {
             availability: presence.availability(&self.cfg.path),
             tenant,
@@ -160,7 +160,9 @@ pub fn read_path(
 /// starts with `{` is NDJSON (its first key is an account field).
 fn looks_like_ndjson<R: Read>(r: &mut BufReader<R>) -> std::io::Result<bool> {
     let buf = r.fill_buf()?;
-    let mut it = buf.iter().skip_while(|b| b.is_ascii_whitespace() || **b == 0xEF || **b == 0xBB || **b == 0xBF);
+    let mut it = buf
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace() || **b == 0xEF || **b == 0xBB || **b == 0xBF);
     if it.next() != Some(&b'{') {
         return Ok(false); // let the object reader produce a proper error
     }
@@ -169,7 +171,9 @@ fn looks_like_ndjson<R: Read>(r: &mut BufReader<R>) -> std::io::Result<bool> {
         .take(12)
         .copied()
         .collect();
-    Ok(!(rest.starts_with(b"\"accounts\"") || rest.starts_with(b"\"tenant\"") || rest.starts_with(b"}")))
+    Ok(!(rest.starts_with(b"\"accounts\"")
+        || rest.starts_with(b"\"tenant\"")
+        || rest.starts_with(b"}")))
 }
 
 /// NDJSON: one account per line; blank lines are skipped.
@@ -183,9 +187,13 @@ pub fn read_ndjson<R: Read>(
     let mut lineno = 0u64;
     loop {
         line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| SourceError::new(format!("{}: line {}: read error: {e}", path.display(), lineno + 1)))?;
+        let n = reader.read_until(b'\n', &mut line).map_err(|e| {
+            SourceError::new(format!(
+                "{}: line {}: read error: {e}",
+                path.display(),
+                lineno + 1
+            ))
+        })?;
         if n == 0 {
             break;
         }
@@ -209,9 +217,8 @@ pub fn read_ndjson<R: Read>(
                 )));
             }
         };
-        validate_account(&account).map_err(|e| {
-            SourceError::new(format!("{}: line {lineno}: {e}", path.display()))
-        })?;
+        validate_account(&account)
+            .map_err(|e| SourceError::new(format!("{}: line {lineno}: {e}", path.display())))?;
         presence.see(&account);
         if !f(account) {
             break;
@@ -254,7 +261,10 @@ fn validate_account(a: &Account) -> Result<(), String> {
         return Err("field `id`: must not be empty".into());
     }
     if a.login.is_empty() {
-        return Err(format!("account {:?}: field `login`: must not be empty", a.id));
+        return Err(format!(
+            "account {:?}: field `login`: must not be empty",
+            a.id
+        ));
     }
     Ok(())
 }
@@ -282,7 +292,10 @@ pub fn read_object<R: Read>(
     };
     let p = path.display();
     if let Some(e) = state.semantic.take() {
-        return Err(SourceError::new(format!("{p}: accounts[{}]: {e}", state.index)));
+        return Err(SourceError::new(format!(
+            "{p}: accounts[{}]: {e}",
+            state.index
+        )));
     }
     match result {
         Ok(()) => {}
@@ -434,7 +447,9 @@ mod tests {
         let (_d1, p1) = write("a.ndjson", &format!("{A1}\n{A2}\n"));
         let (_d2, p2) = write(
             "a.json",
-            &format!("{{\n \"accounts\": [{A1},\n{A2}], \"tenant\": {{\"mfa_policy_gaps\": [\"x\"]}}}}"),
+            &format!(
+                "{{\n \"accounts\": [{A1},\n{A2}], \"tenant\": {{\"mfa_policy_gaps\": [\"x\"]}}}}"
+            ),
         );
         let (n, _) = read_all(&p1).unwrap();
         let (o, t) = read_all(&p2).unwrap();
@@ -474,7 +489,10 @@ mod tests {
         let (_d, p) = write("m.json", "{\"accounts\": [], \"x\": 1}\n");
         assert!(read_all(&p).unwrap().0.is_empty());
         let (_d, p) = write("m.json", "{\"tenant\": {}}");
-        assert!(read_all(&p).unwrap_err().to_string().contains("no `accounts`"));
+        assert!(read_all(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("no `accounts`"));
         let e = read_all(Path::new("/nonexistent/file.json")).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/file.json"));
     }
