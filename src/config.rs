@@ -367,9 +367,10 @@ impl std::fmt::Debug for LoginMatcher {
 impl LoginMatcher {
     pub fn new(patterns: &[String]) -> Result<LoginMatcher, String> {
         let mut b = GlobSetBuilder::new();
+        // Patterns and subjects are lowercased instead of building case-insensitive globs:
+        // literal, prefix and suffix globs then stay on globset's fast paths.
         for p in patterns {
-            let g = GlobBuilder::new(p)
-                .case_insensitive(true)
+            let g = GlobBuilder::new(&p.to_lowercase())
                 .literal_separator(false)
                 .build()
                 .map_err(|e| format!("invalid glob {p:?}: {e}"))?;
@@ -384,7 +385,14 @@ impl LoginMatcher {
         self.patterns.is_empty()
     }
     pub fn matches(&self, s: &str) -> bool {
-        !self.patterns.is_empty() && self.set.is_match(s)
+        if self.patterns.is_empty() {
+            return false;
+        }
+        if s.bytes().any(|b| b.is_ascii_uppercase()) || !s.is_ascii() {
+            self.set.is_match(s.to_lowercase())
+        } else {
+            self.set.is_match(s)
+        }
     }
     pub fn patterns(&self) -> &[String] {
         &self.patterns

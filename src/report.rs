@@ -151,13 +151,7 @@ impl ReportBuilder {
     }
 
     pub fn add(&mut self, a: Account) {
-        self.scratch.clear();
-        let ctx = Ctx {
-            policy: &self.policy,
-            now: self.now,
-        };
-        let v = checks::evaluate_account(&a, &ctx, &mut self.scratch);
-        count(&mut self.tally, &a, &v, &self.scratch, &self.policy);
+        let v = self.evaluate(&a);
         if self.retain {
             let idx = self.accounts.len() as u32;
             for f in self.scratch.drain(..) {
@@ -173,6 +167,19 @@ impl ReportBuilder {
             });
             self.accounts.push(a);
         }
+    }
+
+    /// Runs the checks on one account and counts it, without keeping it (the benchmark
+    /// measures this).
+    pub fn evaluate(&mut self, a: &Account) -> checks::Verdict {
+        self.scratch.clear();
+        let ctx = Ctx {
+            policy: &self.policy,
+            now: self.now,
+        };
+        let v = checks::evaluate_account(a, &ctx, &mut self.scratch);
+        count(&mut self.tally, a, &v, &self.scratch, &self.policy);
+        v
     }
 
     /// Adds the tenant checks and freezes the report.

@@ -252,7 +252,7 @@ pub fn evaluate_account(a: &Account, ctx: &Ctx<'_>, out: &mut Vec<Finding>) -> V
     } else {
         a.account_type
     };
-    let excluded = p.exclude_accounts.matches(&a.login) || p.exclude_accounts.matches(&a.id);
+    let excluded = p.exclude_accounts.matches(&a.login);
     let privileged = a.is_privileged();
     let checked = a.status.is_active();
     let mfa = mfa::classify(a, p);
