@@ -670,10 +670,10 @@ fn section<T: Default + for<'de> Deserialize<'de>>(
     if figment.find_value(key).is_err() {
         return T::default();
     }
-    match figment.extract_inner::<T>(key) {
+    match figment.focus(key).extract::<T>() {
         Ok(v) => v,
         Err(e) => {
-            errors.extend(figment_errors(e, ""));
+            errors.extend(figment_errors(e, key));
             T::default()
         }
     }
@@ -693,20 +693,24 @@ fn figment_errors(e: figment::Error, prefix: &str) -> Vec<String> {
             }
             let msg = match &e.kind {
                 figment::error::Kind::UnknownField(f, expected) => {
-                    if !path.is_empty() {
-                        path.push('.');
+                    if e.path.last() != Some(f) {
+                        if !path.is_empty() {
+                            path.push('.');
+                        }
+                        path.push_str(f);
                     }
-                    path.push_str(f);
                     format!("unknown key (expected one of {})", expected.join(", "))
                 }
                 figment::error::Kind::InvalidType(actual, expected) => {
                     format!("expected {expected}, found {}", kind_name(actual))
                 }
                 figment::error::Kind::MissingField(f) => {
-                    if !path.is_empty() {
-                        path.push('.');
+                    if e.path.last().map(String::as_str) != Some(f.as_ref()) {
+                        if !path.is_empty() {
+                            path.push('.');
+                        }
+                        path.push_str(f);
                     }
-                    path.push_str(f);
                     "missing required key".to_string()
                 }
                 other => other.to_string(),
