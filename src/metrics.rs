@@ -198,7 +198,13 @@ pub fn render(sources: &[Arc<SourceState>]) -> Vec<u8> {
             fams.get("identity_posture_source_poll_duration_seconds")
                 .add(base(), d);
         }
-        let reqs = s.stats.api_requests();
+        let mut reqs = s.stats.api_requests();
+        if s.provider != "file" {
+            // Network sources: the usual classes exist from the start, so rate() never gaps.
+            for code in ["2xx", "3xx", "4xx", "429", "5xx", "error"] {
+                reqs.entry(code.to_string()).or_insert(0);
+            }
+        }
         let fam = fams.get("identity_posture_source_api_requests_total");
         for (code, n) in &reqs {
             fam.add(lv(&[code]), *n as f64);
