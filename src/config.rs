@@ -197,12 +197,23 @@ fn provider_keys(source_type: &str) -> Option<&'static [&'static str]> {
             "scopes",
             "terminated_attribute",
         ],
+        "entra" => &[
+            "tenant_id",
+            "client_id",
+            "client_secret_file",
+            "client_secret_env",
+            "certificate_file",
+            "private_key_file",
+            "private_key_env",
+            "authority_url",
+            "graph_url",
+        ],
         _ => return None,
     })
 }
 
 /// Source types the SPEC names that this build cannot read yet.
-const PLANNED_TYPES: &[&str] = &["entra", "google", "aws_iam", "github", "sspm"];
+const PLANNED_TYPES: &[&str] = &["google", "aws_iam", "github", "sspm"];
 
 // ---------------------------------------------------------------------------------------------
 // Validated form.
@@ -254,6 +265,7 @@ pub struct UpstreamLimits {
 pub enum SourceKind {
     File(FileConfig),
     Okta(OktaConfig),
+    Entra(EntraConfig),
 }
 
 impl SourceKind {
@@ -261,6 +273,7 @@ impl SourceKind {
         match self {
             SourceKind::File(_) => "file",
             SourceKind::Okta(_) => "okta",
+            SourceKind::Entra(_) => "entra",
         }
     }
 }
@@ -303,6 +316,35 @@ pub const OKTA_DEFAULT_SCOPES: &[&str] = &[
     "okta.apiTokens.read",
     "okta.logs.read",
 ];
+
+/// Microsoft Entra ID through Microsoft Graph (app-only, client credentials).
+#[derive(Debug, Clone)]
+pub struct EntraConfig {
+    /// Directory (tenant) id or verified domain.
+    pub tenant_id: String,
+    /// Application (client) id of the app registration.
+    pub client_id: String,
+    pub auth: EntraAuth,
+    /// Token authority, without the tenant (`https://login.microsoftonline.com`; national
+    /// clouds have their own).
+    pub authority_url: String,
+    /// Graph base URL, without the version (`https://graph.microsoft.com`).
+    pub graph_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum EntraAuth {
+    ClientSecret(Secret),
+    /// A signed client assertion (`private_key_jwt`): the certificate (PEM) gives the
+    /// `x5t#S256` thumbprint, the RSA private key (PEM) signs.
+    Certificate {
+        certificate_pem: String,
+        private_key: Secret,
+    },
+}
+
+pub const ENTRA_DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+pub const ENTRA_DEFAULT_GRAPH: &str = "https://graph.microsoft.com";
 
 /// Posture policy (SPEC §3 `[policy]`), after defaults and per-source overrides.
 #[derive(Debug, Clone)]
@@ -924,7 +966,7 @@ fn validate_source(
     let Some(keys) = provider_keys(source_type) else {
         if PLANNED_TYPES.contains(&source_type) {
             errors.push(format!(
-                "{path}.type: source type {source_type:?} is not implemented in this version (implemented: file, okta)"
+                "{path}.type: source type {source_type:?} is not implemented in this version (implemented: file, okta, entra)"
             ));
         } else {
             errors.push(format!(
@@ -1058,6 +1100,119 @@ fn validate_source(
                     url,
                     auth,
                     terminated_attribute: raw.terminated_attribute.clone(),
+                }),
+                _ => return None,
+            }
+        }
+        "entra" => {
+            let required = |key: &str, v: &Option<String>, errors: &mut Vec<String>| match v
+                .as_deref()
+                .map(str::trim)
+            {
+                Some(v) if !v.is_empty() => Some(v.to_string()),
+                _ => {
+                    errors.push(format!("{path}.{key}: missing required key"));
+                    None
+                }
+            };
+            let tenant_id = required("tenant_id", &raw.tenant_id, errors);
+            if let Some(t) = &tenant_id {
+                if !t
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+                {
+                    errors.push(format!(
+                        "{path}.tenant_id: {t:?} must be a tenant id (GUID) or domain name"
+                    ));
+                }
+            }
+            let client_id = required("client_id", &raw.client_id, errors);
+            let url = |key: &str, v: &Option<String>, dflt: &str, errors: &mut Vec<String>| {
+                validate_url(
+                    &format!("{path}.{key}"),
+                    v.as_deref().unwrap_or(dflt),
+                    errors,
+                )
+            };
+            let authority_url = url(
+                "authority_url",
+                &raw.authority_url,
+                ENTRA_DEFAULT_AUTHORITY,
+                errors,
+            );
+            let graph_url = url("graph_url", &raw.graph_url, ENTRA_DEFAULT_GRAPH, errors);
+            let has_secret = raw.client_secret_file.is_some() || raw.client_secret_env.is_some();
+            let has_cert = raw.certificate_file.is_some()
+                || raw.private_key_file.is_some()
+                || raw.private_key_env.is_some();
+            let auth = if has_secret && has_cert {
+                errors.push(format!(
+                    "{path}: use either client_secret_file/client_secret_env or certificate_file + private_key_file, not both"
+                ));
+                None
+            } else if has_cert {
+                let key = read_secret(
+                    &format!("{path}.private_key"),
+                    raw.private_key_file.as_deref(),
+                    raw.private_key_env.as_deref(),
+                    true,
+                    env,
+                    errors,
+                );
+                let cert = match raw.certificate_file.as_deref() {
+                    None => {
+                        errors.push(format!("{path}.certificate_file: missing required key"));
+                        None
+                    }
+                    Some(p) => match std::fs::read_to_string(p) {
+                        Ok(s) if s.contains("-----BEGIN CERTIFICATE-----") => Some(s),
+                        Ok(_) => {
+                            errors.push(format!(
+                                "{path}.certificate_file: {} holds no PEM certificate",
+                                p.display()
+                            ));
+                            None
+                        }
+                        Err(e) => {
+                            errors.push(format!(
+                                "{path}.certificate_file: cannot read {}: {e}",
+                                p.display()
+                            ));
+                            None
+                        }
+                    },
+                };
+                match (cert, key) {
+                    (Some(certificate_pem), Some(private_key)) => Some(EntraAuth::Certificate {
+                        certificate_pem,
+                        private_key,
+                    }),
+                    _ => None,
+                }
+            } else {
+                read_secret(
+                    &format!("{path}.client_secret"),
+                    raw.client_secret_file.as_deref(),
+                    raw.client_secret_env.as_deref(),
+                    true,
+                    env,
+                    errors,
+                )
+                .map(EntraAuth::ClientSecret)
+            };
+            match (tenant_id, client_id, auth, authority_url, graph_url) {
+                (
+                    Some(tenant_id),
+                    Some(client_id),
+                    Some(auth),
+                    Some(authority_url),
+                    Some(graph_url),
+                ) => SourceKind::Entra(EntraConfig {
+                    tenant_id,
+                    client_id,
+                    auth,
+                    authority_url,
+                    graph_url,
                 }),
                 _ => return None,
             }

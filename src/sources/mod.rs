@@ -2,6 +2,7 @@
 //! [`AccountSink`], plus what it could not read ([`DataAvailability`]) and tenant-wide facts.
 //! Sources never evaluate checks; they only map their provider into the model.
 
+pub mod entra;
 pub mod file;
 
 use std::collections::BTreeMap;
@@ -90,12 +91,14 @@ pub struct PollContext<'a> {
 /// A configured source, ready to poll. Long-lived: it may keep caches between polls.
 pub enum Source {
     File(file::FileSource),
+    Entra(Box<entra::EntraSource>),
 }
 
 impl Source {
     pub fn new(cfg: &SourceConfig) -> Result<Source, SourceError> {
         Ok(match &cfg.kind {
             SourceKind::File(f) => Source::File(file::FileSource::new(f.clone())),
+            SourceKind::Entra(e) => Source::Entra(Box::new(entra::EntraSource::new(cfg, e)?)),
             SourceKind::Okta(_) => {
                 return Err(SourceError::new("the okta source is not built yet"));
             }
@@ -110,6 +113,7 @@ impl Source {
     ) -> Result<PollOutput, SourceError> {
         match self {
             Source::File(s) => s.poll(ctx, sink).await,
+            Source::Entra(s) => s.poll(ctx, sink).await,
         }
     }
 }
