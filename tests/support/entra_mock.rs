@@ -1,0 +1,629 @@
+//! An in-process mock of Microsoft Graph v1.0 and the identity platform's token endpoint
+//! (axum on 127.0.0.1:0), serving the documented shapes: `@odata.nextLink` paging with
+//! `$skiptoken`, `{"error": {code, message, innerError}}` bodies, 429/503 + `Retry-After`.
+//! Behaviours (non-premium tenant, missing permissions, throttling) are switches.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// A collection served in pages, produced item by item (a 200k-user tenant is generated on
+/// the fly, never held in memory).
+#[derive(Clone)]
+pub struct Collection {
+    pub len: usize,
+    pub item: Arc<dyn Fn(usize) -> Value + Send + Sync>,
+}
+
+impl Collection {
+    pub fn of(items: Vec<Value>) -> Collection {
+        let items = Arc::new(items);
+        Collection {
+            len: items.len(),
+            item: Arc::new(move |i| items[i].clone()),
+        }
+    }
+    pub fn generated(len: usize, f: impl Fn(usize) -> Value + Send + Sync + 'static) -> Collection {
+        Collection {
+            len,
+            item: Arc::new(f),
+        }
+    }
+    fn empty() -> Collection {
+        Collection::of(Vec::new())
+    }
+}
+
+/// Permissions the mock app registration may lack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// AuditLog.Read.All: `signInActivity` and the registration report.
+    AuditLog,
+    /// RoleManagement.Read.Directory.
+    Roles,
+    /// Application.Read.All.
+    Applications,
+    /// Policy.Read.All.
+    Policy,
+    /// RoleEligibilitySchedule.Read.Directory (PIM).
+    Eligibility,
+}
+
+pub struct Tenant {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// PEM public key checking certificate assertions, with the expected `x5t#S256`.
+    pub assertion_key: Option<(String, String)>,
+    pub users: Collection,
+    pub registration: Collection,
+    pub role_definitions: Vec<Value>,
+    pub role_assignments: Vec<Value>,
+    pub role_eligibility: Vec<Value>,
+    pub group_members: HashMap<String, Vec<Value>>,
+    pub applications: Vec<Value>,
+    pub service_principals: Vec<Value>,
+    pub ca_policies: Vec<Value>,
+    pub security_defaults: bool,
+    /// No Entra ID P1/P2: `signInActivity`, the registration report, conditional access and
+    /// PIM answer 403 `Authentication_RequestFromNonPremiumTenantOrB2CTenant`.
+    pub non_premium: bool,
+    pub missing: HashSet<Permission>,
+    pub page_size: usize,
+    /// The registration report's own page size (Graph chooses it; `$top` is not documented).
+    pub registration_page_size: usize,
+    /// Answer these (1-based) Graph request numbers with 429 (`Retry-After` seconds).
+    pub throttle: HashMap<u64, (u16, u64)>,
+    /// Added to every Graph answer (bench: a per-request latency floor).
+    pub latency: Duration,
+    /// Token lifetime in seconds.
+    pub expires_in: u64,
+}
+
+impl Default for Tenant {
+    fn default() -> Self {
+        Tenant {
+            tenant_id: "contoso.onmicrosoft.com".into(),
+            client_id: "11111111-2222-3333-4444-555555555555".into(),
+            client_secret: "mock-secret-value".into(),
+            assertion_key: None,
+            users: Collection::empty(),
+            registration: Collection::empty(),
+            role_definitions: default_role_definitions(),
+            role_assignments: Vec::new(),
+            role_eligibility: Vec::new(),
+            group_members: HashMap::new(),
+            applications: Vec::new(),
+            service_principals: Vec::new(),
+            ca_policies: Vec::new(),
+            security_defaults: false,
+            non_premium: false,
+            missing: HashSet::new(),
+            page_size: 999,
+            registration_page_size: 999,
+            throttle: HashMap::new(),
+            latency: Duration::ZERO,
+            expires_in: 3599,
+        }
+    }
+}
+
+pub const GLOBAL_ADMIN: &str = "62e90394-69f5-4237-9190-012177145e10";
+pub const USER_ADMIN: &str = "fe930be7-5e62-47db-91af-98c3a49a38b1";
+pub const PRIV_ROLE_ADMIN: &str = "e8611ab8-c189-46e8-94e1-60213ab1f814";
+
+pub fn default_role_definitions() -> Vec<Value> {
+    [
+        (GLOBAL_ADMIN, "Global Administrator"),
+        (USER_ADMIN, "User Administrator"),
+        (PRIV_ROLE_ADMIN, "Privileged Role Administrator"),
+    ]
+    .iter()
+    .map(|(id, name)| {
+        json!({"id": id, "templateId": id, "displayName": name, "isBuiltIn": true, "isEnabled": true})
+    })
+    .collect()
+}
+
+/// What the mock saw.
+#[derive(Default)]
+pub struct Seen {
+    pub graph_requests: AtomicU64,
+    pub token_requests: AtomicU64,
+    pub paths: Mutex<Vec<String>>,
+    pub token_forms: Mutex<Vec<HashMap<String, String>>>,
+}
+
+struct Shared {
+    tenant: Tenant,
+    seen: Arc<Seen>,
+    base: String,
+}
+
+pub struct MockGraph {
+    pub base: String,
+    pub seen: Arc<Seen>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl MockGraph {
+    pub async fn start(tenant: Tenant) -> MockGraph {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Seen::default());
+        let shared = Arc::new(Shared {
+            tenant,
+            seen: seen.clone(),
+            base: base.clone(),
+        });
+        let app = Router::new()
+            .route("/{tenant}/oauth2/v2.0/token", post(token))
+            .route("/v1.0/users", get(users))
+            .route(
+                "/v1.0/reports/authenticationMethods/userRegistrationDetails",
+                get(registration),
+            )
+            .route(
+                "/v1.0/roleManagement/directory/roleDefinitions",
+                get(role_definitions),
+            )
+            .route(
+                "/v1.0/roleManagement/directory/roleAssignments",
+                get(role_assignments),
+            )
+            .route(
+                "/v1.0/roleManagement/directory/roleEligibilitySchedules",
+                get(role_eligibility),
+            )
+            .route("/v1.0/groups/{id}/transitiveMembers", get(group_members))
+            .route("/v1.0/applications", get(applications))
+            .route("/v1.0/servicePrincipals", get(service_principals))
+            .route(
+                "/v1.0/identity/conditionalAccess/policies",
+                get(ca_policies),
+            )
+            .route(
+                "/v1.0/policies/identitySecurityDefaultsEnforcementPolicy",
+                get(security_defaults),
+            )
+            .with_state(shared);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        MockGraph {
+            base,
+            seen,
+            _task: task,
+        }
+    }
+
+    pub fn graph_requests(&self) -> u64 {
+        self.seen.graph_requests.load(Ordering::Relaxed)
+    }
+    pub fn token_requests(&self) -> u64 {
+        self.seen.token_requests.load(Ordering::Relaxed)
+    }
+    pub fn paths(&self) -> Vec<String> {
+        self.seen.paths.lock().unwrap().clone()
+    }
+}
+
+type Q = Query<HashMap<String, String>>;
+type S = State<Arc<Shared>>;
+
+fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "date": "2026-11-28T12:00:00",
+                "request-id": "00000000-aaaa-bbbb-cccc-000000000001",
+                "client-request-id": "00000000-aaaa-bbbb-cccc-000000000002"
+            }
+        }})),
+    )
+        .into_response()
+}
+
+fn non_premium() -> Response {
+    graph_error(
+        StatusCode::FORBIDDEN,
+        "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+        "Neither tenant is B2C or tenant doesn't have premium license",
+    )
+}
+
+fn denied() -> Response {
+    graph_error(
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+    )
+}
+
+/// Common gate for Graph requests: bearer token, counting, scripted throttling, latency.
+async fn gate(s: &Shared, headers: &HeaderMap, path: &str) -> Option<Response> {
+    let n = s.seen.graph_requests.fetch_add(1, Ordering::Relaxed) + 1;
+    s.seen.paths.lock().unwrap().push(path.to_string());
+    if !s.tenant.latency.is_zero() {
+        tokio::time::sleep(s.tenant.latency).await;
+    }
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !auth.starts_with("Bearer mock-token-") {
+        return Some(graph_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token is empty.",
+        ));
+    }
+    if let Some((status, after)) = s.tenant.throttle.get(&n) {
+        let mut r = graph_error(
+            StatusCode::from_u16(*status).unwrap(),
+            if *status == 429 {
+                "TooManyRequests"
+            } else {
+                "ServiceUnavailable"
+            },
+            "Too many requests",
+        );
+        r.headers_mut()
+            .insert("retry-after", after.to_string().parse().unwrap());
+        return Some(r);
+    }
+    None
+}
+
+/// One page of `c` from `$skiptoken` (an offset here; opaque to clients), with a nextLink
+/// that keeps the other query parameters, as Graph's do.
+fn page(
+    s: &Shared,
+    path: &str,
+    q: &HashMap<String, String>,
+    c: &Collection,
+    size: usize,
+    map: impl Fn(Value) -> Value,
+) -> Response {
+    let size = q
+        .get("$top")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(size)
+        .clamp(1, size.max(1));
+    let start: usize = q
+        .get("$skiptoken")
+        .and_then(|t| t.strip_prefix("X'"))
+        .and_then(|t| t.strip_suffix('\''))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let end = (start + size).min(c.len);
+    let value: Vec<Value> = (start..end).map(|i| map((c.item)(i))).collect();
+    let mut body = json!({
+        "@odata.context": format!("{}/v1.0/$metadata#{}", s.base, path.trim_start_matches("/v1.0/")),
+        "value": value,
+    });
+    if end < c.len {
+        let mut ser = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in q {
+            if k != "$skiptoken" {
+                ser.append_pair(k, v);
+            }
+        }
+        ser.append_pair("$skiptoken", &format!("X'{end}'"));
+        body["@odata.nextLink"] = json!(format!("{}{}?{}", s.base, path, ser.finish()));
+    }
+    Json(body).into_response()
+}
+
+async fn token(State(s): S, Path(tenant): Path<String>, body: String) -> Response {
+    s.seen.token_requests.fetch_add(1, Ordering::Relaxed);
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    s.seen.token_forms.lock().unwrap().push(form.clone());
+    let err = |code: &str, desc: &str| {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({
+                "error": code,
+                "error_description": format!("{desc}\r\nTrace ID: t-1\r\nCorrelation ID: c-1\r\nTimestamp: 2026-11-28 12:00:00Z"),
+                "error_codes": [7000215],
+                "timestamp": "2026-11-28 12:00:00Z",
+                "trace_id": "trace-0001",
+                "correlation_id": "corr-0001"
+            })),
+        )
+            .into_response()
+    };
+    if tenant != s.tenant.tenant_id {
+        return err("invalid_request", "AADSTS90002: Tenant not found.");
+    }
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials")
+        || form.get("client_id") != Some(&s.tenant.client_id)
+        || form.get("scope") != Some(&format!("{}/.default", s.base))
+    {
+        return err("invalid_request", "AADSTS900144: bad request parameters.");
+    }
+    let ok = match (form.get("client_secret"), form.get("client_assertion")) {
+        (Some(secret), None) => *secret == s.tenant.client_secret,
+        (None, Some(jwt)) => check_assertion(&s, &tenant, form.get("client_assertion_type"), jwt),
+        _ => false,
+    };
+    if !ok {
+        return err(
+            "invalid_client",
+            "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+        );
+    }
+    let n = s.seen.token_requests.load(Ordering::Relaxed);
+    Json(json!({
+        "token_type": "Bearer",
+        "expires_in": s.tenant.expires_in,
+        "ext_expires_in": s.tenant.expires_in,
+        "access_token": format!("mock-token-{n}"),
+    }))
+    .into_response()
+}
+
+fn check_assertion(s: &Shared, tenant: &str, kind: Option<&String>, jwt: &str) -> bool {
+    if kind.map(String::as_str) != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+        return false;
+    }
+    let Some((public_pem, x5t)) = &s.tenant.assertion_key else {
+        return false;
+    };
+    let Ok(header) = jsonwebtoken::decode_header(jwt) else {
+        return false;
+    };
+    if header.alg != jsonwebtoken::Algorithm::PS256 || header.x5t_s256.as_deref() != Some(x5t) {
+        return false;
+    }
+    let aud = format!("{}/{tenant}/oauth2/v2.0/token", s.base);
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::PS256);
+    v.set_audience(&[aud]);
+    v.set_issuer(std::slice::from_ref(&s.tenant.client_id));
+    v.set_required_spec_claims(&["exp", "aud", "iss", "sub", "nbf"]);
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes()).unwrap();
+    match jsonwebtoken::decode::<Value>(jwt, &key, &v) {
+        Ok(t) => t.claims["sub"] == json!(s.tenant.client_id) && t.claims["jti"].is_string(),
+        Err(_) => false,
+    }
+}
+
+async fn users(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
+    let path = "/v1.0/users";
+    if let Some(r) = gate(&s, &headers, path).await {
+        return r;
+    }
+    let select: Vec<String> = q
+        .get("$select")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let wants_sign_in = select.iter().any(|f| f == "signInActivity");
+    if wants_sign_in && s.tenant.non_premium {
+        return non_premium();
+    }
+    if wants_sign_in && s.tenant.missing.contains(&Permission::AuditLog) {
+        return denied();
+    }
+    page(
+        &s,
+        path,
+        &q,
+        &s.tenant.users,
+        s.tenant.page_size,
+        |mut u| {
+            // Graph returns only the $select'ed properties.
+            if let Value::Object(m) = &mut u {
+                if !select.is_empty() {
+                    m.retain(|k, _| select.iter().any(|f| f == k));
+                }
+            }
+            u
+        },
+    )
+}
+
+async fn registration(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
+    let path = "/v1.0/reports/authenticationMethods/userRegistrationDetails";
+    if let Some(r) = gate(&s, &headers, path).await {
+        return r;
+    }
+    if s.tenant.non_premium {
+        return non_premium();
+    }
+    if s.tenant.missing.contains(&Permission::AuditLog) {
+        return denied();
+    }
+    page(
+        &s,
+        path,
+        &q,
+        &s.tenant.registration,
+        s.tenant.registration_page_size,
+        |v| v,
+    )
+}
+
+async fn list(
+    s: &Shared,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    path: &str,
+    items: &[Value],
+    need: Option<Permission>,
+    premium: bool,
+) -> Response {
+    if let Some(r) = gate(s, headers, path).await {
+        return r;
+    }
+    if premium && s.tenant.non_premium {
+        return non_premium();
+    }
+    if need.is_some_and(|p| s.tenant.missing.contains(&p)) {
+        return denied();
+    }
+    page(
+        s,
+        path,
+        q,
+        &Collection::of(items.to_vec()),
+        s.tenant.page_size,
+        |v| v,
+    )
+}
+
+async fn role_definitions(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
+    let items = s.tenant.role_definitions.clone();
+    list(
+        &s,
+        &headers,
+        &q,
+        "/v1.0/roleManagement/directory/roleDefinitions",
+        &items,
+        Some(Permission::Roles),
+        false,
+    )
+    .await
+}
+
+async fn role_assignments(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
+    let items = s.tenant.role_assignments.clone();
+    list(
+        &s,
+        &headers,
+        &q,
+        "/v1.0/roleManagement/directory/roleAssignments",
+        &items,
+        Some(Permission::Roles),
+        false,
+    )
+    .await
+}
+
+async fn role_eligibility(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
+    let items = s.tenant.role_eligibility.clone();
+    if s.tenant.missing.contains(&Permission::Eligibility) {
+        if let Some(r) = gate(
+            &s,
+            &headers,
+            "/v1.0/roleManagement/directory/roleEligibilitySchedules",
+        )
+        .await
+        {
+            return r;
+        }
+        return denied();
+    }
+    list(
+        &s,
+        &headers,
+        &q,
+        "/v1.0/roleManagement/directory/roleEligibilitySchedules",
+        &items,
+        Some(Permission::Roles),
+        true,
+    )
+    .await
+}
+
+async fn group_members(
+    State(s): S,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Q,
+) -> Response {
+    let path = format!("/v1.0/groups/{id}/transitiveMembers");
+    let Some(items) = s.tenant.group_members.get(&id).cloned() else {
+        if let Some(r) = gate(&s, &headers, &path).await {
+            return r;
+        }
+        return graph_error(
+            StatusCode::NOT_FOUND,
+            "Request_ResourceNotFound",
+            &format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."),
+        );
+    };
+    list(
+        &s,
+        &headers,
+        &q,
+        &path,
+        &items,
+        Some(Permission::Roles),
+        false,
+    )
+    .await
+}
+
+async fn applications(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
+    let items = s.tenant.applications.clone();
+    list(
+        &s,
+        &headers,
+        &q,
+        "/v1.0/applications",
+        &items,
+        Some(Permission::Applications),
+        false,
+    )
+    .await
+}
+
+async fn service_principals(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
+    let items = s.tenant.service_principals.clone();
+    list(
+        &s,
+        &headers,
+        &q,
+        "/v1.0/servicePrincipals",
+        &items,
+        Some(Permission::Applications),
+        false,
+    )
+    .await
+}
+
+async fn ca_policies(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
+    let items = s.tenant.ca_policies.clone();
+    list(
+        &s,
+        &headers,
+        &q,
+        "/v1.0/identity/conditionalAccess/policies",
+        &items,
+        Some(Permission::Policy),
+        true,
+    )
+    .await
+}
+
+async fn security_defaults(State(s): S, headers: HeaderMap) -> Response {
+    let path = "/v1.0/policies/identitySecurityDefaultsEnforcementPolicy";
+    if let Some(r) = gate(&s, &headers, path).await {
+        return r;
+    }
+    if s.tenant.missing.contains(&Permission::Policy) {
+        return denied();
+    }
+    Json(json!({
+        "@odata.context": format!("{}/v1.0/$metadata#policies/identitySecurityDefaultsEnforcementPolicy/$entity", s.base),
+        "id": "00000000-0000-0000-0000-000000000005",
+        "displayName": "Security Defaults",
+        "description": "Security defaults is a set of basic identity security mechanisms recommended by Microsoft.",
+        "isEnabled": s.tenant.security_defaults
+    }))
+    .into_response()
+}
