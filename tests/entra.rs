@@ -219,6 +219,10 @@ fn clock() -> Clock {
 }
 
 async fn start(t: Tenant, auth: &str) -> Run {
+    start_with(t, auth, "").await
+}
+
+async fn start_with(t: Tenant, auth: &str, extra: &str) -> Run {
     let secret = t.client_secret.clone();
     let (tenant_id, client_id) = (t.tenant_id.clone(), t.client_id.clone());
     let mock = MockGraph::start(t).await;
@@ -243,6 +247,7 @@ client_id = "{client_id}"
 authority_url = "{base}"
 graph_url = "{base}"
 timeout = "60s"
+{extra}
 "#,
         base = mock.base
     ))
@@ -489,6 +494,25 @@ async fn missing_permissions_are_reported_per_data_class() {
     assert!(r.accounts.iter().all(|a| a.roles.is_none()));
     // Users are still there (with passwords), apps are not.
     assert_eq!(r.accounts.len(), 6);
+}
+
+#[tokio::test]
+async fn group_member_refusal_makes_roles_unknown_not_absent() {
+    let mut t = tenant();
+    t.missing = HashSet::from([Permission::GroupMembers]);
+    let run = start(t, "").await;
+    let r = run.poll().await.unwrap();
+    let why = &r.availability.missing[&DataKind::Roles];
+    assert!(why.contains("GroupMember.Read.All"), "{why}");
+    assert!(r.accounts.iter().all(|a| a.roles.is_none()));
+}
+
+#[tokio::test]
+async fn request_budget_stops_the_poll() {
+    let run = start_with(tenant(), "", "max_requests_per_poll = 5\nconcurrency = 1").await;
+    let e = run.poll().await.unwrap_err();
+    assert!(e.contains("max_requests_per_poll (5) reached"), "{e}");
+    assert!(run.mock.graph_requests() + run.mock.token_requests() <= 5);
 }
 
 #[tokio::test]

@@ -56,6 +56,8 @@ pub enum Permission {
     Policy,
     /// RoleEligibilitySchedule.Read.Directory (PIM).
     Eligibility,
+    /// GroupMember.Read.All (members of role-assignable groups).
+    GroupMembers,
 }
 
 pub struct Tenant {
@@ -562,7 +564,7 @@ async fn group_members(
         &q,
         &path,
         &items,
-        Some(Permission::Roles),
+        Some(Permission::GroupMembers),
         false,
     )
     .await

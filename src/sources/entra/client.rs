@@ -44,6 +44,13 @@ impl FetchError {
             _ => None,
         }
     }
+    /// The request's path and query.
+    pub fn what(&self) -> &str {
+        match self {
+            FetchError::Http { what, .. } | FetchError::Transport { what, .. } => what,
+            FetchError::Budget { .. } => "",
+        }
+    }
     pub fn code(&self) -> Option<&str> {
         match self {
             FetchError::Http { code, .. } => code.as_deref(),
@@ -140,6 +147,8 @@ pub struct GraphClient {
     /// Requests made in the current poll (reset by [`GraphClient::start_poll`]).
     requests: AtomicU32,
     max_requests: Option<u32>,
+    /// Requests in flight at once (`concurrency`).
+    in_flight: tokio::sync::Semaphore,
 }
 
 fn class(status: u16) -> String {
@@ -171,6 +180,7 @@ impl GraphClient {
         cfg: EntraConfig,
         timeout: Duration,
         max_requests: Option<u32>,
+        concurrency: usize,
     ) -> Result<GraphClient, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout.min(Duration::from_secs(120)))
@@ -195,6 +205,7 @@ impl GraphClient {
             retry: RetryPolicy::default(),
             requests: AtomicU32::new(0),
             max_requests,
+            in_flight: tokio::sync::Semaphore::new(concurrency.max(1)),
         })
     }
 
@@ -348,6 +359,7 @@ impl GraphClient {
             attempt += 1;
             let token = self.token(stats, reauth).await?;
             self.spend()?;
+            let permit = self.in_flight.acquire().await.ok();
             let resp = self
                 .http
                 .get(url)
@@ -388,6 +400,7 @@ impl GraphClient {
                 what: what.clone(),
                 detail: e.without_url().to_string(),
             })?;
+            drop(permit);
             if !(200..300).contains(&status) {
                 let e = serde_json::from_slice::<ErrorBody>(&body)
                     .ok()

@@ -67,8 +67,13 @@ fn refusal_reason(e: &FetchError, what: &str, permission: &str) -> String {
 
 impl EntraSource {
     pub fn new(sc: &SourceConfig, cfg: &EntraConfig) -> Result<EntraSource, SourceError> {
-        let client = GraphClient::new(cfg.clone(), sc.timeout, sc.limits.max_requests_per_poll)
-            .map_err(SourceError::new)?;
+        let client = GraphClient::new(
+            cfg.clone(),
+            sc.timeout,
+            sc.limits.max_requests_per_poll,
+            sc.limits.concurrency,
+        )
+        .map_err(SourceError::new)?;
         Ok(EntraSource { client })
     }
 
@@ -103,14 +108,17 @@ impl EntraSource {
         let roles = match roles {
             Ok(r) => Some(r),
             Err(e) if e.is_refusal() => {
-                availability.set_missing(
-                    DataKind::Roles,
-                    refusal_reason(
-                        &e,
+                // Members of role-assignable groups need a permission of their own; without
+                // them group-held roles are unknown, so no role data is claimed at all.
+                let (what, permission) = if e.what().contains("/groups/") {
+                    ("members of role-assignable groups", "GroupMember.Read.All")
+                } else {
+                    (
                         "directory role assignments",
                         "RoleManagement.Read.Directory",
-                    ),
-                );
+                    )
+                };
+                availability.set_missing(DataKind::Roles, refusal_reason(&e, what, permission));
                 None
             }
             Err(e) => return Err(fail(e)),

@@ -1,0 +1,181 @@
+//! Benchmark of the `entra` source against the in-process mock Graph with a 200k-user
+//! tenant: upstream requests per poll against the page minimum, wall time against the
+//! fetch floor (pages × injected latency), and peak RSS. `cargo bench --bench entra`.
+
+#[path = "../tests/support/entra_mock.rs"]
+mod entra_mock;
+
+use std::time::{Duration, Instant};
+
+use entra_mock::{Collection, MockGraph, Tenant, GLOBAL_ADMIN};
+use identity_posture_exporter::config::{EntraAuth, EntraConfig, Policy, Secret};
+use identity_posture_exporter::report::ReportBuilder;
+use identity_posture_exporter::sources::entra::client::GraphClient;
+use identity_posture_exporter::sources::entra::{EntraSource, PAGE_SIZE};
+use identity_posture_exporter::sources::{PollContext, SourceStats};
+use serde_json::json;
+
+const USERS: usize = 200_000;
+const APPS: usize = 2_000;
+const SPS: usize = 5_000;
+
+fn env_usize(k: &str, d: usize) -> usize {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn guid(kind: u32, i: usize) -> String {
+    format!("{kind:08x}-0000-4000-8000-{i:012x}")
+}
+
+fn vm_hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn tenant(users: usize, latency: Duration) -> Tenant {
+    let methods = [
+        json!(["microsoftAuthenticatorPush", "softwareOneTimePasscode"]),
+        json!(["mobilePhone"]),
+        json!(["fido2SecurityKey", "windowsHelloForBusiness"]),
+        json!([]),
+    ];
+    let user = move |i: usize| {
+        json!({
+            "id": guid(0xa, i),
+            "userPrincipalName": format!("user{i}@contoso.com"),
+            "displayName": format!("User {i}"),
+            "accountEnabled": i % 20 != 0,
+            "userType": if i % 10 == 0 { "Guest" } else { "Member" },
+            "createdDateTime": "2024-01-15T09:00:00Z",
+            "lastPasswordChangeDateTime": "2026-03-01T10:11:12Z",
+            "employeeLeaveDateTime": null,
+            "department": "Engineering",
+            "jobTitle": "Engineer",
+            "onPremisesSyncEnabled": true,
+            "signInActivity": if i % 7 == 0 { json!(null) } else { json!({
+                "lastSignInDateTime": "2026-10-01T08:00:00Z",
+                "lastSignInRequestId": "0f2b7c3e-1111-2222-3333-444455556666",
+                "lastNonInteractiveSignInDateTime": "2026-11-20T08:00:00Z",
+                "lastNonInteractiveSignInRequestId": "0f2b7c3e-1111-2222-3333-444455556667",
+                "lastSuccessfulSignInDateTime": "2026-11-20T08:00:00Z",
+                "lastSuccessfulSignInRequestId": "0f2b7c3e-1111-2222-3333-444455556668"
+            })}
+        })
+    };
+    let reg = move |i: usize| {
+        json!({
+            "id": guid(0xa, i),
+            "userPrincipalName": format!("user{i}@contoso.com"),
+            "userDisplayName": format!("User {i}"),
+            "userType": "member", "isAdmin": false,
+            "isSsprRegistered": true, "isSsprEnabled": true, "isSsprCapable": true,
+            "isMfaRegistered": true, "isMfaCapable": true, "isPasswordlessCapable": false,
+            "methodsRegistered": methods[i % 4],
+            "isSystemPreferredAuthenticationMethodEnabled": true,
+            "systemPreferredAuthenticationMethods": ["push"],
+            "userPreferredMethodForSecondaryAuthentication": "push",
+            "lastUpdatedDateTime": "2026-11-01T00:00:00Z"
+        })
+    };
+    let apps = (0..APPS)
+        .map(|i| {
+            json!({"id": guid(0xc, i), "appId": guid(0xd, i), "displayName": format!("app {i}"),
+                   "createdDateTime": "2024-01-01T00:00:00Z",
+                   "passwordCredentials": [{"keyId": guid(0xe, i), "displayName": "s",
+                       "startDateTime": "2025-01-01T00:00:00Z", "endDateTime": "2027-01-01T00:00:00Z"}],
+                   "keyCredentials": []})
+        })
+        .collect();
+    let sps = (0..SPS)
+        .map(|i| {
+            json!({"id": guid(0xf, i), "appId": guid(0xd, i), "displayName": format!("sp {i}"),
+                   "accountEnabled": true, "servicePrincipalType": "Application",
+                   "passwordCredentials": [], "keyCredentials": []})
+        })
+        .collect();
+    let assignments = (0..20)
+        .map(|i| {
+            json!({"id": format!("ra{i}"), "principalId": guid(0xa, i * 1000 + 1), "roleDefinitionId": GLOBAL_ADMIN,
+                   "directoryScopeId": "/", "principal": {"@odata.type": "#microsoft.graph.user", "id": guid(0xa, i * 1000 + 1)}})
+        })
+        .collect();
+    Tenant {
+        users: Collection::generated(users, user),
+        registration: Collection::generated(users, reg),
+        role_assignments: assignments,
+        applications: apps,
+        service_principals: sps,
+        latency,
+        page_size: PAGE_SIZE as usize,
+        registration_page_size: PAGE_SIZE as usize,
+        ..Tenant::default()
+    }
+}
+
+fn main() {
+    let users = env_usize("ENTRA_BENCH_USERS", USERS);
+    let latency = Duration::from_millis(env_usize("ENTRA_BENCH_LATENCY_MS", 20) as u64);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let t = tenant(users, latency);
+        let (tid, cid, secret) = (t.tenant_id.clone(), t.client_id.clone(), t.client_secret.clone());
+        let mock = MockGraph::start(t).await;
+        let cfg = EntraConfig {
+            tenant_id: tid,
+            client_id: cid,
+            auth: EntraAuth::ClientSecret(Secret::new(secret)),
+            authority_url: mock.base.clone(),
+            graph_url: mock.base.clone(),
+        };
+        let client = GraphClient::new(cfg, Duration::from_secs(120), None, 4).unwrap();
+        let source = EntraSource::with_client(client);
+        let now = time::macros::datetime!(2026-11-28 12:00 UTC);
+        let rss_before = vm_hwm_kib();
+        for (round, retain) in [(1, true), (2, true)] {
+            let stats = SourceStats::default();
+            let ctx = PollContext { now, stats: &stats };
+            let mut builder = ReportBuilder::new(Policy::default(), now, retain);
+            let before = mock.graph_requests() + mock.token_requests();
+            let started = Instant::now();
+            let out = source.poll(&ctx, &mut builder).await.expect("poll");
+            let report = builder.finish(out);
+            let wall = started.elapsed();
+            let requests = mock.graph_requests() + mock.token_requests() - before;
+            let accounts: u64 = report.tally.accounts.iter().flatten().sum();
+            let pages = |n: usize| n.div_ceil(PAGE_SIZE as usize) as u64;
+            // Page minimum: users + registration report + apps + SPs, plus 1 request each for
+            // role definitions, assignments, eligibility, security defaults, CA policies.
+            let min_graph = pages(users) * 2 + pages(APPS) + pages(SPS) + 5;
+            let token = if round == 1 { 1 } else { 0 };
+            // Fetch floor of this design: the longest of the concurrent chains
+            // (registration pages) then the user pages, each page one latency.
+            let chain = pages(users).max(pages(SPS) + pages(APPS)).max(4);
+            let floor = latency * (chain + pages(users)) as u32;
+            let ideal = latency * pages(users) as u32;
+            println!(
+                "round {round}: {accounts} accounts, {requests} requests (page minimum {} incl. {token} token), wall {:.2}s, fetch floor {:.2}s (fully overlapped floor {:.2}s), wall/floor {:.2}, peak RSS {} MiB (before polls {} MiB)",
+                min_graph + token,
+                wall.as_secs_f64(),
+                floor.as_secs_f64(),
+                ideal.as_secs_f64(),
+                wall.as_secs_f64() / floor.as_secs_f64(),
+                vm_hwm_kib() / 1024,
+                rss_before / 1024,
+            );
+            drop(report);
+        }
+    });
+}
