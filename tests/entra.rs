@@ -508,6 +508,18 @@ async fn group_member_refusal_makes_roles_unknown_not_absent() {
 }
 
 #[tokio::test]
+async fn a_rejected_token_is_renewed_once() {
+    let mut t = tenant();
+    t.revoke_first_token = true;
+    let run = start(t, "").await;
+    let r = run.poll().await.unwrap();
+    assert_eq!(r.accounts.len(), 9);
+    // Concurrent requests rejected with token 1 share one renewal.
+    assert_eq!(run.mock.token_requests(), 2);
+    assert!(run.state.sources[0].stats.api_requests()["4xx"] >= 1);
+}
+
+#[tokio::test]
 async fn request_budget_stops_the_poll() {
     let run = start_with(tenant(), "", "max_requests_per_poll = 5\nconcurrency = 1").await;
     let e = run.poll().await.unwrap_err();

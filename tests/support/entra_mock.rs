@@ -89,6 +89,8 @@ pub struct Tenant {
     pub latency: Duration,
     /// Token lifetime in seconds.
     pub expires_in: u64,
+    /// Graph rejects the first token issued (401), as after a revocation.
+    pub revoke_first_token: bool,
 }
 
 impl Default for Tenant {
@@ -115,6 +117,7 @@ impl Default for Tenant {
             throttle: HashMap::new(),
             latency: Duration::ZERO,
             expires_in: 3599,
+            revoke_first_token: false,
         }
     }
 }
@@ -265,7 +268,9 @@ async fn gate(s: &Shared, headers: &HeaderMap, path: &str) -> Option<Response> {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !auth.starts_with("Bearer mock-token-") {
+    if !auth.starts_with("Bearer mock-token-")
+        || (s.tenant.revoke_first_token && auth == "Bearer mock-token-1")
+    {
         return Some(graph_error(
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationToken",

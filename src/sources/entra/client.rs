@@ -236,10 +236,16 @@ impl GraphClient {
 
     /// A valid token. The lock is held while fetching, so concurrent callers share one
     /// token request (single flight); tokens are refreshed 5 minutes before they expire.
-    async fn token(&self, stats: &SourceStats, force: bool) -> Result<String, FetchError> {
+    /// `rejected`: a token Graph answered 401 to; it is replaced unless another caller has
+    /// replaced it already.
+    async fn token(
+        &self,
+        stats: &SourceStats,
+        rejected: Option<&str>,
+    ) -> Result<String, FetchError> {
         let mut slot = self.token.lock().await;
         if let Some(t) = slot.as_ref() {
-            if !force && Instant::now() < t.refresh_at {
+            if rejected != Some(t.token.as_str()) && Instant::now() < t.refresh_at {
                 return Ok(t.token.clone());
             }
         }
@@ -354,10 +360,11 @@ impl GraphClient {
     ) -> Result<T, FetchError> {
         let what = what(url);
         let mut attempt = 0;
-        let mut reauth = false;
+        let mut rejected: Option<String> = None;
+        let mut reauthed = false;
         loop {
             attempt += 1;
-            let token = self.token(stats, reauth).await?;
+            let token = self.token(stats, rejected.as_deref()).await?;
             self.spend()?;
             let permit = self.in_flight.acquire().await.ok();
             let resp = self
@@ -386,8 +393,9 @@ impl GraphClient {
             if status == 429 {
                 stats.count_rate_limited();
             }
-            if status == 401 && !reauth {
-                reauth = true;
+            if status == 401 && !reauthed {
+                reauthed = true;
+                rejected = Some(token);
                 continue;
             }
             if matches!(status, 429 | 500 | 502 | 503 | 504) && attempt < self.retry.max_attempts {
