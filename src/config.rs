@@ -465,7 +465,9 @@ impl Policy {
                 .enumerate()
                 .map(|(i, r)| {
                     if r.role.trim().is_empty() {
-                        errors.push(format!("{path}.privilege_rules[{i}].role: must not be empty"));
+                        errors.push(format!(
+                            "{path}.privilege_rules[{i}].role: must not be empty"
+                        ));
                     }
                     PrivilegeRule {
                         role: r.role.clone(),
@@ -814,7 +816,12 @@ pub fn read_secret(
     }
 }
 
-fn parse_duration(path: &str, v: Option<&str>, dflt: Duration, errors: &mut Vec<String>) -> Duration {
+fn parse_duration(
+    path: &str,
+    v: Option<&str>,
+    dflt: Duration,
+    errors: &mut Vec<String>,
+) -> Duration {
     match v {
         None => dflt,
         Some(s) => match humantime::parse_duration(s) {
@@ -1055,8 +1062,7 @@ fn validate_source(
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
@@ -1147,7 +1153,8 @@ policy = { dormant_days = 3 }
 "#,
         );
         assert!(
-            e.iter().any(|m| m.contains("sources[0].policy.dormant_days")),
+            e.iter()
+                .any(|m| m.contains("sources[0].policy.dormant_days")),
             "{e:?}"
         );
     }
@@ -1215,6 +1222,7 @@ token_file = "{}"
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn env_overrides_the_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
