@@ -1,2 +1,49 @@
-//! The shared upstream HTTP layer used by every network source (retry, pacing, paging,
-//! OAuth token cache). (being written)
+//! The shared upstream HTTP layer every network source uses (Okta first; Entra, Google,
+//! GitHub and SSPM reuse it): rustls client with timeouts, gzip and a body cap; retries with
+//! backoff and jitter; 429 handling; proactive rate-limit pacing; a per-poll request budget and
+//! bounded concurrency; pagination with loop detection; an OAuth token cache; redaction.
+//!
+//! How a source uses it:
+//!
+//! ```ignore
+//! let mut opts = UpstreamOptions::new(&cfg.name, cfg.limits.clone());
+//! opts.rate_limit_headers = Some(RateLimitHeaders::OKTA);
+//! let up = Upstream::new(opts, Auth::Header(Secret::new(format!("SSWS {token}"))))?;
+//! // per poll:
+//! let s = up.session(ctx.stats);                 // fresh budget, counts into ctx.stats
+//! let mut pages = Pager::link(Request::get(url, "/api/v1/users"));
+//! while let Some(page) = pages.next_page(&s).await? {
+//!     let users: Vec<User> = page.json()?;
+//! }
+//! ```
+//!
+//! - [`client`]: [`Upstream`] (long-lived, one per source) and [`Session`] (one per poll):
+//!   the single place where requests are paced, budgeted, authenticated, retried, counted
+//!   (`identity_posture_source_api_requests_total{code}`, `…_rate_limited_total`) and logged.
+//! - [`retry`]: backoff with jitter; `Retry-After` parsing; clamping provider waits.
+//! - [`pacing`]: rate-limit headers per provider, the [`Pacer`], the per-poll [`Budget`].
+//! - [`paging`]: `Link` headers and body cursors, with loop and origin checks.
+//! - [`oauth`]: [`TokenCache`] and the client-credentials grant (secret or signed assertion).
+//! - [`redact`]: URL and secret redaction for logs and errors.
+//! - [`timer`]: the clock/sleeper, injectable so tests never wait.
+//! - [`error`]: [`UpstreamError`] and the provider's error body distilled.
+
+pub mod client;
+pub mod error;
+pub mod oauth;
+pub mod pacing;
+pub mod paging;
+pub mod redact;
+pub mod retry;
+pub mod timer;
+
+pub use client::{check_url_scheme, Auth, Request, Response, Session, Upstream, UpstreamOptions};
+pub use error::{ProviderError, UpstreamError};
+pub use oauth::{
+    AccessToken, AssertionSigner, ClientAuth, ClientCredentials, TokenCache, TokenSource,
+};
+pub use pacing::{Budget, Pacer, RateLimitHeaders, RateLimitSnapshot, ResetKind};
+pub use paging::{next_link, NextPage, Pager};
+pub use redact::{redact_url, Redactor};
+pub use retry::RetryPolicy;
+pub use timer::{ManualTimer, Timer, TokioTimer};

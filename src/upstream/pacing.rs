@@ -1,0 +1,359 @@
+//! Proactive rate-limit pacing and the per-poll request budget. Providers report each
+//! bucket's `limit`, `remaining` and reset time; the exporter stops using a bucket once it
+//! has used its share (`max_rate_limit_share`) and waits for the reset, so the org's other
+//! integrations keep the rest.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+
+use super::error::UpstreamError;
+
+/// How a provider's reset header counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetKind {
+    /// Unix epoch seconds (Okta `X-Rate-Limit-Reset`, GitHub `X-RateLimit-Reset`).
+    EpochSeconds,
+    /// Seconds from now (IETF `RateLimit-Reset`).
+    DeltaSeconds,
+}
+
+/// The names of a provider's rate-limit headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    pub limit: &'static str,
+    pub remaining: &'static str,
+    pub reset: &'static str,
+    pub reset_kind: ResetKind,
+}
+
+impl RateLimitHeaders {
+    /// Okta: `X-Rate-Limit-Limit`, `X-Rate-Limit-Remaining`, `X-Rate-Limit-Reset` (epoch s).
+    pub const OKTA: RateLimitHeaders = RateLimitHeaders {
+        limit: "x-rate-limit-limit",
+        remaining: "x-rate-limit-remaining",
+        reset: "x-rate-limit-reset",
+        reset_kind: ResetKind::EpochSeconds,
+    };
+    /// GitHub: `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (epoch s).
+    pub const GITHUB: RateLimitHeaders = RateLimitHeaders {
+        limit: "x-ratelimit-limit",
+        remaining: "x-ratelimit-remaining",
+        reset: "x-ratelimit-reset",
+        reset_kind: ResetKind::EpochSeconds,
+    };
+    /// IETF draft `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (delta s).
+    pub const IETF: RateLimitHeaders = RateLimitHeaders {
+        limit: "ratelimit-limit",
+        remaining: "ratelimit-remaining",
+        reset: "ratelimit-reset",
+        reset_kind: ResetKind::DeltaSeconds,
+    };
+
+    /// Reads the three headers. `None` unless limit and remaining are both plain numbers.
+    pub fn read(&self, headers: &HeaderMap, now_unix: f64) -> Option<RateLimitSnapshot> {
+        let num = |name: &str| -> Option<f64> {
+            let v = headers.get(name)?.to_str().ok()?.trim();
+            // Some providers send "600, 600;w=60" (IETF); the first number is the limit.
+            let first = v.split([',', ';']).next()?.trim();
+            let n = first.parse::<f64>().ok()?;
+            (n.is_finite() && n >= 0.0).then_some(n)
+        };
+        let limit = num(self.limit)?;
+        let remaining = num(self.remaining)?;
+        let reset_at_unix = num(self.reset).map(|r| match self.reset_kind {
+            ResetKind::EpochSeconds => r,
+            ResetKind::DeltaSeconds => now_unix + r,
+        });
+        Some(RateLimitSnapshot {
+            limit,
+            remaining,
+            reset_at_unix,
+        })
+    }
+
+    /// The reset time as a wait from now, if the header is there.
+    pub fn reset_wait(&self, headers: &HeaderMap, now_unix: f64) -> Option<Duration> {
+        let v = headers
+            .get(self.reset)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<f64>()
+            .ok()?;
+        if !v.is_finite() {
+            return None;
+        }
+        let secs = match self.reset_kind {
+            ResetKind::EpochSeconds => v - now_unix,
+            ResetKind::DeltaSeconds => v,
+        };
+        Some(Duration::from_secs_f64(secs.clamp(0.0, 1e9)))
+    }
+}
+
+/// One response's view of a rate-limit bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimitSnapshot {
+    pub limit: f64,
+    pub remaining: f64,
+    pub reset_at_unix: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    limit: f64,
+    /// Our estimate: the provider's last figure minus the requests sent since.
+    remaining: f64,
+    reset_at_unix: Option<f64>,
+}
+
+/// Slows a source down before it uses more than its share of a bucket.
+///
+/// The provider's `remaining / limit` covers every client of the org. Once `remaining` falls
+/// to `limit * (1 - share)`, the exporter has (together with the others) used its share, and
+/// requests to that bucket wait until the window resets. Buckets are keyed by the caller's
+/// endpoint label (e.g. `/api/v1/users/{id}/factors`), as providers meter per endpoint family.
+#[derive(Debug)]
+pub struct Pacer {
+    share: f64,
+    max_wait: Duration,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl Pacer {
+    pub fn new(share: f64, max_wait: Duration) -> Pacer {
+        let share = if share.is_finite() {
+            share.clamp(0.01, 1.0)
+        } else {
+            0.5
+        };
+        Pacer {
+            share,
+            max_wait,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The share of each bucket the source may use.
+    pub fn share(&self) -> f64 {
+        self.share
+    }
+
+    /// Called before a request to `bucket`: how long to wait first (if at all). Counts the
+    /// request against the local estimate so concurrent requests do not all slip through.
+    pub fn before_request(&self, bucket: &str, now_unix: f64) -> Option<Duration> {
+        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let b = map.get_mut(bucket)?;
+        if let Some(reset) = b.reset_at_unix {
+            if now_unix >= reset {
+                // The window has reset: assume a full one until the next response says more.
+                b.remaining = b.limit;
+                b.reset_at_unix = None;
+            }
+        }
+        let floor = b.limit * (1.0 - self.share);
+        if b.remaining <= floor && b.limit > 0.0 {
+            let wait = match b.reset_at_unix {
+                Some(reset) => Duration::from_secs_f64((reset - now_unix).clamp(0.0, 1e9)),
+                // No reset time known: a short pause, then trust the next response.
+                None => Duration::from_secs(1),
+            };
+            let wait = wait.min(self.max_wait);
+            // Whoever waits for the reset, waits for everyone: the next caller starts afresh.
+            b.remaining = b.limit;
+            b.reset_at_unix = None;
+            return Some(wait);
+        }
+        b.remaining -= 1.0;
+        None
+    }
+
+    /// Records what a response said about `bucket`.
+    pub fn observe(&self, bucket: &str, snap: RateLimitSnapshot) {
+        // Okta's concurrency-limit 429 reports limit 0 / remaining 0: not a window.
+        if snap.limit <= 0.0 {
+            return;
+        }
+        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get_mut(bucket) {
+            Some(b) if b.reset_at_unix.is_some() && b.reset_at_unix == snap.reset_at_unix => {
+                // Same window: responses arrive out of order, the lower figure is the newer.
+                b.limit = snap.limit;
+                b.remaining = b.remaining.min(snap.remaining);
+            }
+            _ => {
+                map.insert(
+                    bucket.to_string(),
+                    Bucket {
+                        limit: snap.limit,
+                        remaining: snap.remaining,
+                        reset_at_unix: snap.reset_at_unix,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// The per-poll request budget (`max_requests_per_poll`).
+#[derive(Debug)]
+pub struct Budget {
+    max: Option<u32>,
+    used: AtomicU32,
+}
+
+impl Budget {
+    pub fn new(max: Option<u32>) -> Budget {
+        Budget {
+            max,
+            used: AtomicU32::new(0),
+        }
+    }
+    /// Takes one request from the budget, or fails when it is spent.
+    pub fn take(&self) -> Result<(), UpstreamError> {
+        let used = self.used.fetch_add(1, Ordering::Relaxed);
+        match self.max {
+            Some(max) if used >= max => {
+                self.used.fetch_sub(1, Ordering::Relaxed);
+                Err(UpstreamError::BudgetExhausted { max })
+            }
+            _ => Ok(()),
+        }
+    }
+    /// Requests made so far.
+    pub fn used(&self) -> u32 {
+        self.used.load(Ordering::Relaxed)
+    }
+    /// Requests left; `None` = unbounded.
+    pub fn remaining(&self) -> Option<u32> {
+        self.max.map(|m| m.saturating_sub(self.used()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(limit: &str, remaining: &str, reset: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-rate-limit-limit", HeaderValue::from_str(limit).unwrap());
+        h.insert(
+            "x-rate-limit-remaining",
+            HeaderValue::from_str(remaining).unwrap(),
+        );
+        h.insert("x-rate-limit-reset", HeaderValue::from_str(reset).unwrap());
+        h
+    }
+
+    #[test]
+    fn reads_okta_headers() {
+        let s = RateLimitHeaders::OKTA
+            .read(&headers("600", "599", "1000060"), 1_000_000.0)
+            .unwrap();
+        assert_eq!(s.limit, 600.0);
+        assert_eq!(s.remaining, 599.0);
+        assert_eq!(s.reset_at_unix, Some(1_000_060.0));
+        assert!(RateLimitHeaders::OKTA
+            .read(&headers("lots", "1", "2"), 0.0)
+            .is_none());
+        assert_eq!(
+            RateLimitHeaders::OKTA.reset_wait(&headers("1", "1", "1000030"), 1_000_000.0),
+            Some(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn uses_only_its_share_then_waits_for_the_reset() {
+        let p = Pacer::new(0.5, Duration::from_secs(90));
+        let now = 1_000_000.0;
+        // 100 per window, 52 left: 2 more requests are within our half.
+        p.observe(
+            "b",
+            RateLimitSnapshot {
+                limit: 100.0,
+                remaining: 52.0,
+                reset_at_unix: Some(now + 40.0),
+            },
+        );
+        assert_eq!(p.before_request("b", now), None);
+        assert_eq!(p.before_request("b", now), None);
+        assert_eq!(
+            p.before_request("b", now),
+            Some(Duration::from_secs(40)),
+            "at the floor, wait until the reset"
+        );
+        // Other buckets are unaffected.
+        assert_eq!(p.before_request("other", now), None);
+    }
+
+    #[test]
+    fn pacing_wait_is_clamped_and_stale_windows_reset() {
+        let p = Pacer::new(0.5, Duration::from_secs(90));
+        p.observe(
+            "b",
+            RateLimitSnapshot {
+                limit: 10.0,
+                remaining: 0.0,
+                reset_at_unix: Some(1e12),
+            },
+        );
+        assert_eq!(p.before_request("b", 0.0), Some(Duration::from_secs(90)));
+        p.observe(
+            "c",
+            RateLimitSnapshot {
+                limit: 10.0,
+                remaining: 0.0,
+                reset_at_unix: Some(50.0),
+            },
+        );
+        assert_eq!(p.before_request("c", 60.0), None, "window already over");
+    }
+
+    #[test]
+    fn out_of_order_responses_keep_the_lower_remaining() {
+        let p = Pacer::new(0.5, Duration::from_secs(90));
+        let snap = |r| RateLimitSnapshot {
+            limit: 10.0,
+            remaining: r,
+            reset_at_unix: Some(60.0),
+        };
+        p.observe("b", snap(5.0));
+        p.observe("b", snap(9.0));
+        assert_eq!(p.before_request("b", 0.0), Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn concurrency_429_headers_are_not_a_window() {
+        let p = Pacer::new(0.5, Duration::from_secs(90));
+        p.observe(
+            "b",
+            RateLimitSnapshot {
+                limit: 0.0,
+                remaining: 0.0,
+                reset_at_unix: Some(100.0),
+            },
+        );
+        assert_eq!(p.before_request("b", 0.0), None);
+    }
+
+    #[test]
+    fn budget_runs_out() {
+        let b = Budget::new(Some(2));
+        assert!(b.take().is_ok());
+        assert!(b.take().is_ok());
+        assert!(matches!(
+            b.take(),
+            Err(UpstreamError::BudgetExhausted { max: 2 })
+        ));
+        assert_eq!(b.used(), 2);
+        assert_eq!(b.remaining(), Some(0));
+        let u = Budget::new(None);
+        assert!(u.take().is_ok());
+        assert_eq!(u.remaining(), None);
+    }
+}

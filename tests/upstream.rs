@@ -1,0 +1,743 @@
+//! Tests of the shared upstream HTTP layer against small in-process servers on 127.0.0.1:
+//! retries and backoff, 429 waits, pacing, truncated bodies, the body cap, pagination loops,
+//! the request budget, bounded concurrency, redaction, and the OAuth token cache.
+//! Every wait goes through a `ManualTimer`, so the tests assert on durations without taking them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use identity_posture_exporter::config::{Secret, UpstreamLimits};
+use identity_posture_exporter::sources::SourceStats;
+use identity_posture_exporter::upstream::*;
+use url::Url;
+
+async fn serve(app: Router) -> Url {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    Url::parse(&format!("http://{addr}/")).unwrap()
+}
+
+fn limits() -> UpstreamLimits {
+    UpstreamLimits {
+        max_rate_limit_share: 0.5,
+        max_requests_per_poll: None,
+        concurrency: 4,
+    }
+}
+
+const T0: f64 = 1_800_000_000.0;
+
+fn client(limits: UpstreamLimits, auth: Auth) -> (Upstream, ManualTimer) {
+    let timer = ManualTimer::new(T0);
+    let mut opts = UpstreamOptions::new("test", limits);
+    opts.rate_limit_headers = Some(RateLimitHeaders::OKTA);
+    let up = Upstream::with_timer(opts, auth, Arc::new(timer.clone())).unwrap();
+    (up, timer)
+}
+
+fn okta_error(status: StatusCode, code: &str, summary: &str) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        format!(
+            r#"{{"errorCode":"{code}","errorSummary":"{summary}","errorLink":"{code}","errorId":"oae123","errorCauses":[]}}"#
+        ),
+    )
+        .into_response()
+}
+
+#[derive(Clone, Default)]
+struct Counter(Arc<AtomicUsize>);
+impl Counter {
+    fn next(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst)
+    }
+    fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn retries_5xx_with_growing_backoff_then_succeeds() {
+    let hits = Counter::default();
+    let app = Router::new()
+        .route(
+            "/x",
+            get(|State(c): State<Counter>| async move {
+                if c.next() < 2 {
+                    okta_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "E0000009",
+                        "Internal Server Error",
+                    )
+                } else {
+                    "[]".into_response()
+                }
+            }),
+        )
+        .with_state(hits.clone());
+    let base = serve(app).await;
+    let (up, timer) = client(limits(), Auth::None);
+    let stats = SourceStats::default();
+    let s = up.session(&stats);
+    let r = s
+        .send(Request::get(base.join("x").unwrap(), "/x"))
+        .await
+        .unwrap();
+    assert_eq!(&r.body[..], b"[]");
+    assert_eq!(hits.get(), 3);
+    let sleeps = timer.sleeps();
+    assert_eq!(sleeps.len(), 2);
+    assert!(sleeps[0] >= Duration::from_millis(250) && sleeps[0] <= Duration::from_millis(500));
+    assert!(sleeps[1] >= Duration::from_millis(500) && sleeps[1] <= Duration::from_millis(1000));
+    let req = stats.api_requests();
+    assert_eq!(req.get("5xx"), Some(&2));
+    assert_eq!(req.get("2xx"), Some(&1));
+}
+
+#[tokio::test]
+async fn gives_up_after_max_attempts_naming_the_provider_error() {
+    let hits = Counter::default();
+    let app = Router::new()
+        .route(
+            "/api/v1/users",
+            get(|State(c): State<Counter>| async move {
+                c.next();
+                okta_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "E0000009",
+                    "Internal Server Error",
+                )
+            }),
+        )
+        .with_state(hits.clone());
+    let base = serve(app).await;
+    let (up, _timer) = client(limits(), Auth::None);
+    let stats = SourceStats::default();
+    let e = up
+        .session(&stats)
+        .send(Request::get(
+            base.join("api/v1/users?limit=200").unwrap(),
+            "/api/v1/users",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(hits.get(), RetryPolicy::default().max_attempts as usize);
+    assert_eq!(
+        e.to_string(),
+        r#"GET /api/v1/users: HTTP 503 E0000009 "Internal Server Error" (errorId oae123)"#
+    );
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried() {
+    let hits = Counter::default();
+    let app = Router::new()
+        .route(
+            "/x",
+            get(|State(c): State<Counter>| async move {
+                c.next();
+                okta_error(
+                    StatusCode::NOT_FOUND,
+                    "E0000007",
+                    "Not found: Resource not found: x (User)",
+                )
+            }),
+        )
+        .with_state(hits.clone());
+    let base = serve(app).await;
+    let (up, timer) = client(limits(), Auth::None);
+    let stats = SourceStats::default();
+    let e = up
+        .session(&stats)
+        .send(Request::get(base.join("x").unwrap(), "/x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(404));
+    assert_eq!(e.provider_code(), Some("E0000007"));
+    assert_eq!(hits.get(), 1);
+    assert!(timer.sleeps().is_empty());
+    assert_eq!(stats.api_requests().get("4xx"), Some(&1));
+}
+
+/// 429 answers: Retry-After wins, else the reset header, always clamped into the window.
+#[tokio::test]
+async fn rate_limited_requests_wait_for_retry_after_or_the_reset_clamped() {
+    #[derive(Clone)]
+    struct S(Counter, &'static str);
+    let handler = |State(S(c, mode)): State<S>| async move {
+        if c.next() == 0 {
+            let mut h = HeaderMap::new();
+            h.insert("x-rate-limit-limit", "600".parse().unwrap());
+            h.insert("x-rate-limit-remaining", "0".parse().unwrap());
+            let reset = match mode {
+                "far" => T0 as u64 + 86_400,
+                _ => T0 as u64 + 30,
+            };
+            h.insert("x-rate-limit-reset", reset.to_string().parse().unwrap());
+            if mode == "retry-after" {
+                h.insert("retry-after", "5".parse().unwrap());
+            }
+            let mut r = okta_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "E0000047",
+                "API call exceeded rate limit due to too many requests.",
+            );
+            r.headers_mut().extend(h);
+            r
+        } else {
+            "{}".into_response()
+        }
+    };
+    for (mode, expected) in [
+        ("reset", Duration::from_secs(30)),
+        ("retry-after", Duration::from_secs(5)),
+        ("far", Duration::from_secs(90)),
+    ] {
+        let app = Router::new()
+            .route("/x", get(handler))
+            .with_state(S(Counter::default(), mode));
+        let base = serve(app).await;
+        let (up, timer) = client(limits(), Auth::None);
+        let stats = SourceStats::default();
+        up.session(&stats)
+            .send(Request::get(base.join("x").unwrap(), "/x"))
+            .await
+            .unwrap();
+        assert_eq!(timer.sleeps(), vec![expected], "mode {mode}");
+        assert_eq!(stats.rate_limited(), 1);
+        assert_eq!(stats.api_requests().get("429"), Some(&1));
+    }
+}
+
+#[tokio::test]
+async fn persistent_429_gives_up_with_e0000047() {
+    let app = Router::new().route(
+        "/x",
+        get(|| async {
+            okta_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "E0000047",
+                "API call exceeded rate limit due to too many requests.",
+            )
+        }),
+    );
+    let base = serve(app).await;
+    let (up, timer) = client(limits(), Auth::None);
+    let stats = SourceStats::default();
+    let e = up
+        .session(&stats)
+        .send(Request::get(base.join("x").unwrap(), "/x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.provider_code(), Some("E0000047"));
+    let max = RetryPolicy::default().max_rate_limited_attempts as u64;
+    assert_eq!(stats.rate_limited(), max);
+    // No reset header: backoff, clamped to at least the minimum wait.
+    assert!(timer.sleeps().iter().all(|d| *d >= Duration::from_secs(1)));
+}
+
+/// With share 0.5 of a 10-request window, the client stops at remaining = 5 and waits for
+/// the reset instead of using the rest.
+#[tokio::test]
+async fn pacing_uses_only_the_configured_share() {
+    let hits = Counter::default();
+    let app = Router::new()
+        .route(
+            "/x",
+            get(|State(c): State<Counter>| async move {
+                let n = c.next() as i64;
+                let mut h = HeaderMap::new();
+                h.insert("x-rate-limit-limit", "10".parse().unwrap());
+                h.insert(
+                    "x-rate-limit-remaining",
+                    (9 - n).max(0).to_string().parse().unwrap(),
+                );
+                h.insert(
+                    "x-rate-limit-reset",
+                    (T0 as u64 + 45).to_string().parse().unwrap(),
+                );
+                (h, "[]").into_response()
+            }),
+        )
+        .with_state(hits.clone());
+    let base = serve(app).await;
+    let (up, timer) = client(limits(), Auth::None);
+    let stats = SourceStats::default();
+    let s = up.session(&stats);
+    for _ in 0..6 {
+        s.send(Request::get(base.join("x").unwrap(), "/x"))
+            .await
+            .unwrap();
+    }
+    // Responses said remaining 9,8,7,6,5: the sixth request waited for the reset first.
+    assert_eq!(timer.sleeps(), vec![Duration::from_secs(45)]);
+    assert_eq!(stats.rate_limited(), 0);
+}
+
+/// Headers and the start of a body, then the connection drops.
+fn truncated_body(prefix: &'static str) -> Body {
+    let s = futures_util::stream::unfold(0, move |state| async move {
+        match state {
+            0 => Some((Ok::<_, std::io::Error>(prefix), 1)),
+            1 => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Some((Err(std::io::Error::other("connection dropped")), 2))
+            }
+            _ => None,
+        }
+    });
+    Body::from_stream(s)
+}
+
+#[tokio::test]
+async fn truncated_body_is_retried_and_then_reported() {
+    #[derive(Clone)]
+    struct S(Counter, bool);
+    let app = Router::new()
+        .route(
+            "/x",
+            get(|State(S(c, always)): State<S>| async move {
+                if c.next() == 0 || always {
+                    truncated_body("[{\"id\":\"00u1\",").into_response()
+                } else {
+                    "[]".into_response()
+                }
+            }),
+        )
+        .with_state(S(Counter::default(), false));
+    let base = serve(app).await;
+    let (up, timer) = client(limits(), Auth::None);
+    let stats = SourceStats::default();
+    let r = up
+        .session(&stats)
+        .send(Request::get(base.join("x").unwrap(), "/x"))
+        .await
+        .unwrap();
+    assert_eq!(&r.body[..], b"[]");
+    assert_eq!(timer.sleeps().len(), 1);
+
+    let app = Router::new().route("/x", get(|| async { truncated_body("[{").into_response() }));
+    let base = serve(app).await;
+    let (up, _timer) = client(limits(), Auth::None);
+    let e = up
+        .session(&stats)
+        .send(Request::get(base.join("x").unwrap(), "/x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, UpstreamError::Transport { .. }), "{e}");
+    assert!(
+        e.to_string().contains("reading the response body failed"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let app = Router::new().route("/x", get(|| async { "x".repeat(10_000) }));
+    let base = serve(app).await;
+    let timer = ManualTimer::new(T0);
+    let mut opts = UpstreamOptions::new("test", limits());
+    opts.max_body_bytes = 1000;
+    let up = Upstream::with_timer(opts, Auth::None, Arc::new(timer)).unwrap();
+    let stats = SourceStats::default();
+    let e = up
+        .session(&stats)
+        .send(Request::get(base.join("x").unwrap(), "/x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, UpstreamError::TooLarge { limit: 1000, .. }),
+        "{e}"
+    );
+}
+
+#[derive(serde::Deserialize)]
+struct PageQ {
+    after: Option<u32>,
+}
+
+#[tokio::test]
+async fn link_pagination_follows_next_and_detects_loops() {
+    // Pages 0..3; in loop mode page 2 links back to page 1.
+    #[derive(Clone)]
+    struct S(bool);
+    let app = Router::new()
+        .route(
+            "/items",
+            get(
+                |State(S(looping)): State<S>, Query(q): Query<PageQ>| async move {
+                    let page = q.after.unwrap_or(0);
+                    let mut h = HeaderMap::new();
+                    h.append(
+                        "link",
+                        format!("</items?after={page}>; rel=\"self\"")
+                            .parse()
+                            .unwrap(),
+                    );
+                    let next = if looping && page == 2 {
+                        Some(1)
+                    } else if page < 3 {
+                        Some(page + 1)
+                    } else {
+                        None
+                    };
+                    if let Some(n) = next {
+                        h.append(
+                            "link",
+                            format!("</items?after={n}>; rel=\"next\"").parse().unwrap(),
+                        );
+                    }
+                    (h, format!("[{page}]")).into_response()
+                },
+            ),
+        )
+        .with_state(S(false));
+    let base = serve(app).await;
+    let (up, _t) = client(limits(), Auth::None);
+    let stats = SourceStats::default();
+    let s = up.session(&stats);
+    let mut p = Pager::link(Request::get(base.join("items").unwrap(), "/items"));
+    let mut got = Vec::new();
+    while let Some(r) = p.next_page(&s).await.unwrap() {
+        got.extend(r.json::<Vec<u32>>().unwrap());
+    }
+    assert_eq!(got, vec![0, 1, 2, 3]);
+
+    let app = Router::new().route(
+        "/items",
+        get(|Query(q): Query<PageQ>| async move {
+            let page = q.after.unwrap_or(0);
+            let next = if page == 2 { 1 } else { page + 1 };
+            let mut h = HeaderMap::new();
+            h.append(
+                "link",
+                format!("</items?after={next}>; rel=\"next\"")
+                    .parse()
+                    .unwrap(),
+            );
+            (h, "[]").into_response()
+        }),
+    );
+    let base = serve(app).await;
+    let mut p = Pager::link(Request::get(base.join("items").unwrap(), "/items"));
+    let mut err = None;
+    for _ in 0..10 {
+        match p.next_page(&s).await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+    }
+    let e = err.expect("a loop must be an error");
+    assert!(
+        matches!(e, UpstreamError::PaginationLoop { page: 3, .. }),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn the_request_budget_is_per_poll() {
+    let app = Router::new().route("/x", get(|| async { "[]" }));
+    let base = serve(app).await;
+    let (up, _t) = client(
+        UpstreamLimits {
+            max_requests_per_poll: Some(3),
+            ..limits()
+        },
+        Auth::None,
+    );
+    let stats = SourceStats::default();
+    let s = up.session(&stats);
+    for _ in 0..3 {
+        s.send(Request::get(base.join("x").unwrap(), "/x"))
+            .await
+            .unwrap();
+    }
+    let e = s
+        .send(Request::get(base.join("x").unwrap(), "/x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, UpstreamError::BudgetExhausted { max: 3 }));
+    assert_eq!(s.budget().used(), 3);
+    // The next poll starts with a fresh budget.
+    let s2 = up.session(&stats);
+    s2.send(Request::get(base.join("x").unwrap(), "/x"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    #[derive(Clone, Default)]
+    struct S {
+        now: Arc<AtomicUsize>,
+        max: Arc<AtomicUsize>,
+    }
+    let st = S::default();
+    let app = Router::new()
+        .route(
+            "/x",
+            get(|State(s): State<S>| async move {
+                let n = s.now.fetch_add(1, Ordering::SeqCst) + 1;
+                s.max.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                s.now.fetch_sub(1, Ordering::SeqCst);
+                "[]"
+            }),
+        )
+        .with_state(st.clone());
+    let base = serve(app).await;
+    let (up, _t) = client(
+        UpstreamLimits {
+            concurrency: 3,
+            ..limits()
+        },
+        Auth::None,
+    );
+    let stats = SourceStats::default();
+    let s = up.session(&stats);
+    let futs = (0..12).map(|_| s.send(Request::get(base.join("x").unwrap(), "/x")));
+    for r in futures_util::future::join_all(futs).await {
+        r.unwrap();
+    }
+    let max = st.max.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&max), "max in flight {max}");
+}
+
+/// A writer that collects log output for inspection.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One process-wide subscriber (scoped ones miss callsites first hit by other test threads).
+fn logs() -> &'static LogBuf {
+    static LOGS: std::sync::OnceLock<LogBuf> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = LogBuf::default();
+        let w = buf.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || w.clone())
+            .init();
+        buf
+    })
+}
+
+#[tokio::test]
+async fn secrets_never_reach_errors_logs_or_debug() {
+    const TOKEN: &str = "00SuperSecretTokenValue1234";
+    let app = Router::new().route(
+        "/api/v1/users",
+        get(|h: HeaderMap| async move {
+            let auth = h
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            // A hostile server echoing the credential back in its error body.
+            okta_error(
+                StatusCode::FORBIDDEN,
+                "E0000006",
+                &format!("You sent {auth}"),
+            )
+        }),
+    );
+    let base = serve(app).await;
+    let logs = logs();
+    let (up, _t) = client(limits(), Auth::Header(Secret::new(format!("SSWS {TOKEN}"))));
+    let stats = SourceStats::default();
+    let e = up
+        .session(&stats)
+        .send(Request::get(
+            base.join("api/v1/users?limit=200&access_token=leaky")
+                .unwrap(),
+            "/api/v1/users",
+        ))
+        .await
+        .unwrap_err();
+    let text = format!("{e} {e:?} {up:?}");
+    assert!(text.contains("E0000006"), "{text}");
+    assert!(!text.contains(TOKEN), "{text}");
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("upstream request"), "{logs}");
+    assert!(!logs.contains(TOKEN), "{logs}");
+    assert!(!logs.contains("leaky"), "{logs}");
+}
+
+#[test]
+fn plain_http_only_to_loopback() {
+    for ok in [
+        "https://x.okta.com/",
+        "http://127.0.0.1:9/",
+        "http://localhost/",
+        "http://[::1]/",
+    ] {
+        assert!(check_url_scheme(&Url::parse(ok).unwrap()).is_ok(), "{ok}");
+    }
+    for bad in ["http://x.okta.com/", "http://10.0.0.1/", "ftp://127.0.0.1/"] {
+        assert!(
+            check_url_scheme(&Url::parse(bad).unwrap()).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OAuth token cache.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct TokenServer {
+    issued: Counter,
+    /// Tokens the API refuses (revoked).
+    revoked: Arc<Mutex<Vec<String>>>,
+    api_calls: Counter,
+    fail: bool,
+}
+
+fn token_app(ts: TokenServer) -> Router {
+    Router::new()
+        .route(
+            "/oauth2/v1/token",
+            post(
+                |State(ts): State<TokenServer>, h: HeaderMap, body: String| async move {
+                    let f: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                    if ts.fail {
+                        ts.issued.next();
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            [("content-type", "application/json")],
+                            r#"{"error":"invalid_client","error_description":"Invalid value for 'client_id' parameter."}"#,
+                        )
+                            .into_response();
+                    }
+                    // client_secret_basic: "Basic base64(id:secret)".
+                    let ok = h.get("authorization").and_then(|v| v.to_str().ok())
+                        == Some("Basic Y2xpZW50OnMzY3JldA==");
+                    let grant = f.iter().any(|(k, v)| k == "grant_type" && v == "client_credentials");
+                    if !ok || !grant {
+                        return (StatusCode::BAD_REQUEST, "{\"error\":\"invalid_request\"}").into_response();
+                    }
+                    // Slow enough that concurrent callers queue behind one fetch.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let n = ts.issued.next();
+                    axum::Json(serde_json::json!({
+                        "access_token": format!("tok-{n}-abcdefgh"),
+                        "token_type": "Bearer",
+                        "expires_in": 900,
+                    }))
+                    .into_response()
+                },
+            ),
+        )
+        .route(
+            "/api",
+            get(|State(ts): State<TokenServer>, h: HeaderMap| async move {
+                ts.api_calls.next();
+                let auth = h.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                let Some(tok) = auth.strip_prefix("Bearer ") else {
+                    return StatusCode::UNAUTHORIZED.into_response();
+                };
+                if ts.revoked.lock().unwrap().iter().any(|r| r == tok) {
+                    return StatusCode::UNAUTHORIZED.into_response();
+                }
+                tok.to_string().into_response()
+            }),
+        )
+        .with_state(ts)
+}
+
+fn oauth_client(base: &Url) -> (Upstream, ManualTimer) {
+    let cc = ClientCredentials::new(
+        base.join("oauth2/v1/token").unwrap(),
+        "client",
+        ClientAuth::SecretBasic(Secret::new("s3cret")),
+    );
+    let cache = Arc::new(TokenCache::new(Box::new(cc)));
+    client(limits(), Auth::OAuth(cache))
+}
+
+#[tokio::test]
+async fn oauth_single_flight_refresh_before_expiry_and_401_refetch() {
+    let ts = TokenServer::default();
+    let base = serve(token_app(ts.clone())).await;
+    let (up, timer) = oauth_client(&base);
+    let stats = SourceStats::default();
+    let s = up.session(&stats);
+    let futs = (0..10).map(|_| s.send(Request::get(base.join("api").unwrap(), "/api")));
+    for r in futures_util::future::join_all(futs).await {
+        assert_eq!(&r.unwrap().body[..], b"tok-0-abcdefgh");
+    }
+    assert_eq!(
+        ts.issued.get(),
+        1,
+        "one token fetch for ten concurrent requests"
+    );
+
+    // 15-minute tokens are refreshed two minutes before they expire.
+    timer.advance(Duration::from_secs(770));
+    let r = s
+        .send(Request::get(base.join("api").unwrap(), "/api"))
+        .await
+        .unwrap();
+    assert_eq!(&r.body[..], b"tok-0-abcdefgh");
+    timer.advance(Duration::from_secs(20));
+    let r = s
+        .send(Request::get(base.join("api").unwrap(), "/api"))
+        .await
+        .unwrap();
+    assert_eq!(&r.body[..], b"tok-1-abcdefgh");
+
+    // A revoked token: one 401, a new token, the request succeeds.
+    ts.revoked.lock().unwrap().push("tok-1-abcdefgh".into());
+    let r = s
+        .send(Request::get(base.join("api").unwrap(), "/api"))
+        .await
+        .unwrap();
+    assert_eq!(&r.body[..], b"tok-2-abcdefgh");
+    assert_eq!(ts.issued.get(), 3);
+    // Token requests are counted like any other.
+    assert_eq!(stats.api_requests().get("2xx"), Some(&(3 + 13)));
+    assert_eq!(stats.api_requests().get("4xx"), Some(&1));
+}
+
+#[tokio::test]
+async fn oauth_token_errors_are_shared_and_clear() {
+    let ts = TokenServer {
+        fail: true,
+        ..TokenServer::default()
+    };
+    let base = serve(token_app(ts.clone())).await;
+    let (up, _timer) = oauth_client(&base);
+    let stats = SourceStats::default();
+    let s = up.session(&stats);
+    let futs = (0..5).map(|_| s.send(Request::get(base.join("api").unwrap(), "/api")));
+    for r in futures_util::future::join_all(futs).await {
+        let e = r.unwrap_err();
+        assert_eq!(e.status(), Some(401));
+        assert!(e.to_string().contains("invalid_client"), "{e}");
+        assert!(!e.to_string().contains("s3cret"));
+    }
+    assert!(ts.issued.get() < 5, "queued callers share the failed fetch");
+    assert_eq!(ts.api_calls.get(), 0);
+}
