@@ -8,7 +8,7 @@ mod entra_mock;
 use std::time::{Duration, Instant};
 
 use entra_mock::{Collection, MockGraph, Tenant, GLOBAL_ADMIN};
-use identity_posture_exporter::config::{EntraAuth, EntraConfig, Policy, Secret};
+use identity_posture_exporter::config::{EntraAuth, EntraConfig, Policy, Secret, UpstreamLimits};
 use identity_posture_exporter::report::ReportBuilder;
 use identity_posture_exporter::sources::entra::client::GraphClient;
 use identity_posture_exporter::sources::entra::{EntraSource, PAGE_SIZE};
@@ -140,7 +140,17 @@ fn main() {
             authority_url: mock.base.clone(),
             graph_url: mock.base.clone(),
         };
-        let client = GraphClient::new(cfg, Duration::from_secs(120), None, 4).unwrap();
+        let client = GraphClient::new(
+            &cfg,
+            "bench",
+            Duration::from_secs(120),
+            UpstreamLimits {
+                max_rate_limit_share: 0.5,
+                max_requests_per_poll: None,
+                concurrency: 4,
+            },
+        )
+        .unwrap();
         let source = EntraSource::with_client(client);
         let now = time::macros::datetime!(2026-11-28 12:00 UTC);
         let rss_before = vm_hwm_kib();

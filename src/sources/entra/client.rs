@@ -1,74 +1,71 @@
-//! The Entra source's narrow HTTP seam: an app-only token (client secret or certificate
-//! assertion) cached until shortly before expiry, and `GET`s with Graph's throttling rules
-//! (429/503/504 + `Retry-After`), paging via `@odata.nextLink`, and request counting.
-//! It is deliberately small so it can be swapped for the shared `upstream` layer.
+//! The Entra source's seam to the shared upstream layer (`crate::upstream`): the app-only
+//! token (client secret, or a PS256 client assertion with `x5t#S256`) in a [`TokenCache`],
+//! Graph `GET`s through a per-poll [`Session`] (retries, 429 `Retry-After`, budget,
+//! concurrency, counting, redaction) and `@odata.nextLink` paging with a body-cursor [`Pager`].
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
+use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
+use url::Url;
 
-use super::graph::{ErrorBody, Page, TokenError, TokenResponse};
-use crate::config::{EntraAuth, EntraConfig};
+use super::graph::Page;
+use crate::config::{EntraAuth, EntraConfig, UpstreamLimits};
 use crate::sources::SourceStats;
+use crate::upstream::{
+    AccessToken, Auth, ClientAuth, ClientCredentials, NextPage, Pager, Request, Session,
+    TokenCache, TokenSource, Upstream, UpstreamError, UpstreamOptions,
+};
 
 /// Scope of an app-only Graph token (`{graph}/.default`).
 pub fn scope(graph_url: &str) -> String {
     format!("{}/.default", graph_url.trim_end_matches('/'))
 }
 
-/// A refused or failed request, with what Graph said. Never holds a secret or a token.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FetchError {
-    /// An HTTP error answer (after retries, for the retryable ones).
-    Http {
-        status: u16,
-        /// Graph's `error.code` (or the token endpoint's `error`).
-        code: Option<String>,
-        message: Option<String>,
-        request_id: Option<String>,
-        /// Path and query of the request (no host, so no tenant-specific secret either).
-        what: String,
-    },
-    /// Connection, TLS, timeout or unreadable body.
-    Transport { what: String, detail: String },
-    /// `max_requests_per_poll` reached.
-    Budget { limit: u32 },
+/// Tokens are renewed this long before they expire (at most half their lifetime early).
+const REFRESH_BEFORE: Duration = Duration::from_secs(300);
+
+/// A failed Graph read, classified the way the Entra source needs: refused for want of a
+/// licence or permission (the data is unknown, the poll goes on) or failed (the poll fails).
+#[derive(Debug, Clone)]
+pub struct FetchError(pub UpstreamError);
+
+impl From<UpstreamError> for FetchError {
+    fn from(e: UpstreamError) -> FetchError {
+        FetchError(e)
+    }
 }
 
 impl FetchError {
     pub fn status(&self) -> Option<u16> {
-        match self {
-            FetchError::Http { status, .. } => Some(*status),
-            _ => None,
-        }
+        self.0.status()
     }
-    /// The request's path and query.
-    pub fn what(&self) -> &str {
-        match self {
-            FetchError::Http { what, .. } | FetchError::Transport { what, .. } => what,
-            FetchError::Budget { .. } => "",
-        }
-    }
+    /// Graph's `error.code` (or the token endpoint's `error`).
     pub fn code(&self) -> Option<&str> {
-        match self {
-            FetchError::Http { code, .. } => code.as_deref(),
-            _ => None,
+        self.0.provider_code()
+    }
+    /// The endpoint (path template) the error is about.
+    pub fn what(&self) -> &str {
+        match &self.0 {
+            UpstreamError::Status { endpoint, .. }
+            | UpstreamError::Transport { endpoint, .. }
+            | UpstreamError::TooLarge { endpoint, .. }
+            | UpstreamError::Decode { endpoint, .. }
+            | UpstreamError::PaginationLoop { endpoint, .. }
+            | UpstreamError::TooManyPages { endpoint, .. }
+            | UpstreamError::ForeignLink { endpoint, .. } => endpoint,
+            _ => "",
         }
     }
-    /// Refused for want of a licence or a permission: the data is unknown, the poll goes on.
+    /// Refused for want of a licence or a permission: 403, or a 400 naming a licence.
     pub fn is_refusal(&self) -> bool {
-        match self {
-            FetchError::Http { status, code, .. } => {
-                *status == 403
-                    || (*status == 400
-                        && code.as_deref().is_some_and(|c| {
-                            c.contains("Premium")
-                                || c.contains("License")
-                                || c.contains("NonPremium")
-                        }))
-            }
+        match self.status() {
+            Some(403) => true,
+            Some(400) => self.code().is_some_and(|c| {
+                c.contains("Premium") || c.contains("License") || c.contains("NonPremium")
+            }),
             _ => false,
         }
     }
@@ -84,380 +81,226 @@ impl FetchError {
 
 impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FetchError::Http {
-                status,
-                code,
-                message,
-                request_id,
-                what,
-            } => {
-                write!(f, "GET {what}: HTTP {status}")?;
-                if let Some(c) = code {
-                    write!(f, " {c}")?;
-                }
-                if let Some(m) = message {
-                    write!(f, ": {m}")?;
-                }
-                if let Some(r) = request_id {
-                    write!(f, " (request-id {r})")?;
-                }
-                Ok(())
-            }
-            FetchError::Transport { what, detail } => write!(f, "{what}: {detail}"),
-            FetchError::Budget { limit } => write!(
-                f,
-                "max_requests_per_poll ({limit}) reached before the poll completed"
+        self.0.fmt(f)
+    }
+}
+
+/// The certificate credential: a fresh PS256 assertion with `x5t#S256` per token request,
+/// sent through the upstream session (so it is counted, retried and budgeted).
+struct CertificateGrant {
+    token_url: Url,
+    endpoint: String,
+    client_id: String,
+    scope: String,
+    certificate_pem: String,
+    private_key_pem: crate::config::Secret,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    expires_in: Option<f64>,
+}
+
+impl CertificateGrant {
+    fn request(&self) -> Result<Request, UpstreamError> {
+        let jwt = client_assertion(
+            &self.client_id,
+            self.token_url.as_str(),
+            &self.certificate_pem,
+            self.private_key_pem.expose(),
+        )
+        .map_err(UpstreamError::Token)?;
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("scope", self.scope.as_str()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             ),
-        }
+            ("client_assertion", jwt.as_str()),
+        ];
+        Ok(
+            Request::post_form(self.token_url.clone(), &self.endpoint, &form)
+                .without_auth()
+                .retry_transient(true),
+        )
     }
 }
 
-struct CachedToken {
-    token: String,
-    refresh_at: Instant,
-}
-
-/// Retry policy for throttling and transient errors.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    /// First backoff when the answer carries no `Retry-After`; doubles per attempt.
-    pub base_backoff: Duration,
-    /// Upper bound on any single wait, `Retry-After` included.
-    pub max_wait: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 6,
-            base_backoff: Duration::from_secs(1),
-            max_wait: Duration::from_secs(120),
-        }
+impl TokenSource for CertificateGrant {
+    fn fetch<'a>(
+        &'a self,
+        s: &'a Session<'_>,
+    ) -> BoxFuture<'a, Result<AccessToken, UpstreamError>> {
+        Box::pin(async move {
+            let resp = s.send_with(|| self.request()).await?;
+            let t: TokenResponse = resp.json()?;
+            let now = s.upstream().timer().now_unix();
+            let lifetime = t
+                .expires_in
+                .filter(|e| e.is_finite() && *e > 0.0)
+                .unwrap_or(300.0)
+                .min(86_400.0);
+            Ok(AccessToken {
+                value: crate::config::Secret::new(t.access_token),
+                token_type: t.token_type.unwrap_or_else(|| "Bearer".into()),
+                issued_at_unix: now,
+                expires_at_unix: now + lifetime,
+                scope: None,
+            })
+        })
     }
 }
 
+/// A long-lived Graph client for one source.
 pub struct GraphClient {
-    http: reqwest::Client,
-    cfg: EntraConfig,
-    token_url: String,
-    token: tokio::sync::Mutex<Option<CachedToken>>,
-    retry: RetryPolicy,
-    /// Requests made in the current poll (reset by [`GraphClient::start_poll`]).
-    requests: AtomicU32,
-    max_requests: Option<u32>,
-    /// Requests in flight at once (`concurrency`).
-    in_flight: tokio::sync::Semaphore,
-}
-
-fn class(status: u16) -> String {
-    match status {
-        429 => "429".to_string(),
-        s => format!("{}xx", s / 100),
-    }
-}
-
-/// Path and query of a URL, for messages (never the host's credentials: there are none in
-/// URLs here, but keep messages short and stable).
-fn what(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(u) => match u.query() {
-            Some(q) => format!("{}?{}", u.path(), q),
-            None => u.path().to_string(),
-        },
-        Err(_) => url.to_string(),
-    }
-}
-
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    up: Upstream,
+    tokens: Arc<TokenCache>,
+    graph_url: String,
 }
 
 impl GraphClient {
     pub fn new(
-        cfg: EntraConfig,
+        cfg: &EntraConfig,
+        name: &str,
         timeout: Duration,
-        max_requests: Option<u32>,
-        concurrency: usize,
+        limits: UpstreamLimits,
     ) -> Result<GraphClient, String> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout.min(Duration::from_secs(120)))
-            .connect_timeout(Duration::from_secs(15))
-            .user_agent(concat!(
-                "identity-posture-exporter/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .gzip(true)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let token_url = format!(
+        let token_url = Url::parse(&format!(
             "{}/{}/oauth2/v2.0/token",
             cfg.authority_url.trim_end_matches('/'),
             cfg.tenant_id
-        );
-        Ok(GraphClient {
-            http,
-            cfg,
-            token_url,
-            token: tokio::sync::Mutex::new(None),
-            retry: RetryPolicy::default(),
-            requests: AtomicU32::new(0),
-            max_requests,
-            in_flight: tokio::sync::Semaphore::new(concurrency.max(1)),
-        })
-    }
-
-    pub fn with_retry(mut self, retry: RetryPolicy) -> GraphClient {
-        self.retry = retry;
-        self
-    }
-
-    pub fn graph_url(&self) -> &str {
-        &self.cfg.graph_url
-    }
-
-    pub fn start_poll(&self) {
-        self.requests.store(0, Ordering::Relaxed);
-    }
-
-    pub fn requests_this_poll(&self) -> u32 {
-        self.requests.load(Ordering::Relaxed)
-    }
-
-    fn spend(&self) -> Result<(), FetchError> {
-        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        match self.max_requests {
-            Some(limit) if n > limit => Err(FetchError::Budget { limit }),
-            _ => Ok(()),
-        }
-    }
-
-    /// A valid token. The lock is held while fetching, so concurrent callers share one
-    /// token request (single flight); tokens are refreshed 5 minutes before they expire.
-    /// `rejected`: a token Graph answered 401 to; it is replaced unless another caller has
-    /// replaced it already.
-    async fn token(
-        &self,
-        stats: &SourceStats,
-        rejected: Option<&str>,
-    ) -> Result<String, FetchError> {
-        let mut slot = self.token.lock().await;
-        if let Some(t) = slot.as_ref() {
-            if rejected != Some(t.token.as_str()) && Instant::now() < t.refresh_at {
-                return Ok(t.token.clone());
+        ))
+        .map_err(|e| format!("invalid token URL: {e}"))?;
+        let scope = scope(&cfg.graph_url);
+        let source: Box<dyn TokenSource> = match &cfg.auth {
+            EntraAuth::ClientSecret(secret) => {
+                let mut cc = ClientCredentials::new(
+                    token_url,
+                    cfg.client_id.clone(),
+                    ClientAuth::SecretPost(secret.clone()),
+                );
+                cc.scope = Some(scope);
+                Box::new(cc)
             }
-        }
-        let (token, lifetime) = self.fetch_token(stats).await?;
-        let early = Duration::from_secs(300).min(lifetime / 2);
-        *slot = Some(CachedToken {
-            token: token.clone(),
-            refresh_at: Instant::now() + lifetime - early,
-        });
-        Ok(token)
-    }
-
-    async fn fetch_token(&self, stats: &SourceStats) -> Result<(String, Duration), FetchError> {
-        let scope = scope(&self.cfg.graph_url);
-        let mut form: Vec<(&str, String)> = vec![
-            ("grant_type", "client_credentials".into()),
-            ("client_id", self.cfg.client_id.clone()),
-            ("scope", scope),
-        ];
-        match &self.cfg.auth {
-            EntraAuth::ClientSecret(s) => form.push(("client_secret", s.expose().to_string())),
             EntraAuth::Certificate {
                 certificate_pem,
                 private_key,
             } => {
-                let jwt = client_assertion(
-                    &self.cfg.client_id,
-                    &self.token_url,
+                // Checked once here, so a bad key or certificate is reported at start-up.
+                client_assertion(
+                    &cfg.client_id,
+                    token_url.as_str(),
                     certificate_pem,
                     private_key.expose(),
-                )
-                .map_err(|detail| FetchError::Transport {
-                    what: "client assertion".into(),
-                    detail,
-                })?;
-                form.push((
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
-                ));
-                form.push(("client_assertion", jwt));
+                )?;
+                Box::new(CertificateGrant {
+                    endpoint: token_url.path().to_string(),
+                    token_url,
+                    client_id: cfg.client_id.clone(),
+                    scope,
+                    certificate_pem: certificate_pem.clone(),
+                    private_key_pem: private_key.clone(),
+                })
             }
+        };
+        let tokens = Arc::new(TokenCache::new(source).with_refresh_before(REFRESH_BEFORE));
+        let mut opts = UpstreamOptions::new(name, limits);
+        // Graph's directory APIs publish no remaining-budget headers: 429 + Retry-After only.
+        opts.rate_limit_headers = None;
+        opts.request_timeout = timeout.min(Duration::from_secs(120));
+        let up = Upstream::new(opts, Auth::OAuth(tokens.clone())).map_err(|e| e.to_string())?;
+        if let EntraAuth::ClientSecret(s) = &cfg.auth {
+            up.add_secret(s.expose());
         }
-        let what = format!("POST {}", what(&self.token_url));
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            self.spend()?;
-            let resp = self.http.post(&self.token_url).form(&form).send().await;
-            let resp = match resp {
-                Ok(r) => r,
-                Err(e) => {
-                    stats.count_request("error");
-                    if attempt < self.retry.max_attempts {
-                        tokio::time::sleep(self.backoff(attempt, None)).await;
-                        continue;
-                    }
-                    return Err(FetchError::Transport {
-                        what,
-                        detail: e.without_url().to_string(),
-                    });
-                }
-            };
-            let status = resp.status().as_u16();
-            stats.count_request(&class(status));
-            if status == 429 {
-                stats.count_rate_limited();
-            }
-            if matches!(status, 429 | 500 | 502 | 503 | 504) && attempt < self.retry.max_attempts {
-                let ra = retry_after(resp.headers());
-                tokio::time::sleep(self.backoff(attempt, ra)).await;
-                continue;
-            }
-            let body = resp.bytes().await.map_err(|e| FetchError::Transport {
-                what: what.clone(),
-                detail: e.without_url().to_string(),
-            })?;
-            if status != 200 {
-                let e: TokenError = serde_json::from_slice(&body).unwrap_or_default();
-                // The description starts with the AADSTS code and is safe to show; it never
-                // echoes the secret.
-                return Err(FetchError::Http {
-                    status,
-                    code: e.error,
-                    message: e
-                        .error_description
-                        .map(|d| d.lines().next().unwrap_or_default().to_string()),
-                    request_id: e.trace_id.or(e.correlation_id),
-                    what: what.trim_start_matches("POST ").to_string(),
-                });
-            }
-            let t: TokenResponse =
-                serde_json::from_slice(&body).map_err(|e| FetchError::Transport {
-                    what: what.clone(),
-                    detail: format!("unreadable token response: {e}"),
-                })?;
-            let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600).max(60));
-            return Ok((t.access_token, lifetime));
-        }
+        Ok(GraphClient {
+            up,
+            tokens,
+            graph_url: cfg.graph_url.clone(),
+        })
     }
 
-    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self.retry.base_backoff * 2u32.saturating_pow(attempt.saturating_sub(1));
-        retry_after.unwrap_or(exp).min(self.retry.max_wait)
+    pub fn graph_url(&self) -> &str {
+        &self.graph_url
     }
 
-    /// `GET url` as JSON, retrying throttling (429, 503, 504 honouring `Retry-After`), other
-    /// 5xx and transport errors with exponential backoff, and a 401 once with a new token.
+    /// Token fetches so far (for tests and the benchmark).
+    pub fn token_fetches(&self) -> u64 {
+        self.tokens.fetch_count()
+    }
+
+    /// One poll's session: a fresh request budget, counting into `stats`.
+    pub fn session<'a>(&'a self, stats: &'a SourceStats) -> Session<'a> {
+        self.up.session(stats)
+    }
+
+    fn request(&self, url: &str, endpoint: &str) -> Result<Request, FetchError> {
+        let u = Url::parse(url)
+            .map_err(|e| FetchError(UpstreamError::Url(format!("{endpoint}: invalid URL: {e}"))))?;
+        Ok(Request::get(u, endpoint))
+    }
+
+    /// `GET url` as JSON; `endpoint` is the path template naming it in errors and logs.
     pub async fn get<T: DeserializeOwned>(
         &self,
+        s: &Session<'_>,
         url: &str,
-        stats: &SourceStats,
+        endpoint: &str,
     ) -> Result<T, FetchError> {
-        let what = what(url);
-        let mut attempt = 0;
-        let mut rejected: Option<String> = None;
-        let mut reauthed = false;
-        loop {
-            attempt += 1;
-            let token = self.token(stats, rejected.as_deref()).await?;
-            self.spend()?;
-            let permit = self.in_flight.acquire().await.ok();
-            let resp = self
-                .http
-                .get(url)
-                .bearer_auth(&token)
-                .header(reqwest::header::ACCEPT, "application/json")
-                .send()
-                .await;
-            let resp = match resp {
-                Ok(r) => r,
-                Err(e) => {
-                    stats.count_request("error");
-                    if attempt < self.retry.max_attempts {
-                        tokio::time::sleep(self.backoff(attempt, None)).await;
-                        continue;
-                    }
-                    return Err(FetchError::Transport {
-                        what,
-                        detail: e.without_url().to_string(),
-                    });
-                }
-            };
-            let status = resp.status().as_u16();
-            stats.count_request(&class(status));
-            if status == 429 {
-                stats.count_rate_limited();
-            }
-            if status == 401 && !reauthed {
-                reauthed = true;
-                rejected = Some(token);
-                continue;
-            }
-            if matches!(status, 429 | 500 | 502 | 503 | 504) && attempt < self.retry.max_attempts {
-                let ra = retry_after(resp.headers());
-                tracing::debug!(status, ?ra, url = %what, "graph: retrying");
-                tokio::time::sleep(self.backoff(attempt, ra)).await;
-                continue;
-            }
-            let body = resp.bytes().await.map_err(|e| FetchError::Transport {
-                what: what.clone(),
-                detail: e.without_url().to_string(),
-            })?;
-            drop(permit);
-            if !(200..300).contains(&status) {
-                let e = serde_json::from_slice::<ErrorBody>(&body)
-                    .ok()
-                    .and_then(|b| b.error)
-                    .unwrap_or_default();
-                return Err(FetchError::Http {
-                    status,
-                    code: e.code,
-                    message: e.message,
-                    request_id: e.inner_error.and_then(|i| i.request_id),
-                    what,
-                });
-            }
-            return serde_json::from_slice(&body).map_err(|e| FetchError::Transport {
-                what,
-                detail: format!("unreadable response: {e}"),
-            });
-        }
+        let resp = s.send(self.request(url, endpoint)?).await?;
+        Ok(resp.json()?)
     }
 
-    /// Follows `@odata.nextLink` from `first`, handing each page's items to `f`; returns the
-    /// number of pages. Items are handed over page by page, never collected here.
+    /// Follows `@odata.nextLink` from `first`, handing each page's items to `f` (never
+    /// collected here); returns the number of pages. `first_page` is a page already fetched
+    /// from `first` (see `stream_users`), if any.
     pub async fn for_each_page<T: DeserializeOwned>(
         &self,
+        s: &Session<'_>,
         first: &str,
-        stats: &SourceStats,
+        endpoint: &str,
+        first_page: Option<Page<T>>,
         mut f: impl FnMut(Vec<T>),
     ) -> Result<u32, FetchError> {
-        let mut url = first.to_string();
+        let mut pager = Pager::body(self.request(first, endpoint)?);
         let mut pages = 0;
-        loop {
-            let page: Page<T> = self.get(&url, stats).await?;
+        if let Some(p) = first_page {
+            // Already fetched from `first`: continue from its nextLink.
             pages += 1;
-            f(page.value);
-            match page.next_link {
-                Some(next) if !next.is_empty() => url = next,
-                _ => return Ok(pages),
-            }
+            let next = p.next_link.filter(|n| !n.is_empty());
+            f(p.value);
+            pager.set_next(match next {
+                Some(n) => NextPage::Url(n),
+                None => NextPage::Done,
+            })?;
         }
+        while let Some(resp) = pager.next_page(s).await? {
+            let page: Page<T> = resp.json()?;
+            pages += 1;
+            let next = page.next_link.filter(|n| !n.is_empty());
+            f(page.value);
+            pager.set_next(match next {
+                Some(n) => NextPage::Url(n),
+                None => NextPage::Done,
+            })?;
+        }
+        Ok(pages)
     }
 
     /// Every item of a (small) collection.
     pub async fn collect<T: DeserializeOwned>(
         &self,
+        s: &Session<'_>,
         first: &str,
-        stats: &SourceStats,
+        endpoint: &str,
     ) -> Result<Vec<T>, FetchError> {
         let mut all = Vec::new();
-        self.for_each_page(first, stats, |items| all.extend(items))
+        self.for_each_page(s, first, endpoint, None, |items| all.extend(items))
             .await?;
         Ok(all)
     }
@@ -520,37 +363,48 @@ pub fn client_assertion(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::ProviderError;
+
+    fn e(status: u16, body: &str) -> FetchError {
+        FetchError(UpstreamError::Status {
+            method: "GET".into(),
+            endpoint: "/v1.0/users".into(),
+            status,
+            detail: Box::new(ProviderError::parse(body.as_bytes())),
+        })
+    }
+
+    fn graph(status: u16, code: &str) -> FetchError {
+        e(
+            status,
+            &format!(
+                r#"{{"error":{{"code":"{code}","message":"m","innerError":{{"request-id":"rid-1"}}}}}}"#
+            ),
+        )
+    }
 
     #[test]
     fn refusals_and_failures_are_told_apart() {
-        let e = |status, code: &str| FetchError::Http {
-            status,
-            code: Some(code.into()),
-            message: None,
-            request_id: None,
-            what: "/v1.0/x".into(),
-        };
-        assert!(e(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant").is_refusal());
-        assert!(e(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant").is_non_premium());
-        assert!(e(403, "Authorization_RequestDenied").is_refusal());
-        assert!(!e(403, "Authorization_RequestDenied").is_non_premium());
-        assert!(e(400, "AadPremiumLicenseRequired").is_refusal());
-        assert!(!e(500, "InternalServerError").is_refusal());
-        assert!(!e(401, "InvalidAuthenticationToken").is_refusal());
+        let np = graph(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant");
+        assert!(np.is_refusal() && np.is_non_premium());
+        let denied = graph(403, "Authorization_RequestDenied");
+        assert!(denied.is_refusal() && !denied.is_non_premium());
+        assert!(graph(400, "AadPremiumLicenseRequired").is_refusal());
+        assert!(!graph(400, "BadRequest").is_refusal());
+        assert!(!graph(500, "InternalServerError").is_refusal());
+        assert!(!graph(401, "InvalidAuthenticationToken").is_refusal());
+        assert_eq!(denied.what(), "/v1.0/users");
     }
 
     #[test]
     fn error_text_names_code_message_and_request_id() {
-        let e = FetchError::Http {
-            status: 403,
-            code: Some("Authorization_RequestDenied".into()),
-            message: Some("Insufficient privileges to complete the operation.".into()),
-            request_id: Some("rid-1".into()),
-            what: "/v1.0/users".into(),
-        };
+        let e = e(
+            403,
+            r#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation.","innerError":{"date":"2026-11-28T12:00:00","request-id":"rid-1","client-request-id":"c"}}}"#,
+        );
         assert_eq!(
             e.to_string(),
-            "GET /v1.0/users: HTTP 403 Authorization_RequestDenied: Insufficient privileges to complete the operation. (request-id rid-1)"
+            r#"GET /v1.0/users: HTTP 403 Authorization_RequestDenied "Insufficient privileges to complete the operation." (request-id rid-1)"#
         );
     }
 
@@ -560,5 +414,24 @@ mod tests {
             scope("https://graph.microsoft.com"),
             "https://graph.microsoft.com/.default"
         );
+    }
+
+    #[test]
+    fn assertion_has_ps256_and_x5t_s256() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/entra");
+        let cert = std::fs::read_to_string(format!("{dir}/test-cert.pem")).unwrap();
+        let key = std::fs::read_to_string(format!("{dir}/test-key.pem")).unwrap();
+        let jwt = client_assertion(
+            "cid",
+            "https://login.example/t/oauth2/v2.0/token",
+            &cert,
+            &key,
+        )
+        .unwrap();
+        let h = jsonwebtoken::decode_header(&jwt).unwrap();
+        assert_eq!(h.alg, jsonwebtoken::Algorithm::PS256);
+        assert_eq!(h.typ.as_deref(), Some("JWT"));
+        assert_eq!(h.x5t_s256, Some(x5t_s256(&cert).unwrap()));
+        assert!(client_assertion("cid", "u", &cert, "not a key").is_err());
     }
 }

@@ -13,6 +13,7 @@ pub mod policy;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::upstream::Session;
 use client::{FetchError, GraphClient};
 use graph::{
     Application, ConditionalAccessPolicy, DirectoryObject, RoleAssignment, RoleDefinition,
@@ -57,6 +58,21 @@ struct Roles {
     eligibility_missing: Option<String>,
 }
 
+/// The endpoint name of a Graph URL: its path, with a group id replaced by `{id}` (names
+/// requests in logs and errors; keys the upstream layer's per-endpoint state).
+fn endpoint(url: &str) -> String {
+    let path = url::Url::parse(url)
+        .map(|u| u.path().to_string())
+        .unwrap_or_default();
+    match path.strip_prefix("/v1.0/groups/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((_, tail)) => format!("/v1.0/groups/{{id}}/{tail}"),
+            None => "/v1.0/groups/{id}".into(),
+        },
+        None => path,
+    }
+}
+
 fn refusal_reason(e: &FetchError, what: &str, permission: &str) -> String {
     if e.is_non_premium() {
         format!("{what}: Graph refused — the tenant has no Entra ID P1/P2 licence ({e})")
@@ -67,19 +83,33 @@ fn refusal_reason(e: &FetchError, what: &str, permission: &str) -> String {
 
 impl EntraSource {
     pub fn new(sc: &SourceConfig, cfg: &EntraConfig) -> Result<EntraSource, SourceError> {
-        let client = GraphClient::new(
-            cfg.clone(),
-            sc.timeout,
-            sc.limits.max_requests_per_poll,
-            sc.limits.concurrency,
-        )
-        .map_err(SourceError::new)?;
+        let client = GraphClient::new(cfg, &sc.name, sc.timeout, sc.limits.clone())
+            .map_err(|e| SourceError::new(format!("entra: {e}")))?;
         Ok(EntraSource { client })
     }
 
     /// For tests and benchmarks: a source over a prepared client (e.g. fast retries).
     pub fn with_client(client: GraphClient) -> EntraSource {
         EntraSource { client }
+    }
+
+    /// Every item of a small collection at `path_and_query` (below `/v1.0`).
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        s: &Session<'_>,
+        path_and_query: &str,
+    ) -> Result<Vec<T>, FetchError> {
+        let url = self.url(path_and_query);
+        self.client.collect(s, &url, &endpoint(&url)).await
+    }
+
+    async fn get_one<T: serde::de::DeserializeOwned>(
+        &self,
+        s: &Session<'_>,
+        path_and_query: &str,
+    ) -> Result<T, FetchError> {
+        let url = self.url(path_and_query);
+        self.client.get(s, &url, &endpoint(&url)).await
     }
 
     fn url(&self, path_and_query: &str) -> String {
@@ -95,13 +125,12 @@ impl EntraSource {
         ctx: &PollContext<'_>,
         sink: &mut dyn AccountSink,
     ) -> Result<PollOutput, SourceError> {
-        self.client.start_poll();
-        let stats = ctx.stats;
+        let s = self.client.session(ctx.stats);
         let (roles, mfa, workloads, tenant) = tokio::join!(
-            self.fetch_roles(stats),
-            self.fetch_registration(stats),
-            self.fetch_workloads(stats),
-            self.fetch_policy(stats),
+            self.fetch_roles(&s),
+            self.fetch_registration(&s),
+            self.fetch_workloads(&s),
+            self.fetch_policy(&s),
         );
         let fail = |e: FetchError| SourceError::new(format!("entra: {e}"));
         let mut availability = DataAvailability::default();
@@ -162,7 +191,7 @@ impl EntraSource {
         });
 
         // Users, streamed page by page.
-        self.stream_users(stats, &mut availability, sink, |u, sign_in_known| {
+        self.stream_users(&s, &mut availability, sink, |u, sign_in_known| {
             map::map_user(
                 u,
                 &UserContext {
@@ -248,7 +277,7 @@ impl EntraSource {
             name: "identity_posture_entra_requests_last_poll",
             help: "Graph and token requests made by the last background poll.",
             labels: vec![],
-            value: f64::from(self.client.requests_this_poll()),
+            value: f64::from(s.budget().used()),
         });
         Ok(PollOutput {
             availability,
@@ -264,7 +293,7 @@ impl EntraSource {
     /// (User-LifeCycleInfo.Read.All). Returns whether sign-in activity was read.
     async fn stream_users(
         &self,
-        stats: &crate::sources::SourceStats,
+        s: &Session<'_>,
         availability: &mut DataAvailability,
         sink: &mut dyn AccountSink,
         map: impl Fn(&User, bool) -> crate::model::Account,
@@ -277,21 +306,17 @@ impl EntraSource {
                 fields.join(",")
             ));
             // The first page decides the $select; later pages follow nextLink.
-            let first: Result<graph::Page<User>, FetchError> = self.client.get(&url, stats).await;
+            let first: Result<graph::Page<User>, FetchError> =
+                self.client.get(s, &url, "/v1.0/users").await;
             match first {
                 Ok(page) => {
-                    for u in &page.value {
-                        sink.push(map(u, sign_in_known));
-                    }
-                    if let Some(next) = page.next_link.filter(|n| !n.is_empty()) {
-                        self.client
-                            .for_each_page::<User>(&next, stats, |users| {
-                                for u in &users {
-                                    sink.push(map(u, sign_in_known));
-                                }
-                            })
-                            .await?;
-                    }
+                    self.client
+                        .for_each_page::<User>(s, &url, "/v1.0/users", Some(page), |users| {
+                            for u in &users {
+                                sink.push(map(u, sign_in_known));
+                            }
+                        })
+                        .await?;
                     return Ok(sign_in_known);
                 }
                 Err(e) if e.is_refusal() && fields.contains(&"signInActivity") => {
@@ -316,15 +341,12 @@ impl EntraSource {
     }
 
     /// Registered MFA factors per user id, as factor bit sets.
-    async fn fetch_registration(
-        &self,
-        stats: &crate::sources::SourceStats,
-    ) -> Result<IdMap<u16>, FetchError> {
+    async fn fetch_registration(&self, s: &Session<'_>) -> Result<IdMap<u16>, FetchError> {
         // The list documents `$filter` only (no `$select`/`$top`): page size is Graph's.
         let url = self.url("/reports/authenticationMethods/userRegistrationDetails");
         let mut out = IdMap::default();
         self.client
-            .for_each_page::<UserRegistrationDetails>(&url, stats, |rows| {
+            .for_each_page::<UserRegistrationDetails>(s, &url, &endpoint(&url), None, |rows| {
                 for r in rows {
                     let bits = map::factor_bits(r.methods_registered.iter().flatten());
                     out.insert(&r.id, bits);
@@ -334,14 +356,11 @@ impl EntraSource {
         Ok(out)
     }
 
-    async fn fetch_roles(&self, stats: &crate::sources::SourceStats) -> Result<Roles, FetchError> {
+    async fn fetch_roles(&self, s: &Session<'_>) -> Result<Roles, FetchError> {
         let defs: Vec<RoleDefinition> = self
-            .client
-            .collect(
-                &self.url(
-                    "/roleManagement/directory/roleDefinitions?$select=id,displayName,templateId",
-                ),
-                stats,
+            .list(
+                s,
+                "/roleManagement/directory/roleDefinitions?$select=id,displayName,templateId",
             )
             .await?;
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
@@ -364,20 +383,15 @@ impl EntraSource {
                 .unwrap_or_else(|| Arc::from(format!("role {id}")))
         };
         let active: Vec<RoleAssignment> = self
-            .client
-            .collect(
-                &self
-                    .url("/roleManagement/directory/roleAssignments?$expand=principal($select=id)"),
-                stats,
+            .list(
+                s,
+                "/roleManagement/directory/roleAssignments?$expand=principal($select=id)",
             )
             .await?;
         let (eligible, eligibility_missing) = match self
-            .client
-            .collect::<RoleAssignment>(
-                &self.url(
-                    "/roleManagement/directory/roleEligibilitySchedules?$expand=principal($select=id)",
-                ),
-                stats,
+            .list::<RoleAssignment>(
+                s,
+                "/roleManagement/directory/roleEligibilitySchedules?$expand=principal($select=id)",
             )
             .await
         {
@@ -427,11 +441,7 @@ impl EntraSource {
         for (gid, grants) in groups {
             let group_label: Arc<str> = Arc::from(gid.as_str());
             let members: Vec<DirectoryObject> = self
-                .client
-                .collect(
-                    &self.url(&format!("/groups/{gid}/transitiveMembers?$select=id")),
-                    stats,
-                )
+                .list(s, &format!("/groups/{gid}/transitiveMembers?$select=id"))
                 .await?;
             for m in members {
                 if m.odata_type
@@ -458,25 +468,15 @@ impl EntraSource {
 
     async fn fetch_workloads(
         &self,
-        stats: &crate::sources::SourceStats,
+        s: &Session<'_>,
     ) -> Result<(Vec<Application>, Vec<ServicePrincipal>), FetchError> {
-        let apps = self
-            .client
-            .collect(
-                &self.url(&format!(
+        let apps = self.list(s, &format!(
                     "/applications?$select=id,appId,displayName,createdDateTime,passwordCredentials,keyCredentials&$top={PAGE_SIZE}"
-                )),
-                stats,
-            )
+                ))
             .await?;
-        let sps = self
-            .client
-            .collect(
-                &self.url(&format!(
+        let sps = self.list(s, &format!(
                     "/servicePrincipals?$select=id,appId,displayName,accountEnabled,servicePrincipalType,appOwnerOrganizationId,passwordCredentials,keyCredentials&$top={PAGE_SIZE}"
-                )),
-                stats,
-            )
+                ))
             .await?;
         Ok((apps, sps))
     }
@@ -486,14 +486,10 @@ impl EntraSource {
     #[allow(clippy::type_complexity)]
     async fn fetch_policy(
         &self,
-        stats: &crate::sources::SourceStats,
+        s: &Session<'_>,
     ) -> Result<(Option<bool>, Option<(Vec<ConditionalAccessPolicy>, bool)>), FetchError> {
         let defaults = match self
-            .client
-            .get::<SecurityDefaults>(
-                &self.url("/policies/identitySecurityDefaultsEnforcementPolicy"),
-                stats,
-            )
+            .get_one::<SecurityDefaults>(s, "/policies/identitySecurityDefaultsEnforcementPolicy")
             .await
         {
             Ok(d) => d.is_enabled,
@@ -508,11 +504,7 @@ impl EntraSource {
             return Ok((defaults, Some((Vec::new(), false))));
         }
         let ca = match self
-            .client
-            .collect::<ConditionalAccessPolicy>(
-                &self.url("/identity/conditionalAccess/policies"),
-                stats,
-            )
+            .list::<ConditionalAccessPolicy>(s, "/identity/conditionalAccess/policies")
             .await
         {
             Ok(p) => Some((p, false)),
