@@ -382,16 +382,18 @@ impl EntraSource {
                 .cloned()
                 .unwrap_or_else(|| Arc::from(format!("role {id}")))
         };
+        // `$expand=principal` (as in Learn's "List unifiedRoleAssignments" example) brings the
+        // principal's `@odata.type`, which tells groups from users and service principals.
         let active: Vec<RoleAssignment> = self
             .list(
                 s,
-                "/roleManagement/directory/roleAssignments?$expand=principal($select=id)",
+                "/roleManagement/directory/roleAssignments?$expand=principal",
             )
             .await?;
         let (eligible, eligibility_missing) = match self
             .list::<RoleAssignment>(
                 s,
-                "/roleManagement/directory/roleEligibilitySchedules?$expand=principal($select=id)",
+                "/roleManagement/directory/roleEligibilitySchedules?$expand=principal",
             )
             .await
         {
