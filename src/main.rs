@@ -170,13 +170,8 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Collect { format }) => {
-            init_logging(&cli);
-            let cfg = match load_config(&cli) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
+            let Some(cfg) = start(&cli) else {
+                return ExitCode::from(2);
             };
             let rt = runtime();
             let clock = poller::system_clock();
@@ -194,13 +189,8 @@ fn main() -> ExitCode {
             }
         }
         None | Some(Command::Serve) => {
-            init_logging(&cli);
-            let cfg = match load_config(&cli) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
+            let Some(cfg) = start(&cli) else {
+                return ExitCode::from(2);
             };
             let rt = runtime();
             match rt.block_on(serve(cfg, poller::system_clock())) {
@@ -213,6 +203,12 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Logging, then the configuration; `None` (after printing why) when it is invalid.
+fn start(cli: &Cli) -> Option<Config> {
+    init_logging(cli);
+    load_config(cli).map_err(|e| eprintln!("{e}")).ok()
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -104,13 +104,7 @@ async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
     for s in &state.sources {
         let st = s.status();
         let r = s.report.load_full();
-        let state_txt = if !st.completed {
-            "pending"
-        } else if st.up {
-            "ok"
-        } else {
-            "error"
-        };
+        let state_txt = st.state();
         let (active, ratio, findings) = match &r {
             Some(r) => (
                 (r.tally.active[0] + r.tally.active[1]).to_string(),
