@@ -86,6 +86,8 @@ fn bench_collect_rss(path: &std::path::Path, dir: &std::path::Path) {
     )
     .unwrap();
     let t = Instant::now();
+    // Reaped below with wait4, which also returns the child's own rusage.
+    #[allow(clippy::zombie_processes)]
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_identity-posture-exporter"))
         .args(["collect", "--config"])
         .arg(&cfg)

@@ -454,7 +454,6 @@ impl Policy {
         path: &str,
         errors: &mut Vec<String>,
     ) -> Policy {
-        let d = |v: Option<u32>, b: Option<u32>, dflt: u32| v.or(b).unwrap_or(dflt);
         let b = base;
         let weak = match &raw.weak_mfa_factors {
             Some(list) => {
@@ -531,46 +530,24 @@ impl Policy {
                 .collect(),
             None => b.map(|b| b.privilege_rules.clone()).unwrap_or_default(),
         };
+        // A number: this level's value, else the base's, else the SPEC default.
+        macro_rules! num {
+            ($f:ident, $default:expr) => {
+                raw.$f.or(b.map(|b| b.$f)).unwrap_or($default)
+            };
+        }
         let p = Policy {
-            dormant_after_days: d(raw.dormant_after_days, b.map(|b| b.dormant_after_days), 90),
-            never_logged_in_grace_days: d(
-                raw.never_logged_in_grace_days,
-                b.map(|b| b.never_logged_in_grace_days),
-                30,
-            ),
-            password_max_age_days: d(
-                raw.password_max_age_days,
-                b.map(|b| b.password_max_age_days),
-                365,
-            ),
-            access_key_max_age_days: d(
-                raw.access_key_max_age_days,
-                b.map(|b| b.access_key_max_age_days),
-                90,
-            ),
-            secret_max_age_days: d(
-                raw.secret_max_age_days,
-                b.map(|b| b.secret_max_age_days),
-                180,
-            ),
-            certificate_max_age_days: d(
-                raw.certificate_max_age_days,
-                b.map(|b| b.certificate_max_age_days),
-                365,
-            ),
-            expiring_within_days: d(
-                raw.expiring_within_days,
-                b.map(|b| b.expiring_within_days),
-                30,
-            ),
+            dormant_after_days: num!(dormant_after_days, 90),
+            never_logged_in_grace_days: num!(never_logged_in_grace_days, 30),
+            password_max_age_days: num!(password_max_age_days, 365),
+            access_key_max_age_days: num!(access_key_max_age_days, 90),
+            secret_max_age_days: num!(secret_max_age_days, 180),
+            certificate_max_age_days: num!(certificate_max_age_days, 365),
+            expiring_within_days: num!(expiring_within_days, 30),
             weak_mfa_factors: weak,
-            unused_privilege_days: d(
-                raw.unused_privilege_days,
-                b.map(|b| b.unused_privilege_days),
-                45,
-            ),
-            max_super_admins: d(raw.max_super_admins, b.map(|b| b.max_super_admins), 4),
-            min_super_admins: d(raw.min_super_admins, b.map(|b| b.min_super_admins), 2),
+            unused_privilege_days: num!(unused_privilege_days, 45),
+            max_super_admins: num!(max_super_admins, 4),
+            min_super_admins: num!(min_super_admins, 2),
             super_admin_roles: raw
                 .super_admin_roles
                 .clone()

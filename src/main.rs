@@ -170,13 +170,8 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Collect { format }) => {
-            init_logging(&cli);
-            let cfg = match load_config(&cli) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
+            let Some(cfg) = start(&cli) else {
+                return ExitCode::from(2);
             };
             let rt = runtime();
             let clock = poller::system_clock();
@@ -194,13 +189,8 @@ fn main() -> ExitCode {
             }
         }
         None | Some(Command::Serve) => {
-            init_logging(&cli);
-            let cfg = match load_config(&cli) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
+            let Some(cfg) = start(&cli) else {
+                return ExitCode::from(2);
             };
             let rt = runtime();
             match rt.block_on(serve(cfg, poller::system_clock())) {
@@ -215,6 +205,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logging, then the configuration; `None` (after printing why) when it is invalid.
+fn start(cli: &Cli) -> Option<Config> {
+    init_logging(cli);
+    load_config(cli).map_err(|e| eprintln!("{e}")).ok()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -224,10 +220,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 async fn serve(cfg: Config, clock: Clock) -> Result<(), String> {
     let app_state = Arc::new(AppState::new(&cfg.sources));
-    let router = server::app(app_state.clone(), &cfg.server)?;
-    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen))?;
+    // Fail on a bad web config before any poll starts.
+    server::web_config(&cfg.server)?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let handles = poller::spawn_all(&cfg.sources, &app_state, &clock, &rx)?;
     tracing::info!(
@@ -242,14 +236,11 @@ async fn serve(cfg: Config, clock: Clock) -> Result<(), String> {
         tracing::info!("shutting down: finishing in-flight responses");
         let _ = tx.send(true);
     };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    let result = server::run(app_state, &cfg.server, shutdown).await;
     for h in handles {
         let _ = h.await;
     }
-    Ok(())
+    result
 }
 
 async fn shutdown_signal() {

@@ -49,6 +49,19 @@ pub struct PollStatus {
     pub last_error_at: Option<Timestamp>,
 }
 
+impl PollStatus {
+    /// `pending` before the first poll ends, then `ok` or `error` after the last one.
+    pub fn state(&self) -> &'static str {
+        if !self.completed {
+            "pending"
+        } else if self.up {
+            "ok"
+        } else {
+            "error"
+        }
+    }
+}
+
 /// One configured source, as the rest of the process sees it.
 pub struct SourceState {
     pub name: String,

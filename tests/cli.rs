@@ -143,3 +143,60 @@ fn the_committed_demo_file_is_what_generate_demo_makes() {
         "regenerate examples/demo-identities.json with the command in examples/demo.toml"
     );
 }
+
+#[test]
+fn serve_becomes_ready_and_stops_cleanly_on_sigterm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = bin()
+        .args([
+            "--config",
+            "examples/demo.toml",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ready = rt.block_on(async {
+        for _ in 0..200 {
+            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/-/ready")).await {
+                if r.status() == 200 {
+                    return true;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    });
+    let metrics = rt.block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    // SAFETY: sending SIGTERM to the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    assert!(ready, "never became ready");
+    assert!(metrics.contains("identity_posture_source_up{provider=\"file\",source=\"demo\"} 1"));
+    assert!(status
+        .expect("did not exit within 5 s of SIGTERM")
+        .success());
+}

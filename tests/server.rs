@@ -671,3 +671,26 @@ async fn web_config_basic_auth_protects_everything() {
         401
     );
 }
+
+#[tokio::test]
+async fn a_poll_that_hangs_is_cut_off_by_the_timeout() {
+    // A FIFO with no writer blocks the file source's open() forever.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("stuck.ndjson");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path in our own temporary directory.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut cfg = config(fifo.to_str().unwrap(), "");
+    cfg.sources[0].timeout = std::time::Duration::from_millis(300);
+    let r = start(cfg).await;
+    let err = r.poll().await.unwrap_err();
+    assert!(err.contains("timed out"), "{err}");
+    let s: serde_json::Value = get(&format!("{}/api/v1/sources", r.base))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["sources"][0]["state"], "error");
+    // Release the blocked reader so the runtime can shut down.
+    drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+}

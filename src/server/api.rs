@@ -41,13 +41,7 @@ pub async fn sources(State(state): State<Arc<AppState>>) -> Json<Value> {
 fn source_json(s: &SourceState) -> Value {
     let st = s.status();
     let r = s.report.load_full();
-    let state = if !st.completed {
-        "pending"
-    } else if st.up {
-        "ok"
-    } else {
-        "error"
-    };
+    let state = st.state();
     let mut available = serde_json::Map::new();
     let mut missing = serde_json::Map::new();
     if let Some(r) = &r {

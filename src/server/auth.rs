@@ -1,6 +1,7 @@
 //! Who may call what. `/api/v1` names vulnerable people, so it needs a bearer token
 //! (`server.api_token_file`) or a loopback-only listener; `server.web_config_file`
-//! (exporter-toolkit format) adds bcrypt basic auth in front of everything.
+//! (exporter-toolkit format) adds bcrypt basic auth in front of everything (and TLS, in
+//! [`super::tls`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -43,7 +44,7 @@ impl ApiAccess {
 #[serde(deny_unknown_fields)]
 pub struct WebConfig {
     #[serde(default)]
-    pub tls_server_config: Option<serde_yaml_ng::Value>,
+    pub tls_server_config: Option<super::tls::TlsServerConfig>,
     #[serde(default)]
     pub http_server_config: Option<HttpServerConfig>,
     #[serde(default)]
@@ -62,13 +63,14 @@ impl WebConfig {
     pub fn load(path: &Path) -> Result<WebConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let wc: WebConfig =
+        let mut wc: WebConfig =
             serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if wc.tls_server_config.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err(format!(
-                "{}: tls_server_config is not supported by this version; terminate TLS in front of the exporter (ingress, sidecar) or leave it out",
-                path.display()
-            ));
+        if let Some(tls) = wc.tls_server_config.take() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            let tls = tls.resolve(base);
+            // Fail at start-up, not at the first handshake.
+            super::tls::build(&tls).map_err(|e| format!("{}: {e}", path.display()))?;
+            wc.tls_server_config = Some(tls);
         }
         for (user, hash) in &wc.basic_auth_users {
             if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")) {

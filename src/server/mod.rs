@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -17,12 +18,20 @@ use crate::metrics;
 use crate::state::{AppState, BUILD};
 use auth::{ApiAccess, AuthState, BasicAuth, WebConfig};
 
+/// Reads `server.web_config_file`, if any.
+pub fn web_config(server: &ServerConfig) -> Result<WebConfig, String> {
+    match &server.web_config_file {
+        Some(p) => WebConfig::load(p),
+        None => Ok(WebConfig::default()),
+    }
+}
+
 /// Builds the router. `server` decides who may call `/api/v1`.
 pub fn app(state: Arc<AppState>, server: &ServerConfig) -> Result<Router, String> {
-    let web = match &server.web_config_file {
-        Some(p) => WebConfig::load(p)?,
-        None => WebConfig::default(),
-    };
+    app_with(state, server, web_config(server)?)
+}
+
+fn app_with(state: Arc<AppState>, server: &ServerConfig, web: WebConfig) -> Result<Router, String> {
     let mut extra_headers = Vec::new();
     for (k, v) in web.http_server_config.iter().flat_map(|h| h.headers.iter()) {
         let name = header::HeaderName::try_from(k.as_str())
@@ -60,6 +69,65 @@ pub fn router(state: Arc<AppState>, auth: Arc<AuthState>) -> Router {
             auth::basic_auth_layer,
         ))
         .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight responses finish. Plain HTTP, or
+/// TLS when the web config has `tls_server_config` (certificates re-read when they change).
+pub async fn run(
+    state: Arc<AppState>,
+    server: &ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let mut web = web_config(server)?;
+    let tls_cfg = web.tls_server_config.take();
+    let router = app_with(state, server, web)?;
+    let addr = server.listen;
+    match tls_cfg {
+        None => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(|e| format!("server error: {e}"))
+        }
+        Some(t) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls::build(&t)?);
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+            });
+            let reload = rustls.clone();
+            tokio::spawn(async move {
+                let mut stamp = t.stamp();
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    let now = t.stamp();
+                    if now == stamp {
+                        continue;
+                    }
+                    match tls::build(&t) {
+                        Ok(c) => {
+                            reload.reload_from_config(c);
+                            stamp = now;
+                            tracing::info!("TLS certificate reloaded");
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "TLS files changed but cannot be loaded; keeping the old certificate")
+                        }
+                    }
+                }
+            });
+            axum_server::bind_rustls(addr, rustls)
+                .handle(handle)
+                .serve(router.into_make_service())
+                .await
+                .map_err(|e| format!("cannot serve TLS on {addr}: {e}"))
+        }
+    }
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
@@ -104,13 +172,7 @@ async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
     for s in &state.sources {
         let st = s.status();
         let r = s.report.load_full();
-        let state_txt = if !st.completed {
-            "pending"
-        } else if st.up {
-            "ok"
-        } else {
-            "error"
-        };
+        let state_txt = st.state();
         let (active, ratio, findings) = match &r {
             Some(r) => (
                 (r.tally.active[0] + r.tally.active[1]).to_string(),

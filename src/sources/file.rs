@@ -17,6 +17,9 @@ use crate::model::{Account, DataAvailability, DataKind, Known, TenantFacts, Time
 /// Accounts are handed from the reading thread to the poll in batches of this size.
 const BATCH: usize = 1024;
 
+/// An NDJSON line longer than this is an error, not an allocation of unbounded size.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
 pub struct FileSource {
     cfg: FileConfig,
 }
@@ -187,17 +190,27 @@ pub fn read_ndjson<R: Read>(
     let mut lineno = 0u64;
     loop {
         line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(|e| {
-            SourceError::new(format!(
-                "{}: line {}: read error: {e}",
-                path.display(),
-                lineno + 1
-            ))
-        })?;
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| {
+                SourceError::new(format!(
+                    "{}: line {}: read error: {e}",
+                    path.display(),
+                    lineno + 1
+                ))
+            })?;
         if n == 0 {
             break;
         }
         lineno += 1;
+        if line.len() > MAX_LINE_BYTES {
+            return Err(SourceError::new(format!(
+                "{}: line {lineno}: longer than {} MiB (one account per line expected)",
+                path.display(),
+                MAX_LINE_BYTES >> 20
+            )));
+        }
         let text = trim_ascii(&line);
         if text.is_empty() {
             continue;
@@ -495,6 +508,16 @@ mod tests {
             .contains("no `accounts`"));
         let e = read_all(Path::new("/nonexistent/file.json")).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/file.json"));
+    }
+
+    #[test]
+    fn an_endless_line_is_an_error() {
+        let (_d, p) = write(
+            "x.ndjson",
+            &format!("{A1}\n{}", "x".repeat(MAX_LINE_BYTES + 10)),
+        );
+        let e = read_all(&p).unwrap_err().to_string();
+        assert!(e.contains("line 2: longer than 16 MiB"), "{e}");
     }
 
     #[test]
