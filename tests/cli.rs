@@ -163,7 +163,7 @@ fn serve_becomes_ready_and_stops_cleanly_on_sigterm() {
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ready = rt.block_on(async {
-        for _ in 0..200 {
+        for _ in 0..600 {
             if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/-/ready")).await {
                 if r.status() == 200 {
                     return true;
@@ -184,7 +184,8 @@ fn serve_becomes_ready_and_stops_cleanly_on_sigterm() {
     // SAFETY: sending SIGTERM to the child we spawned.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let mut status = None;
-    for _ in 0..100 {
+    // Generous bounds: CI machines are shared; these only catch a hang, not slowness.
+    for _ in 0..300 {
         if let Some(s) = child.try_wait().unwrap() {
             status = Some(s);
             break;
@@ -197,6 +198,6 @@ fn serve_becomes_ready_and_stops_cleanly_on_sigterm() {
     assert!(ready, "never became ready");
     assert!(metrics.contains("identity_posture_source_up{provider=\"file\",source=\"demo\"} 1"));
     assert!(status
-        .expect("did not exit within 5 s of SIGTERM")
+        .expect("did not exit within 15 s of SIGTERM")
         .success());
 }
