@@ -3,6 +3,7 @@
 //! Sources never evaluate checks; they only map their provider into the model.
 
 pub mod file;
+pub mod okta;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,15 +91,14 @@ pub struct PollContext<'a> {
 /// A configured source, ready to poll. Long-lived: it may keep caches between polls.
 pub enum Source {
     File(file::FileSource),
+    Okta(Box<okta::OktaSource>),
 }
 
 impl Source {
     pub fn new(cfg: &SourceConfig) -> Result<Source, SourceError> {
         Ok(match &cfg.kind {
             SourceKind::File(f) => Source::File(file::FileSource::new(f.clone())),
-            SourceKind::Okta(_) => {
-                return Err(SourceError::new("the okta source is not built yet"));
-            }
+            SourceKind::Okta(_) => Source::Okta(Box::new(okta::OktaSource::new(cfg)?)),
         })
     }
 
@@ -110,6 +110,7 @@ impl Source {
     ) -> Result<PollOutput, SourceError> {
         match self {
             Source::File(s) => s.poll(ctx, sink).await,
+            Source::Okta(s) => s.poll(ctx, sink).await,
         }
     }
 }
