@@ -90,10 +90,12 @@ fn active_types(a: &Account) -> BTreeSet<FactorType> {
 #[tokio::test]
 async fn full_poll_maps_every_account_and_reads_everything() {
     let mock = MockOkta::start(450, 5).await;
-    let (src, _t) = source(&config(&mock.url, token(), |_, _| {}));
+    let (src, timer) = source(&config(&mock.url, token(), |_, _| {}));
     let stats = SourceStats::default();
     let now = OffsetDateTime::now_utc();
     let (acc, out) = poll(&src, now, &stats).await.unwrap();
+    // The mock reports 599 of 600 left on every response: no pacing, no retry, no wait.
+    assert!(timer.sleeps().is_empty(), "{:?}", timer.sleeps());
 
     // Inventory: every status, DEPROVISIONED users from their own listing.
     assert_eq!(acc.len(), 455);
