@@ -128,6 +128,10 @@ pub struct RawSource {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub terminated_attribute: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub factor_refresh_per_poll: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factor_max_age: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret_env: Option<String>,
@@ -196,6 +200,8 @@ fn provider_keys(source_type: &str) -> Option<&'static [&'static str]> {
             "key_id",
             "scopes",
             "terminated_attribute",
+            "factor_refresh_per_poll",
+            "factor_max_age",
         ],
         "entra" => &[
             "tenant_id",
@@ -292,6 +298,12 @@ pub struct OktaConfig {
     pub auth: OktaAuth,
     /// Profile attribute holding the HR leave date (→ `terminated`).
     pub terminated_attribute: Option<String>,
+    /// Most per-user factor requests in one poll (oldest cache entries first); `None` = as
+    /// many as the request budget and half the poll timeout allow.
+    pub factor_refresh_per_poll: Option<u32>,
+    /// Cached factor lists younger than this are not refreshed (unless the System Log names
+    /// the user in a factor change). Default 24 h.
+    pub factor_max_age: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -1072,11 +1084,24 @@ fn validate_source(
                 )
                 .map(OktaAuth::ApiToken)
             };
+            let factor_max_age = parse_duration(
+                &format!("{path}.factor_max_age"),
+                raw.factor_max_age.as_deref(),
+                Duration::from_secs(24 * 3600),
+                errors,
+            );
+            if raw.factor_refresh_per_poll == Some(0) {
+                errors.push(format!(
+                    "{path}.factor_refresh_per_poll: must be at least 1"
+                ));
+            }
             match (url, auth) {
                 (Some(url), Some(auth)) => SourceKind::Okta(OktaConfig {
                     url,
                     auth,
                     terminated_attribute: raw.terminated_attribute.clone(),
+                    factor_refresh_per_poll: raw.factor_refresh_per_poll,
+                    factor_max_age,
                 }),
                 _ => return None,
             }

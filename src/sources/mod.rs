@@ -4,6 +4,7 @@
 
 pub mod entra;
 pub mod file;
+pub mod okta;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,6 +93,7 @@ pub struct PollContext<'a> {
 pub enum Source {
     File(file::FileSource),
     Entra(Box<entra::EntraSource>),
+    Okta(Box<okta::OktaSource>),
 }
 
 impl Source {
@@ -99,9 +101,7 @@ impl Source {
         Ok(match &cfg.kind {
             SourceKind::File(f) => Source::File(file::FileSource::new(f.clone())),
             SourceKind::Entra(e) => Source::Entra(Box::new(entra::EntraSource::new(cfg, e)?)),
-            SourceKind::Okta(_) => {
-                return Err(SourceError::new("the okta source is not built yet"));
-            }
+            SourceKind::Okta(_) => Source::Okta(Box::new(okta::OktaSource::new(cfg)?)),
         })
     }
 
@@ -114,6 +114,7 @@ impl Source {
         match self {
             Source::File(s) => s.poll(ctx, sink).await,
             Source::Entra(s) => s.poll(ctx, sink).await,
+            Source::Okta(s) => s.poll(ctx, sink).await,
         }
     }
 }

@@ -172,30 +172,23 @@ impl Pacer {
         None
     }
 
-    /// Records what a response said about `bucket`.
+    /// Records what a response said about `bucket`. The provider's figure replaces the local
+    /// estimate (which only bridges the requests sent since): it is off by at most the
+    /// requests in flight, and never drifts.
     pub fn observe(&self, bucket: &str, snap: RateLimitSnapshot) {
         // Okta's concurrency-limit 429 reports limit 0 / remaining 0: not a window.
         if snap.limit <= 0.0 {
             return;
         }
         let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get_mut(bucket) {
-            Some(b) if b.reset_at_unix.is_some() && b.reset_at_unix == snap.reset_at_unix => {
-                // Same window: responses arrive out of order, the lower figure is the newer.
-                b.limit = snap.limit;
-                b.remaining = b.remaining.min(snap.remaining);
-            }
-            _ => {
-                map.insert(
-                    bucket.to_string(),
-                    Bucket {
-                        limit: snap.limit,
-                        remaining: snap.remaining,
-                        reset_at_unix: snap.reset_at_unix,
-                    },
-                );
-            }
-        }
+        map.insert(
+            bucket.to_string(),
+            Bucket {
+                limit: snap.limit,
+                remaining: snap.remaining,
+                reset_at_unix: snap.reset_at_unix,
+            },
+        );
     }
 }
 
@@ -315,15 +308,19 @@ mod tests {
     }
 
     #[test]
-    fn out_of_order_responses_keep_the_lower_remaining() {
+    fn the_providers_figure_replaces_the_local_estimate() {
         let p = Pacer::new(0.5, Duration::from_secs(90));
         let snap = |r| RateLimitSnapshot {
             limit: 10.0,
             remaining: r,
             reset_at_unix: Some(60.0),
         };
+        // Many requests sent, but the provider keeps saying 9 left: no pacing.
+        for _ in 0..20 {
+            p.observe("b", snap(9.0));
+            assert_eq!(p.before_request("b", 0.0), None);
+        }
         p.observe("b", snap(5.0));
-        p.observe("b", snap(9.0));
         assert_eq!(p.before_request("b", 0.0), Some(Duration::from_secs(60)));
     }
 

@@ -1,0 +1,2 @@
+//! Shared test support: the mock Okta server.
+pub mod okta_mock;
