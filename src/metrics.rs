@@ -30,7 +30,7 @@ impl Family {
     fn new(name: &'static str, help: &str, labels: &[&'static str]) -> Family {
         Family {
             name,
-            help: format!("{help}.{POLL_NOTE}"),
+            help: format!("{}.{POLL_NOTE}", help.trim_end_matches('.')),
             labels: labels.to_vec(),
             counter: false,
             samples: Vec::new(),

@@ -24,8 +24,9 @@ pub fn system_clock() -> Clock {
 /// First retry after a failure; doubles per consecutive failure, capped at the interval.
 const FIRST_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Polls `source` once, records the outcome in `state`, and returns the error if any.
-/// `retain` keeps accounts and findings for the API.
+/// Polls `source` once, records the outcome in `state` (not yet `completed`: see
+/// [`poll_and_publish`]), and returns the error if any. `retain` keeps accounts and
+/// findings for the API.
 pub async fn poll_once(
     cfg: &SourceConfig,
     source: &Source,
@@ -61,7 +62,6 @@ pub async fn poll_once(
             state.report.store(Some(Arc::new(report)));
             state.update_status(|s| {
                 s.up = true;
-                s.completed = true;
                 s.polling = false;
                 s.consecutive_failures = 0;
                 s.last_success = Some(clock());
@@ -73,7 +73,6 @@ pub async fn poll_once(
             tracing::warn!(source = %cfg.name, error = %e, seconds = elapsed, "poll failed; keeping the last good numbers");
             state.update_status(|s| {
                 s.up = false;
-                s.completed = true;
                 s.polling = false;
                 s.failures += 1;
                 s.consecutive_failures = s.consecutive_failures.saturating_add(1);
@@ -84,6 +83,22 @@ pub async fn poll_once(
             Err(e)
         }
     }
+}
+
+/// Polls once (keeping accounts for the API), re-encodes the metrics, and only then marks
+/// the source as having completed a poll, so `/-/ready` never answers before `/metrics`
+/// shows the poll.
+pub async fn poll_and_publish(
+    cfg: &SourceConfig,
+    source: &Source,
+    state: &SourceState,
+    app: &AppState,
+    clock: &Clock,
+) -> Result<(), String> {
+    let r = poll_once(cfg, source, state, clock, true).await;
+    app.refresh_metrics();
+    state.update_status(|s| s.completed = true);
+    r
 }
 
 /// The delay before the next poll: the interval plus up to 10 % jitter (at most a minute)
@@ -110,14 +125,13 @@ pub async fn run(
 ) {
     loop {
         let polled = tokio::select! {
-            r = poll_once(&cfg, &source, &state, &clock, true) => Some(r),
+            r = poll_and_publish(&cfg, &source, &state, &app, &clock) => Some(r),
             _ = shutdown.changed() => None,
         };
         if polled.is_none() {
             tracing::info!(source = %cfg.name, "shutdown: abandoning the poll in flight");
             return;
         }
-        app.refresh_metrics();
         let failures = state.status().consecutive_failures;
         let delay = next_delay(cfg.interval, failures, rand::rng().random::<f64>());
         tracing::debug!(source = %cfg.name, delay_seconds = delay.as_secs_f64(), "next poll scheduled");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use identity_posture_exporter::config::{self, Config};
-use identity_posture_exporter::poller::{poll_once, Clock};
+use identity_posture_exporter::poller::{poll_and_publish, Clock};
 use identity_posture_exporter::server;
 use identity_posture_exporter::sources::Source;
 use identity_posture_exporter::state::AppState;
@@ -48,16 +48,14 @@ struct Running {
 
 impl Running {
     async fn poll(&self) -> Result<(), String> {
-        let r = poll_once(
+        poll_and_publish(
             &self.cfg.sources[0],
             &self.source,
             &self.state.sources[0],
+            &self.state,
             &clock(),
-            true,
         )
-        .await;
-        self.state.refresh_metrics();
-        r
+        .await
     }
 }
 

@@ -274,8 +274,8 @@ impl EntraSource {
         }
 
         gauges.push(SourceGauge {
-            name: "identity_posture_entra_requests_last_poll",
-            help: "Graph and token requests made by the last background poll.",
+            name: "identity_posture_source_poll_requests",
+            help: "Upstream requests made by the last background poll.",
             labels: vec![],
             value: f64::from(s.budget().used()),
         });
