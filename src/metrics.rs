@@ -199,11 +199,10 @@ pub fn render(sources: &[Arc<SourceState>]) -> Vec<u8> {
                 .add(base(), d);
         }
         let mut reqs = s.stats.api_requests();
-        if s.provider != "file" {
-            // Network sources: the usual classes exist from the start, so rate() never gaps.
-            for code in ["2xx", "3xx", "4xx", "429", "5xx", "error"] {
-                reqs.entry(code.to_string()).or_insert(0);
-            }
+        // The usual classes exist from the start (0 for a file source, which makes no
+        // requests), so rate() and dashboards never see a gap.
+        for code in ["2xx", "3xx", "4xx", "429", "5xx", "error"] {
+            reqs.entry(code.to_string()).or_insert(0);
         }
         let fam = fams.get("identity_posture_source_api_requests_total");
         for (code, n) in &reqs {
