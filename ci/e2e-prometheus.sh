@@ -33,7 +33,6 @@ die() { printf 'e2e: FAIL: %s\n' "$*" >&2; exit 1; }
 # ----------------------------------------------------------------------------- tools
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found on PATH ($2)"; }
 need python3 "needed for the JSON checks"
-need curl "needed to talk to the HTTP APIs"
 need promtool "Debian package prometheus"
 need prometheus "Debian package prometheus"
 ALERTMANAGER=$(command -v prometheus-alertmanager || command -v alertmanager || true)
@@ -119,11 +118,14 @@ EXPORTER_URL=http://127.0.0.1:$EXPORTER_PORT
 PROM_URL=http://127.0.0.1:$PROM_PORT
 AM_URL=http://127.0.0.1:$AM_PORT
 
+fetch() { # url: body to stdout, non-zero unless HTTP 2xx
+  python3 -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=5).read())' "$1"
+}
 wait_http() { # url, seconds, what
   local i
-  for i in $(seq $(($2 * 5))); do
-    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
-    sleep 0.2
+  for i in $(seq $(($2 * 4))); do
+    if fetch "$1" >/dev/null 2>&1; then return 0; fi
+    sleep 0.25
   done
   die "$3 did not answer $1 within $2 s"
 }
@@ -132,7 +134,7 @@ say "starting the exporter on $EXPORTER_URL (examples/demo.toml)"
 "$EXPORTER" --config examples/demo.toml --listen "127.0.0.1:$EXPORTER_PORT" >"$WORK/exporter.log" 2>&1 &
 PIDS+=($!)
 wait_http "$EXPORTER_URL/-/ready" 60 "the exporter"
-curl -fsS "$EXPORTER_URL/metrics" >"$WORK/exporter.metrics"
+fetch "$EXPORTER_URL/metrics" >"$WORK/exporter.metrics" || die "GET $EXPORTER_URL/metrics failed"
 promtool check metrics <"$WORK/exporter.metrics" >"$WORK/promtool.out" 2>&1 \
   || { cat "$WORK/promtool.out"; die "promtool check metrics on the exporter's /metrics"; }
 
