@@ -177,7 +177,7 @@ impl SspmSource {
         for (app, t, p, n) in apps.samples() {
             gauges.push(SourceGauge {
                 name: "identity_posture_sspm_accounts",
-                help: "Accounts read from SaaS Security per SaaS app type (at most 20 apps per source, the rest as app=\"other\"); account_type as SaaS Security reports it (isNonHuman); from the last background poll.",
+                help: "Accounts read from SaaS Security per SaaS app type (at most 20 apps per source, the rest as app=\"other\"); account_type as SaaS Security reports it (isNonHuman).",
                 labels: vec![
                     ("app", app),
                     ("account_type", t.as_str().into()),
@@ -198,7 +198,7 @@ impl SspmSource {
             }
             gauges.push(SourceGauge {
                 name: "identity_posture_sspm_unrecognized_values",
-                help: "Values the SSPM source could not map in the last background poll, by field (mfa_strength, mfa_factors: read as other/unknown; timestamp: unreadable date-time, read as unknown; item: record skipped). Non-zero after a change on Palo Alto Networks' side.",
+                help: "Values the SSPM source could not map, by field (mfa_strength, mfa_factors: read as other/unknown; timestamp: unreadable date-time, read as unknown; item: record skipped). Non-zero after a change on Palo Alto Networks' side.",
                 labels: vec![("field", field.into())],
                 value: n as f64,
             });
@@ -308,7 +308,7 @@ impl SspmSource {
             if let Some(t) = map::instant(&st.last_scanned_at, tally).value() {
                 gauges.push(SourceGauge {
                     name: "identity_posture_sspm_feature_last_scan_timestamp_seconds",
-                    help: "When SaaS Security last scanned this IdP feature (lastScannedAt, unix seconds), from the last background poll: alert on time() minus this to catch stale upstream scans.",
+                    help: "When SaaS Security last scanned this IdP feature (lastScannedAt, unix seconds): alert on time() minus this to catch stale upstream scans.",
                     labels: labels.clone(),
                     value: unix(*t),
                 });
@@ -318,7 +318,7 @@ impl SspmSource {
                 l.push(("status", status.to_ascii_lowercase()));
                 gauges.push(SourceGauge {
                     name: "identity_posture_sspm_feature_status",
-                    help: "1 for the status SaaS Security reports for this IdP feature (feature_state status), from the last background poll.",
+                    help: "1 for the status SaaS Security reports for this IdP feature (feature_state status).",
                     labels: l,
                     value: 1.0,
                 });
@@ -418,7 +418,7 @@ impl SspmSource {
         if let Some(t) = last_scan {
             gauges.push(SourceGauge {
                 name: "identity_posture_sspm_instance_last_scan_timestamp_seconds",
-                help: "Newest latestScanTime of this SaaS instance's accounts (unix seconds), from the last background poll: alert on time() minus this to catch stale upstream scans.",
+                help: "Newest latestScanTime of this SaaS instance's accounts (unix seconds): alert on time() minus this to catch stale upstream scans.",
                 labels: vec![
                     ("saas_instance", id.to_string()),
                     (
