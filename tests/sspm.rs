@@ -792,3 +792,25 @@ tsg_id = "1234567890"
     assert!(!format!("{s:?}").contains("s3cr3t"));
     assert_eq!(c.sources[0].provider(), "sspm");
 }
+
+/// The commented example in examples/full.toml is valid once uncommented.
+#[test]
+fn full_toml_example_is_valid() {
+    let full = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/full.toml"))
+        .unwrap();
+    let block = &full[full.find("# Palo Alto Networks SaaS Security").unwrap()..];
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("s");
+    std::fs::write(&secret, "x\n").unwrap();
+    let toml: String = block
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with('#'))
+        .filter(|l| !l.starts_with("# #"))
+        .map(|l| l.trim_start_matches("# ").to_string() + "\n")
+        .collect::<String>()
+        .replace("/run/secrets/sspm-client-secret", secret.to_str().unwrap());
+    let c = config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{:?}\n{toml}", e.problems));
+    assert_eq!(c.sources[0].provider(), "sspm");
+    assert_eq!(c.sources[0].policy.min_super_admins, 0);
+}
