@@ -5,6 +5,7 @@
 pub mod entra;
 pub mod file;
 pub mod okta;
+pub mod sspm;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +95,7 @@ pub enum Source {
     File(file::FileSource),
     Entra(Box<entra::EntraSource>),
     Okta(Box<okta::OktaSource>),
+    Sspm(Box<sspm::SspmSource>),
 }
 
 impl Source {
@@ -102,6 +104,7 @@ impl Source {
             SourceKind::File(f) => Source::File(file::FileSource::new(f.clone())),
             SourceKind::Entra(e) => Source::Entra(Box::new(entra::EntraSource::new(cfg, e)?)),
             SourceKind::Okta(_) => Source::Okta(Box::new(okta::OktaSource::new(cfg)?)),
+            SourceKind::Sspm(c) => Source::Sspm(Box::new(sspm::SspmSource::new(cfg, c)?)),
         })
     }
 
@@ -115,6 +118,7 @@ impl Source {
             Source::File(s) => s.poll(ctx, sink).await,
             Source::Entra(s) => s.poll(ctx, sink).await,
             Source::Okta(s) => s.poll(ctx, sink).await,
+            Source::Sspm(s) => s.poll(ctx, sink).await,
         }
     }
 }
