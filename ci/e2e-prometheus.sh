@@ -4,7 +4,7 @@
 #
 # 1. Static checks: promtool check config / check rules / test rules, amtool check-config
 #    and routing by severity, the Kubernetes PrometheusRule in sync with the rule files,
-#    dashboards well formed, every runbook_url anchor present in docs/alerts.md.
+#    `kubectl kustomize` and `systemd-analyze verify` where those tools exist.
 # 2. Starts, all on loopback ports with temporary data directories: the exporter on
 #    examples/demo.toml, Alertmanager with deploy/alertmanager/alertmanager.yml, and
 #    Prometheus (1 s scrape and evaluation interval) with the shipped rules, alerting to
@@ -47,6 +47,7 @@ if [ ! -x "$EXPORTER" ]; then
   cargo build --locked --quiet
 fi
 [ -x "$EXPORTER" ] || die "$EXPORTER missing after cargo build"
+EXPORTER=$(cd "$(dirname "$EXPORTER")" && pwd)/$(basename "$EXPORTER")
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ipe-e2e.XXXXXX")
 PIDS=()
@@ -102,6 +103,22 @@ fi
 say "Kubernetes PrometheusRule matches the rule files"
 deploy/kubernetes/generate-prometheusrule.sh | diff -u deploy/kubernetes/prometheusrule.yaml - \
   || die "deploy/kubernetes/prometheusrule.yaml is out of date: run deploy/kubernetes/generate-prometheusrule.sh > deploy/kubernetes/prometheusrule.yaml"
+
+if command -v kubectl >/dev/null 2>&1; then
+  say "kubectl kustomize deploy/kubernetes"
+  kubectl kustomize deploy/kubernetes >"$WORK/kustomize.out" 2>&1 \
+    || { cat "$WORK/kustomize.out"; die "kubectl kustomize deploy/kubernetes"; }
+fi
+if command -v systemd-analyze >/dev/null 2>&1; then
+  say "systemd-analyze verify deploy/systemd/identity-posture-exporter.service"
+  # verify wants ExecStart= to exist: point it at the binary under test, in a copy.
+  mkdir -p "$WORK/systemd"
+  sed "s#/usr/local/bin/identity-posture-exporter#$EXPORTER#" deploy/systemd/identity-posture-exporter.service \
+    >"$WORK/systemd/identity-posture-exporter.service"
+  systemd-analyze verify "$WORK/systemd/identity-posture-exporter.service" >"$WORK/systemd.out" 2>&1 \
+    || { cat "$WORK/systemd.out"; die "systemd-analyze verify"; }
+  [ ! -s "$WORK/systemd.out" ] || { cat "$WORK/systemd.out"; die "systemd-analyze verify printed warnings"; }
+fi
 
 # ----------------------------------------------------------------------------- 2. start everything
 read -r EXPORTER_PORT PROM_PORT AM_PORT < <(python3 - <<'PY'
@@ -181,7 +198,8 @@ wait_http "$PROM_URL/-/ready" 30 "Prometheus"
 
 # ----------------------------------------------------------------------------- 3. API checks
 say "checking through the HTTP APIs"
-python3 - "$PROM_URL" "$AM_URL" "$ROOT" <<'PY'
+# In the background with `wait`, so that an interrupt reaches the cleanup trap at once.
+python3 - "$PROM_URL" "$AM_URL" "$ROOT" <<'PY' &
 import json, re, sys, time, urllib.parse, urllib.request
 
 PROM, AM, ROOT = sys.argv[1:4]
@@ -253,7 +271,7 @@ wait_for("(a) up{job=...} == 1 and the demo source polled",
          lambda: bool(instant(f'up{{job="{JOB}"}} == 1')) and
                  bool(instant(f'identity_posture_source_up{{source="{SOURCE}"}} == 1')) or "not yet", 30)
 # rate() and increase() need two samples inside their window; let a few scrapes land.
-time.sleep(3)
+time.sleep(5)
 if failures:
     sys.exit(1)
 print("e2e: (a) target up")
@@ -404,4 +422,6 @@ firing = sorted({a["labels"]["alertname"] for a in pa if a["state"] == "firing"}
 print(f"e2e: (c) {len(firing)} alerts firing in Prometheus and Alertmanager: {', '.join(firing)}")
 sys.exit(1 if failures else 0)
 PY
+PIDS+=($!)
+wait $! || die "the API checks failed (messages above)"
 say "passed"
