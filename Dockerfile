@@ -3,7 +3,8 @@
 # identity-posture-exporter container image.
 #
 #   docker build -t identity-posture-exporter \
-#     --build-arg REVISION="$(git rev-parse --short=12 HEAD)" --build-arg VERSION=0.1.0 .
+#     --build-arg REVISION="$(git rev-parse --short=12 HEAD)" --build-arg VERSION=0.1.0 \
+#     --build-arg SOURCE=https://git.example.com/you/identity-posture-exporter .
 #   docker run --rm -p 9863:9863 identity-posture-exporter \
 #     --config examples/demo.toml --listen 0.0.0.0:9863          # the bundled demo
 #   docker run --rm -p 9863:9863 -v "$PWD/config.toml:/etc/identity-posture-exporter/config.toml:ro" \
@@ -32,14 +33,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 FROM ${RUNTIME_IMAGE}
 ARG VERSION=0.1.0
 ARG REVISION=unknown
-ARG SOURCE=https://github.com/identity-posture-exporter/identity-posture-exporter
+# The repository URL this image was built from (--build-arg SOURCE=https://...).
+ARG SOURCE=""
 LABEL org.opencontainers.image.title="identity-posture-exporter" \
       org.opencontainers.image.description="Prometheus exporter for identity posture: MFA coverage, dormant accounts, unrotated credentials and over-privilege across identity providers" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.documentation="${SOURCE}/blob/main/README.md"
+      org.opencontainers.image.source="${SOURCE}"
 
 COPY --from=build /out/identity-posture-exporter /usr/local/bin/identity-posture-exporter
 # The demo organisation, so `--config examples/demo.toml` works from the working directory

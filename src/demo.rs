@@ -475,6 +475,7 @@ pub fn generate(opts: &DemoOptions) -> (Vec<Account>, TenantFacts) {
             "sign-on policy \"Contractors\" rule \"Legacy VPN\" allows access with a password only"
                 .into(),
         ]),
+        ..TenantFacts::default()
     };
     (out, tenant)
 }

@@ -445,6 +445,11 @@ pub struct TenantFacts {
     /// Absent = the source cannot read its MFA policies; empty = no gap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa_policy_gaps: Option<Vec<String>>,
+    /// The provider has no tenant-wide super-admin role (SaaS Security spans many apps,
+    /// each with its own role names), so the super-admin count checks do not apply. Set by
+    /// sources, never read from a file.
+    #[serde(skip)]
+    pub no_super_admin_role: bool,
 }
 
 /// The data classes a source may be unable to read (`identity_posture_source_data_available`).

@@ -185,6 +185,7 @@ impl ReportBuilder {
     /// Adds the tenant checks and freezes the report.
     pub fn finish(mut self, out: PollOutput) -> Report {
         let super_admins = (self.tally.roles_known > 0
+            && !out.tenant.no_super_admin_role
             && out.availability.is_available(crate::model::DataKind::Roles))
         .then_some(self.tally.super_admins);
         let tenant = checks::tenant::check(super_admins, &out.tenant, &self.policy);
@@ -385,6 +386,31 @@ mod tests {
         // Its findings are still listed for the API.
         assert!(r.findings.iter().any(|f| f.account == Some(0)));
         // 1 super admin < 2: tenant finding.
+        assert_eq!(
+            r.tally.findings[CheckId::TenantTooFewSuperAdmins as usize],
+            1
+        );
+    }
+
+    #[test]
+    fn sources_without_a_super_admin_role_skip_the_admin_counts() {
+        let mut b = ReportBuilder::new(Policy::default(), NOW, true);
+        b.push(active("a")); // roles known, no admin: 0 < min 2
+        let out = PollOutput {
+            tenant: TenantFacts {
+                no_super_admin_role: true,
+                ..TenantFacts::default()
+            },
+            ..PollOutput::default()
+        };
+        let r = b.finish(out);
+        assert_eq!(
+            r.tally.findings[CheckId::TenantTooFewSuperAdmins as usize],
+            0
+        );
+        let mut b = ReportBuilder::new(Policy::default(), NOW, true);
+        b.push(active("a"));
+        let r = b.finish(PollOutput::default());
         assert_eq!(
             r.tally.findings[CheckId::TenantTooFewSuperAdmins as usize],
             1

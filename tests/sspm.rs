@@ -244,8 +244,6 @@ tsg_id = "{tsg}"
 auth_url = "{base}"
 api_url = "{base}/"
 timeout = "60s"
-# Super-admin counts across SaaS apps mean nothing (docs/sspm.md).
-policy = {{ min_super_admins = 0 }}
 "#,
         secret_file.display(),
         base = mock.base
@@ -812,5 +810,6 @@ fn full_toml_example_is_valid() {
         .replace("/run/secrets/sspm-client-secret", secret.to_str().unwrap());
     let c = config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{:?}\n{toml}", e.problems));
     assert_eq!(c.sources[0].provider(), "sspm");
-    assert_eq!(c.sources[0].policy.min_super_admins, 0);
+    // No super-admin override is needed: the source opts out of the admin-count checks.
+    assert_eq!(c.sources[0].policy.min_super_admins, 2);
 }

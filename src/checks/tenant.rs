@@ -76,6 +76,7 @@ mod tests {
     fn each_policy_gap_is_a_finding() {
         let t = TenantFacts {
             mfa_policy_gaps: Some(vec!["rule A".into(), "rule B".into()]),
+            ..TenantFacts::default()
         };
         let f = check(Some(3), &t, &Policy::default());
         assert_eq!(f.len(), 2);

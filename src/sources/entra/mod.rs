@@ -283,6 +283,7 @@ impl EntraSource {
             availability,
             tenant: TenantFacts {
                 mfa_policy_gaps: gaps,
+                ..TenantFacts::default()
             },
             gauges,
         })

@@ -212,7 +212,11 @@ impl SspmSource {
         Ok(PollOutput {
             availability,
             // SaaS Security's API exposes no MFA policy: gaps unknown.
-            tenant: TenantFacts::default(),
+            // Role names differ per SaaS app: a tenant-wide super-admin count means nothing.
+            tenant: TenantFacts {
+                no_super_admin_role: true,
+                ..TenantFacts::default()
+            },
             gauges,
         })
     }
