@@ -77,6 +77,7 @@ fn families() -> Families {
     ));
     f.declare(g("identity_posture_accounts_weak_mfa", "Active, non-excluded accounts whose active MFA factors are all weak (policy.weak_mfa_factors)", &["account_type", "privileged"]));
     f.declare(g("identity_posture_accounts_phishing_resistant_mfa", "Active, non-excluded accounts with at least one phishing-resistant factor (webauthn, smart_card)", &["account_type", "privileged"]));
+    f.declare(g("identity_posture_accounts_mfa_unknown", "Active, non-excluded accounts whose MFA state the source could not read (not counted as with or without MFA; subtract from active accounts for coverage ratios)", &["account_type", "privileged"]));
     f.declare(g("identity_posture_dormant_accounts", "Dormant accounts by reason: inactive (no recent login), never_logged_in, terminated (leave date passed, account still exists)", &["account_type", "privileged", "reason"]));
     f.declare(g("identity_posture_unrotated_credentials", "Accounts holding a credential of this type older than its maximum age (each account counted once per type)", &["account_type", "credential_type"]));
     f.declare(g(
@@ -269,6 +270,8 @@ fn add_report(
                 .add(lv(&[ats, ps]), t.weak_mfa[a][p] as f64);
             fams.get("identity_posture_accounts_phishing_resistant_mfa")
                 .add(lv(&[ats, ps]), t.phishing_resistant_mfa[a][p] as f64);
+            fams.get("identity_posture_accounts_mfa_unknown")
+                .add(lv(&[ats, ps]), t.mfa_unknown[a][p] as f64);
             for (ri, reason) in DORMANT_REASONS.iter().enumerate() {
                 fams.get("identity_posture_dormant_accounts")
                     .add(lv(&[ats, ps, reason]), t.dormant[a][p][ri] as f64);

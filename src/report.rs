@@ -34,6 +34,9 @@ pub struct Tally {
     pub without_mfa: ByTypePriv,
     pub weak_mfa: ByTypePriv,
     pub phishing_resistant_mfa: ByTypePriv,
+    /// Active, non-excluded accounts whose MFA state the source could not read: coverage
+    /// ratios divide by `active - mfa_unknown`, so unknown is never counted as covered.
+    pub mfa_unknown: ByTypePriv,
     pub dormant: [[[u64; 3]; 2]; 2],
     pub unrotated: ByTypeCred,
     pub expired: ByTypeCred,
@@ -266,7 +269,8 @@ fn count(t: &mut Tally, a: &Account, v: &checks::Verdict, findings: &[Finding], 
             MfaClass::None => t.without_mfa[ty][pr] += 1,
             MfaClass::Weak => t.weak_mfa[ty][pr] += 1,
             MfaClass::PhishingResistant => t.phishing_resistant_mfa[ty][pr] += 1,
-            MfaClass::Strong | MfaClass::Unknown => {}
+            MfaClass::Unknown => t.mfa_unknown[ty][pr] += 1,
+            MfaClass::Strong => {}
         }
     }
     // Accounts count once per check, per credential type and per reason.

@@ -198,6 +198,22 @@ async fn every_gauge_matches_the_hand_worked_answers() {
         &[("account_type", "service"), ("privileged", "false")],
         0.0,
     );
+    // gina's MFA is unknown; the service accounts carry no `mfa` either.
+    e(
+        "identity_posture_accounts_mfa_unknown",
+        &[("account_type", "human"), ("privileged", "false")],
+        1.0,
+    );
+    e(
+        "identity_posture_accounts_mfa_unknown",
+        &[("account_type", "service"), ("privileged", "false")],
+        1.0,
+    );
+    e(
+        "identity_posture_accounts_mfa_unknown",
+        &[("account_type", "service"), ("privileged", "true")],
+        1.0,
+    );
     // Dormancy: bob 200 days; dave created 100 days ago, never; erin left 10 days ago and
     // is suspended (still exists); frank is deprovisioned (not counted).
     e(
