@@ -438,6 +438,50 @@ pub struct PrivilegeRule {
 pub struct LoginMatcher {
     patterns: Vec<String>,
     set: GlobSet,
+    /// When every pattern is ASCII and literal, `prefix*`, `*suffix` or `prefix*suffix`,
+    /// they are matched without globset (the checks run this twice per account).
+    simple: Option<Vec<Simple>>,
+}
+
+/// A glob with at most one `*` and no other metacharacters, lowercased.
+#[derive(Clone, Debug)]
+struct Simple {
+    prefix: String,
+    /// `None` for a literal pattern (no `*`).
+    suffix: Option<String>,
+}
+
+impl Simple {
+    fn parse(p: &str) -> Option<Simple> {
+        if !p.is_ascii() || p.contains(['?', '[', ']', '{', '}', '\\']) {
+            return None;
+        }
+        let p = p.to_ascii_lowercase();
+        match p.split_once('*') {
+            None => Some(Simple {
+                prefix: p,
+                suffix: None,
+            }),
+            Some((a, b)) if !b.contains('*') => Some(Simple {
+                prefix: a.to_string(),
+                suffix: Some(b.to_string()),
+            }),
+            _ => None,
+        }
+    }
+
+    fn matches(&self, s: &[u8]) -> bool {
+        let pre = self.prefix.as_bytes();
+        match &self.suffix {
+            None => s.eq_ignore_ascii_case(pre),
+            Some(suf) => {
+                let suf = suf.as_bytes();
+                s.len() >= pre.len() + suf.len()
+                    && s[..pre.len()].eq_ignore_ascii_case(pre)
+                    && s[s.len() - suf.len()..].eq_ignore_ascii_case(suf)
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for LoginMatcher {
@@ -461,6 +505,7 @@ impl LoginMatcher {
         Ok(LoginMatcher {
             patterns: patterns.to_vec(),
             set: b.build().map_err(|e| e.to_string())?,
+            simple: patterns.iter().map(|p| Simple::parse(p)).collect(),
         })
     }
     pub fn is_empty(&self) -> bool {
@@ -469,6 +514,11 @@ impl LoginMatcher {
     pub fn matches(&self, s: &str) -> bool {
         if self.patterns.is_empty() {
             return false;
+        }
+        if let Some(simple) = &self.simple {
+            if s.is_ascii() {
+                return simple.iter().any(|p| p.matches(s.as_bytes()));
+            }
         }
         if s.bytes().any(|b| b.is_ascii_uppercase()) || !s.is_ascii() {
             self.set.is_match(s.to_lowercase())
@@ -1467,6 +1517,44 @@ token_file = "{}"
         };
         assert_eq!(t.expose(), "00supersecret");
         assert!(!format!("{c:?}").contains("supersecret"));
+    }
+
+    #[test]
+    fn login_globs_agree_with_globset_on_the_fast_path() {
+        let pats: Vec<String> = [
+            "svc-*",
+            "*@serviceaccounts.example.com",
+            "breakglass-*@example.com",
+            "root",
+            "a*b*c",
+            "[ab]x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let fast = LoginMatcher::new(&pats[..4]).unwrap();
+        assert!(fast.simple.is_some());
+        let slow = LoginMatcher::new(&pats).unwrap();
+        assert!(slow.simple.is_none());
+        for (login, want) in [
+            ("svc-backup", true),
+            ("SVC-Backup", true),
+            ("svc", false),
+            ("x@ServiceAccounts.example.com", true),
+            ("breakglass-1@example.com", true),
+            ("breakglass-@example.com", true),
+            ("breakglass@example.com", false),
+            ("ROOT", true),
+            ("rooted", false),
+            ("alice@example.com", false),
+        ] {
+            assert_eq!(fast.matches(login), want, "{login}");
+            assert_eq!(slow.matches(login), want, "{login} (globset)");
+        }
+        assert!(slow.matches("aXbYc") && slow.matches("ax") && !slow.matches("cx"));
+        assert!(LoginMatcher::new(&["ü*".to_string()])
+            .unwrap()
+            .matches("Üser"));
     }
 
     #[test]
