@@ -346,9 +346,73 @@ pub fn process_metrics() -> Vec<u8> {
     {
         let pc = prometheus::process_collector::ProcessCollector::for_self();
         let _ = TextEncoder::new().encode(&pc.collect(), &mut buf);
+        // The prometheus crate rounds CPU time down to whole seconds, which shows a quiet
+        // exporter as using none: put the exact figure from /proc/self/stat in its place.
+        if let Some(cpu) = cpu_seconds() {
+            buf = replace_sample(&buf, "process_cpu_seconds_total", cpu);
+        }
     }
     buf
 }
 
+/// User + system CPU seconds of this process, from `/proc/self/stat`.
+#[cfg(target_os = "linux")]
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (tck > 0).then(|| (utime + stime) / tck as f64)
+}
+
+/// Replaces the value of the unlabelled sample `name` in exposition text.
+fn replace_sample(text: &[u8], name: &str, value: f64) -> Vec<u8> {
+    let text = String::from_utf8_lossy(text);
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.lines() {
+        match line.strip_prefix(name) {
+            Some(rest) if rest.starts_with(' ') => out.push_str(&format!("{name} {value}")),
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
 /// The Prometheus text format content type (exposition format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_exact_not_whole_seconds() {
+        // Burn a little CPU so the figure is above zero.
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_add(i.wrapping_mul(i));
+        }
+        std::hint::black_box(x);
+        let text = String::from_utf8(process_metrics()).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("process_cpu_seconds_total "))
+            .unwrap();
+        let v: f64 = line.rsplit_once(' ').unwrap().1.parse().unwrap();
+        assert!(v > 0.0, "{line}");
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter"));
+        assert!(text.contains("process_resident_memory_bytes"));
+    }
+
+    #[test]
+    fn replace_sample_touches_only_that_series() {
+        let t = b"# HELP a x\n# TYPE a counter\na 1\nab 2\n";
+        let out = String::from_utf8(replace_sample(t, "a", 0.25)).unwrap();
+        assert_eq!(out, "# HELP a x\n# TYPE a counter\na 0.25\nab 2\n");
+    }
+}
