@@ -690,12 +690,7 @@ impl OktaSource {
             labels: Vec::new(),
             value: run.refreshed.load(Ordering::Relaxed) as f64,
         });
-        out.gauges.push(SourceGauge {
-            name: "identity_posture_source_poll_requests",
-            help: "Upstream requests made by the last background poll.",
-            labels: Vec::new(),
-            value: s.budget().used() as f64,
-        });
+        out.gauges.push(s.requests_gauge());
         tracing::info!(
             source = %self.name,
             active,

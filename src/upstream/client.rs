@@ -382,6 +382,17 @@ impl<'a> Session<'a> {
         &self.budget
     }
 
+    /// `identity_posture_source_poll_requests`: the upstream requests this poll made, for
+    /// every network source to report the same way.
+    pub fn requests_gauge(&self) -> crate::sources::SourceGauge {
+        crate::sources::SourceGauge {
+            name: "identity_posture_source_poll_requests",
+            help: "Upstream requests made by the last background poll.",
+            labels: Vec::new(),
+            value: f64::from(self.budget.used()),
+        }
+    }
+
     /// Sends `req`, retrying as the policy allows.
     pub async fn send(&self, req: Request) -> Result<Response, UpstreamError> {
         self.send_with(|| Ok(req.clone())).await

@@ -273,12 +273,7 @@ impl EntraSource {
             Err(e) => return Err(fail(e)),
         }
 
-        gauges.push(SourceGauge {
-            name: "identity_posture_source_poll_requests",
-            help: "Upstream requests made by the last background poll.",
-            labels: vec![],
-            value: f64::from(s.budget().used()),
-        });
+        gauges.push(s.requests_gauge());
         Ok(PollOutput {
             availability,
             tenant: TenantFacts {

@@ -203,12 +203,7 @@ impl SspmSource {
                 value: n as f64,
             });
         }
-        gauges.push(SourceGauge {
-            name: "identity_posture_source_poll_requests",
-            help: "Upstream requests made by the last background poll.",
-            labels: vec![],
-            value: f64::from(s.budget().used()),
-        });
+        gauges.push(s.requests_gauge());
         Ok(PollOutput {
             availability,
             // SaaS Security's API exposes no MFA policy: gaps unknown.
