@@ -1185,17 +1185,7 @@ fn validate_source(
             }
         }
         "entra" => {
-            let required = |key: &str, v: &Option<String>, errors: &mut Vec<String>| match v
-                .as_deref()
-                .map(str::trim)
-            {
-                Some(v) if !v.is_empty() => Some(v.to_string()),
-                _ => {
-                    errors.push(format!("{path}.{key}: missing required key"));
-                    None
-                }
-            };
-            let tenant_id = required("tenant_id", &raw.tenant_id, errors);
+            let tenant_id = required(&path, "tenant_id", &raw.tenant_id, errors);
             if let Some(t) = &tenant_id {
                 if !t
                     .chars()
@@ -1206,21 +1196,21 @@ fn validate_source(
                     ));
                 }
             }
-            let client_id = required("client_id", &raw.client_id, errors);
-            let url = |key: &str, v: &Option<String>, dflt: &str, errors: &mut Vec<String>| {
-                validate_url(
-                    &format!("{path}.{key}"),
-                    v.as_deref().unwrap_or(dflt),
-                    errors,
-                )
-            };
-            let authority_url = url(
+            let client_id = required(&path, "client_id", &raw.client_id, errors);
+            let authority_url = url_or_default(
+                &path,
                 "authority_url",
                 &raw.authority_url,
                 ENTRA_DEFAULT_AUTHORITY,
                 errors,
             );
-            let graph_url = url("graph_url", &raw.graph_url, ENTRA_DEFAULT_GRAPH, errors);
+            let graph_url = url_or_default(
+                &path,
+                "graph_url",
+                &raw.graph_url,
+                ENTRA_DEFAULT_GRAPH,
+                errors,
+            );
             let has_secret = raw.client_secret_file.is_some() || raw.client_secret_env.is_some();
             let has_cert = raw.certificate_file.is_some()
                 || raw.private_key_file.is_some()
@@ -1298,18 +1288,8 @@ fn validate_source(
             }
         }
         "sspm" => {
-            let required = |key: &str, v: &Option<String>, errors: &mut Vec<String>| match v
-                .as_deref()
-                .map(str::trim)
-            {
-                Some(v) if !v.is_empty() => Some(v.to_string()),
-                _ => {
-                    errors.push(format!("{path}.{key}: missing required key"));
-                    None
-                }
-            };
-            let client_id = required("client_id", &raw.client_id, errors);
-            let tsg_id = required("tsg_id", &raw.tsg_id, errors);
+            let client_id = required(&path, "client_id", &raw.client_id, errors);
+            let tsg_id = required(&path, "tsg_id", &raw.tsg_id, errors);
             if let Some(t) = &tsg_id {
                 // TSG ids are numeric (pan.dev "Tenant Service Groups"); anything else would
                 // only fail later at the token endpoint with a vaguer message.
@@ -1319,15 +1299,15 @@ fn validate_source(
                     ));
                 }
             }
-            let url = |key: &str, v: &Option<String>, dflt: &str, errors: &mut Vec<String>| {
-                validate_url(
-                    &format!("{path}.{key}"),
-                    v.as_deref().unwrap_or(dflt),
-                    errors,
-                )
-            };
-            let auth_url = url("auth_url", &raw.auth_url, SSPM_DEFAULT_AUTH_URL, errors);
-            let api_url = url("api_url", &raw.api_url, SSPM_DEFAULT_API_URL, errors);
+            let auth_url = url_or_default(
+                &path,
+                "auth_url",
+                &raw.auth_url,
+                SSPM_DEFAULT_AUTH_URL,
+                errors,
+            );
+            let api_url =
+                url_or_default(&path, "api_url", &raw.api_url, SSPM_DEFAULT_API_URL, errors);
             let client_secret = read_secret(
                 &format!("{path}.client_secret"),
                 raw.client_secret_file.as_deref(),
@@ -1366,6 +1346,32 @@ fn validate_source(
         limits,
         kind,
     })
+}
+
+/// A non-blank string key, trimmed; a missing or blank one is reported with its path.
+fn required(path: &str, key: &str, v: &Option<String>, errors: &mut Vec<String>) -> Option<String> {
+    match v.as_deref().map(str::trim) {
+        Some(v) if !v.is_empty() => Some(v.to_string()),
+        _ => {
+            errors.push(format!("{path}.{key}: missing required key"));
+            None
+        }
+    }
+}
+
+/// A URL key with a provider default, validated like every other upstream URL.
+fn url_or_default(
+    path: &str,
+    key: &str,
+    v: &Option<String>,
+    dflt: &str,
+    errors: &mut Vec<String>,
+) -> Option<String> {
+    validate_url(
+        &format!("{path}.{key}"),
+        v.as_deref().unwrap_or(dflt),
+        errors,
+    )
 }
 
 fn valid_name(n: &str) -> bool {
