@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::poller::{poll_once, Clock};
-use crate::sources::Source;
+use crate::sources::{Deps, Source};
 use crate::state::AppState;
 
 /// Polls all sources concurrently. Returns the output and whether every source succeeded.
@@ -18,7 +18,7 @@ pub async fn run(cfg: &Config, clock: &Clock, json_findings: bool) -> (Vec<u8>, 
     for (sc, st) in cfg.sources.iter().zip(state.sources.iter()) {
         let (sc, st, clock) = (sc.clone(), st.clone(), clock.clone());
         tasks.push(tokio::spawn(async move {
-            match Source::new(&sc) {
+            match Source::build(&sc, &Deps::default()) {
                 Ok(src) => poll_once(&sc, &src, &st, &clock, json_findings).await,
                 Err(e) => {
                     let msg = e.to_string();

@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use identity_posture_exporter::config::{self, parse_listen, Config};
+use identity_posture_exporter::config::{parse_listen, Config};
 use identity_posture_exporter::demo::{self, DemoOptions};
 use identity_posture_exporter::poller::{self, Clock};
+use identity_posture_exporter::sources::{self, Deps};
 use identity_posture_exporter::state::{AppState, BUILD};
-use identity_posture_exporter::{collect, server};
+use identity_posture_exporter::{collect, metrics, server};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -110,7 +111,7 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
         .config
         .as_ref()
         .ok_or("--config FILE is required (or IPE_CONFIG)")?;
-    let mut cfg = config::load(path).map_err(|e| e.to_string())?;
+    let mut cfg = sources::load_config(path).map_err(|e| e.to_string())?;
     if let Some(l) = &cli.listen {
         cfg.server.listen = parse_listen(l).map_err(|e| format!("--listen: {e}"))?;
     }
@@ -151,7 +152,13 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Some(Command::CheckConfig) => match load_config(&cli) {
+        Some(Command::CheckConfig) => match load_config(&cli).and_then(|cfg| {
+            // Build every source too (no I/O): keys that only using them can judge, such as
+            // a private key that must sign, are checked the way `serve` would.
+            poller::build_all(&cfg.sources, &Deps::default())?;
+            server::web_config(&cfg.server)?;
+            Ok(cfg)
+        }) {
             Ok(cfg) => {
                 println!(
                     "configuration OK: {} source(s): {}",
@@ -220,6 +227,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 async fn serve(cfg: Config, clock: Clock) -> Result<(), String> {
     let app_state = Arc::new(AppState::new(&cfg.sources));
+    metrics::refresh(&app_state);
     // Fail on a bad web config before any poll starts.
     server::web_config(&cfg.server)?;
     let (tx, rx) = tokio::sync::watch::channel(false);

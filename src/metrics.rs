@@ -12,7 +12,7 @@ use prometheus::{Encoder, GaugeVec, Opts, Registry, TextEncoder};
 use crate::checks::CheckId;
 use crate::model::{AccountType, CredentialType, DataKind, Status};
 use crate::report::{Report, DORMANT_REASONS, OVERPRIV_REASONS};
-use crate::state::{SourceState, BUILD};
+use crate::state::{AppState, SourceState, BUILD};
 
 const POLL_NOTE: &str = " Value from the last background poll, not computed at scrape time.";
 const PRIV: [&str; 2] = ["false", "true"];
@@ -164,6 +164,11 @@ fn families() -> Families {
         &["version", "revision"],
     ));
     f
+}
+
+/// Re-encodes the metrics from every source's current state and stores them for scrapes.
+pub fn refresh(app: &AppState) {
+    app.metrics.store(Arc::new(render(&app.sources)));
 }
 
 /// Encodes every metric except `process_*` for the given sources.

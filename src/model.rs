@@ -485,6 +485,9 @@ pub struct DataAvailability {
     /// `None` = available; `Some(reason)` = missing, with the reason shown once in
     /// `/api/v1/sources`.
     pub missing: BTreeMap<DataKind, String>,
+    /// How the source explains a class that no account carries (see [`Self::settle`]).
+    #[serde(skip)]
+    pub if_absent: BTreeMap<DataKind, String>,
 }
 
 impl DataAvailability {
@@ -493,5 +496,25 @@ impl DataAvailability {
     }
     pub fn is_available(&self, kind: DataKind) -> bool {
         !self.missing.contains_key(&kind)
+    }
+    /// The reason to give if no account turns out to carry `kind`.
+    pub fn if_absent(&mut self, kind: DataKind, reason: impl Into<String>) {
+        self.if_absent.insert(kind, reason.into());
+    }
+    /// Worked out once for every source: a class that no account of a non-empty poll carried
+    /// is missing (with the source's explanation, or a general one), whatever the source said.
+    /// `carried[k]` counts the accounts that carried class `k` (in `DataKind::ALL` order).
+    pub fn settle(&mut self, accounts: u64, carried: &[u64; 4]) {
+        if accounts == 0 {
+            return;
+        }
+        for (i, kind) in DataKind::ALL.into_iter().enumerate() {
+            if carried[i] == 0 && self.is_available(kind) {
+                let reason = self.if_absent.get(&kind).cloned().unwrap_or_else(|| {
+                    format!("no account read from this source carries {}", kind.as_str())
+                });
+                self.set_missing(kind, reason);
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::config::SourceConfig;
 use crate::model::Timestamp;
 use crate::report::ReportBuilder;
-use crate::sources::{PollContext, Source};
+use crate::sources::{Deps, ErrorKind, PollContext, Source, SourceError};
 use crate::state::{AppState, SourceState};
 
 /// The injected clock (checks judge ages against it; tests pin it).
@@ -48,11 +48,19 @@ pub async fn poll_once(
     };
     let result = match tokio::time::timeout(cfg.timeout, source.poll(&ctx, &mut builder)).await {
         Ok(Ok(out)) => Ok(builder.finish(out)),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "poll timed out after {} (source timeout)",
-            humantime::format_duration(cfg.timeout)
-        )),
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            // Say what the poll was doing: the endpoint in flight, a rate-limit wait.
+            let now_unix = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
+            Err(SourceError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "poll timed out after {} (the source's timeout); {}",
+                    humantime::format_duration(cfg.timeout),
+                    state.stats.activity().describe(now_unix)
+                ),
+            ))
+        }
     };
     let elapsed = started.elapsed().as_secs_f64();
     match result {
@@ -70,13 +78,16 @@ pub async fn poll_once(
             Ok(())
         }
         Err(e) => {
-            tracing::warn!(source = %cfg.name, error = %e, seconds = elapsed, "poll failed; keeping the last good numbers");
+            let kind = e.kind().as_str();
+            let e = e.to_string();
+            tracing::warn!(source = %cfg.name, error = %e, kind, seconds = elapsed, "poll failed; keeping the last good numbers");
             state.update_status(|s| {
                 s.up = false;
                 s.polling = false;
                 s.failures += 1;
                 s.consecutive_failures = s.consecutive_failures.saturating_add(1);
                 s.last_error = Some(e.clone());
+                s.last_error_kind = Some(kind);
                 s.last_error_at = Some(clock());
                 s.last_duration_seconds = Some(elapsed);
             });
@@ -96,7 +107,7 @@ pub async fn poll_and_publish(
     clock: &Clock,
 ) -> Result<(), String> {
     let r = poll_once(cfg, source, state, clock, true).await;
-    app.refresh_metrics();
+    crate::metrics::refresh(app);
     state.update_status(|s| s.completed = true);
     r
 }
@@ -142,6 +153,23 @@ pub async fn run(
     }
 }
 
+/// Builds every configured source (no I/O), or says which cannot be built and why.
+pub fn build_all(cfgs: &[SourceConfig], deps: &Deps) -> Result<Vec<Source>, String> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for cfg in cfgs {
+        match Source::build(cfg, deps) {
+            Ok(s) => out.push(s),
+            Err(e) => errors.push(format!("source {}: {e}", cfg.name)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
 /// Starts one poll task per source. Returns the join handles.
 pub fn spawn_all(
     cfgs: &[SourceConfig],
@@ -149,9 +177,9 @@ pub fn spawn_all(
     clock: &Clock,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let sources = build_all(cfgs, &Deps::default())?;
     let mut handles = Vec::new();
-    for (cfg, state) in cfgs.iter().zip(app.sources.iter()) {
-        let source = Source::new(cfg).map_err(|e| format!("source {}: {e}", cfg.name))?;
+    for ((cfg, state), source) in cfgs.iter().zip(app.sources.iter()).zip(sources) {
         handles.push(tokio::spawn(run(
             cfg.clone(),
             source,

@@ -130,6 +130,10 @@ pub struct ReportBuilder {
     accounts: Vec<Account>,
     meta: Vec<AccountMeta>,
     findings: Vec<StoredFinding>,
+    /// Accounts seen, and how many carried each data class (`DataKind::ALL` order): data
+    /// availability is worked out here once for every source.
+    seen: u64,
+    carried: [u64; 4],
 }
 
 impl AccountSink for ReportBuilder {
@@ -150,6 +154,8 @@ impl ReportBuilder {
             accounts: Vec::new(),
             meta: Vec::new(),
             findings: Vec::new(),
+            seen: 0,
+            carried: [0; 4],
         }
     }
 
@@ -175,6 +181,11 @@ impl ReportBuilder {
     /// Runs the checks on one account and counts it, without keeping it (the benchmark
     /// measures this).
     pub fn evaluate(&mut self, a: &Account) -> checks::Verdict {
+        self.seen += 1;
+        self.carried[0] += u64::from(!a.last_login.is_unknown());
+        self.carried[1] += u64::from(a.mfa.is_some());
+        self.carried[2] += u64::from(a.credentials.is_some());
+        self.carried[3] += u64::from(a.roles.is_some());
         self.scratch.clear();
         let ctx = Ctx {
             policy: &self.policy,
@@ -186,7 +197,8 @@ impl ReportBuilder {
     }
 
     /// Adds the tenant checks and freezes the report.
-    pub fn finish(mut self, out: PollOutput) -> Report {
+    pub fn finish(mut self, mut out: PollOutput) -> Report {
+        out.availability.settle(self.seen, &self.carried);
         let super_admins = (self.tally.roles_known > 0
             && !out.tenant.no_super_admin_role
             && out.availability.is_available(crate::model::DataKind::Roles))
@@ -419,6 +431,33 @@ mod tests {
             r.tally.findings[CheckId::TenantTooFewSuperAdmins as usize],
             1
         );
+    }
+
+    #[test]
+    fn data_no_account_carries_is_unavailable_with_the_sources_reason() {
+        let mut b = ReportBuilder::new(Policy::default(), NOW, false);
+        let mut a = active("a");
+        a.last_login = Known::Never;
+        a.credentials = None;
+        a.roles = None;
+        b.push(a);
+        let mut out = PollOutput::default();
+        out.availability
+            .if_absent(DataKind::Roles, "no roles column in the export");
+        out.availability
+            .set_missing(DataKind::Mfa, "refused: grant factors.read");
+        let r = b.finish(out);
+        let av = &r.availability;
+        assert!(av.is_available(DataKind::LastLogin), "{av:?}");
+        assert_eq!(av.missing[&DataKind::Mfa], "refused: grant factors.read");
+        assert_eq!(
+            av.missing[&DataKind::Roles],
+            "no roles column in the export"
+        );
+        assert!(av.missing[&DataKind::Credentials].contains("no account"));
+        // An empty poll says nothing about what a source can read.
+        let r = ReportBuilder::new(Policy::default(), NOW, false).finish(PollOutput::default());
+        assert!(r.availability.missing.is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::config::SourceConfig;
 use crate::model::Timestamp;
 use crate::report::Report;
-use crate::sources::SourceStats;
+use crate::upstream::RequestStats;
 
 /// Build identity for `identity_posture_exporter_build_info` and `--version`.
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +45,9 @@ pub struct PollStatus {
     pub last_success: Option<Timestamp>,
     pub last_duration_seconds: Option<f64>,
     pub last_error: Option<String>,
+    /// What kind of failure the last error was (`auth`, `permission`, `rate_limited`,
+    /// `timeout`, `transport`, `decode`, `budget`, `config`).
+    pub last_error_kind: Option<&'static str>,
     #[serde(with = "crate::model::opt_rfc3339")]
     pub last_error_at: Option<Timestamp>,
 }
@@ -67,7 +70,8 @@ pub struct SourceState {
     pub name: String,
     pub provider: &'static str,
     pub interval: Duration,
-    pub stats: Arc<SourceStats>,
+    /// Upstream request counters (kept by the upstream layer).
+    pub stats: Arc<RequestStats>,
     pub status: Mutex<PollStatus>,
     /// The last good poll's result.
     pub report: ArcSwapOption<Report>,
@@ -79,7 +83,7 @@ impl SourceState {
             name: cfg.name.clone(),
             provider: cfg.provider(),
             interval: cfg.interval,
-            stats: Arc::new(SourceStats::default()),
+            stats: Arc::new(RequestStats::default()),
             status: Mutex::new(PollStatus::default()),
             report: ArcSwapOption::empty(),
         }
@@ -105,21 +109,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state before any poll; `metrics` is empty until `metrics::refresh` fills it.
     pub fn new(cfgs: &[SourceConfig]) -> AppState {
         let sources: Vec<Arc<SourceState>> =
             cfgs.iter().map(|c| Arc::new(SourceState::new(c))).collect();
-        let state = AppState {
+        AppState {
             sources,
             metrics: ArcSwap::from_pointee(Vec::new()),
-        };
-        state.refresh_metrics();
-        state
-    }
-
-    /// Re-encodes the metrics from every source's current state.
-    pub fn refresh_metrics(&self) {
-        let body = crate::metrics::render(&self.sources);
-        self.metrics.store(Arc::new(body));
+        }
     }
 
     pub fn source(&self, name: &str) -> Option<&Arc<SourceState>> {

@@ -76,9 +76,14 @@ fn collect_prints_metrics_and_fails_when_a_source_fails() {
 
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("c.toml");
+    // Relative paths are read from the configuration file's directory: this one is not the
+    // repository's, so the demo file is named absolutely.
     std::fs::write(
         &f,
-        "[[sources]]\nname = \"gone\"\ntype = \"file\"\npath = \"/nonexistent/x.json\"\n[[sources]]\nname = \"demo\"\ntype = \"file\"\npath = \"examples/demo-identities.json\"\n",
+        format!(
+            "[[sources]]\nname = \"gone\"\ntype = \"file\"\npath = \"/nonexistent/x.json\"\n[[sources]]\nname = \"demo\"\ntype = \"file\"\npath = \"{}/examples/demo-identities.json\"\n",
+            env!("CARGO_MANIFEST_DIR")
+        ),
     )
     .unwrap();
     let (code, out, err) = run(&["collect", "--config", f.to_str().unwrap()]);

@@ -8,15 +8,14 @@ mod sspm_mock;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use identity_posture_exporter::config::{self, Config, SourceKind};
+use identity_posture_exporter::config::Config;
 use identity_posture_exporter::model::{
     AccountType, CredentialType, DataKind, FactorType, Known, Status,
 };
 use identity_posture_exporter::poller::{poll_once, Clock};
 use identity_posture_exporter::report::Report;
-use identity_posture_exporter::sources::sspm::client::SspmClient;
-use identity_posture_exporter::sources::sspm::SspmSource;
-use identity_posture_exporter::sources::Source;
+use identity_posture_exporter::sources::sspm::SspmConfig;
+use identity_posture_exporter::sources::{config_from_toml, Deps, Source};
 use identity_posture_exporter::state::AppState;
 use identity_posture_exporter::upstream::ManualTimer;
 use serde_json::{json, Value};
@@ -231,7 +230,7 @@ async fn start_with(t: Tenant, secret: Option<&str>) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
-    let cfg = config::from_toml_str(&format!(
+    let cfg = config_from_toml(&format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -250,20 +249,9 @@ timeout = "60s"
     ))
     .unwrap();
     let state = Arc::new(AppState::new(&cfg.sources));
-    let sc = &cfg.sources[0];
-    let SourceKind::Sspm(c) = &sc.kind else {
-        panic!("not an sspm source")
-    };
     let timer = ManualTimer::starting_now();
-    let client = SspmClient::with_timer(
-        c,
-        &sc.name,
-        sc.timeout,
-        sc.limits.clone(),
-        Arc::new(timer.clone()),
-    )
-    .unwrap();
-    let source = Source::Sspm(Box::new(SspmSource::with_client(client, c)));
+    let source =
+        Source::build(&cfg.sources[0], &Deps::with_timer(Arc::new(timer.clone()))).unwrap();
     Run {
         mock,
         cfg,
@@ -287,7 +275,7 @@ impl Run {
         Ok(self.state.sources[0].report.load_full().unwrap())
     }
     fn metrics(&self) -> String {
-        self.state.refresh_metrics();
+        identity_posture_exporter::metrics::refresh(&self.state);
         String::from_utf8(self.state.metrics.load().to_vec()).unwrap()
     }
 }
@@ -750,7 +738,7 @@ async fn without_idps_mfa_is_reported_unavailable_once() {
 
 #[tokio::test]
 async fn config_validates_keys_urls_tsg_and_secret() {
-    let e = config::from_toml_str(
+    let e = config_from_toml(
         r#"[[sources]]
 name = "p"
 type = "sspm"
@@ -765,13 +753,13 @@ token_file = "/x"
         "sources[0] (p).client_id: missing required key",
         "sources[0] (p).tsg_id: \"tsg-abc\" must be the numeric tenant service group id",
         "sources[0] (p).api_url: \"http://api.example.com\" must use https://",
-        "sources[0] (p).client_secret_file or sources[0] (p).client_secret_env: required",
-        "sources[0] (p).token_file: not a key of a sspm source",
+        "sources[0] (p).client_secret_file or client_secret_env: required",
+        "sources[0] (p).token_file: not a key of type sspm",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
     std::env::set_var("IPE_TEST_SSPM_SECRET", "s3cr3t");
-    let c = config::from_toml_str(
+    let c = config_from_toml(
         r#"[[sources]]
 name = "p"
 type = "sspm"
@@ -781,9 +769,7 @@ tsg_id = "1234567890"
 "#,
     )
     .unwrap();
-    let SourceKind::Sspm(s) = &c.sources[0].kind else {
-        panic!()
-    };
+    let s = c.sources[0].settings::<SspmConfig>().unwrap();
     assert_eq!(s.auth_url, "https://auth.apps.paloaltonetworks.com");
     assert_eq!(s.api_url, "https://api.sase.paloaltonetworks.com");
     assert_eq!(s.client_secret.expose(), "s3cr3t");
@@ -808,7 +794,7 @@ fn full_toml_example_is_valid() {
         .map(|l| l.trim_start_matches("# ").to_string() + "\n")
         .collect::<String>()
         .replace("/run/secrets/sspm-client-secret", secret.to_str().unwrap());
-    let c = config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{:?}\n{toml}", e.problems));
+    let c = config_from_toml(&toml).unwrap_or_else(|e| panic!("{:?}\n{toml}", e.problems));
     assert_eq!(c.sources[0].provider(), "sspm");
     // No super-admin override is needed: the source opts out of the admin-count checks.
     assert_eq!(c.sources[0].policy.min_super_admins, 2);

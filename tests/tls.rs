@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use identity_posture_exporter::config;
 use identity_posture_exporter::server;
+use identity_posture_exporter::sources::config_from_toml;
 use identity_posture_exporter::state::AppState;
 
 fn write_cert(dir: &std::path::Path) -> String {
@@ -17,7 +18,7 @@ fn write_cert(dir: &std::path::Path) -> String {
 }
 
 fn server_cfg(web: &std::path::Path, port: u16) -> config::Config {
-    config::from_toml_str(&format!(
+    config_from_toml(&format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nweb_config_file = \"{}\"\n[[sources]]\nname = \"demo\"\ntype = \"file\"\npath = \"examples/demo-identities.json\"\n",
         web.display()
     ))
@@ -41,6 +42,7 @@ async fn serves_https_with_the_configured_certificate() {
         .port();
     let cfg = server_cfg(&web, port);
     let state = Arc::new(AppState::new(&cfg.sources));
+    identity_posture_exporter::metrics::refresh(&state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server_cfg = cfg.server.clone();
     let task = tokio::spawn(async move {
