@@ -204,7 +204,7 @@ pub async fn run(c: &Conformance<'_>) {
     }
 }
 
-/// Every label combination the SPEC promises is there once the source has polled.
+/// Every label combination README "Metrics" promises is there once the source has polled.
 fn zero_filled(h: &Harness, own: &[&str]) {
     for at in AccountType::ALL {
         for st in Status::ALL {
