@@ -47,7 +47,22 @@ pub async fn poll_once(
         stats: &state.stats,
     };
     let result = match tokio::time::timeout(cfg.timeout, source.poll(&ctx, &mut builder)).await {
-        Ok(Ok(out)) => Ok(builder.finish(out)),
+        Ok(Ok(out)) => {
+            let mut report = builder.finish(out);
+            if retain {
+                // History reads and writes the store: off the async workers.
+                let store = state.store.clone();
+                let name = cfg.name.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::history::apply(&store, &name, &mut report);
+                    report
+                })
+                .await
+                .map_err(|e| format!("finding history failed: {e}"))
+            } else {
+                Ok(report)
+            }
+        }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!(
             "poll timed out after {} (source timeout)",
@@ -135,8 +150,13 @@ pub async fn run(
         let failures = state.status().consecutive_failures;
         let delay = next_delay(cfg.interval, failures, rand::rng().random::<f64>());
         tracing::debug!(source = %cfg.name, delay_seconds = delay.as_secs_f64(), "next poll scheduled");
+        let next = clock() + delay;
+        state.update_status(|s| s.next_poll = Some(next));
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
+            _ = state.poll_now.notified() => {
+                tracing::info!(source = %cfg.name, "poll requested");
+            }
             _ = shutdown.changed() => return,
         }
     }
