@@ -210,6 +210,28 @@ pub async fn api_guard(State(auth): State<Arc<AuthState>>, req: Request, next: N
     next.run(req).await
 }
 
+/// The admin endpoints (`/-/reload`, `/-/poll/{source}`): callers on a loopback address, or
+/// authenticated ones (basic auth, which the outer layer already checked, or the API token).
+pub async fn admin_guard(State(auth): State<Arc<AuthState>>, req: Request, next: Next) -> Response {
+    let loopback = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .is_some_and(|c| c.0.ip().is_loopback());
+    let token = match &auth.api {
+        ApiAccess::Token(t) => bearer(req.headers())
+            .is_some_and(|b| bool::from(b.as_bytes().ct_eq(t.expose().as_bytes()))),
+        _ => false,
+    };
+    if loopback || token || auth.basic.enabled() {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::FORBIDDEN,
+        "Forbidden: admin endpoints answer loopback callers, or authenticated ones (web config basic auth or the API bearer token)\n",
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
