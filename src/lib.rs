@@ -15,11 +15,13 @@
 //! - [`poller`]: one background task per source; keeps the last good result.
 //! - [`server`]: `/metrics`, the landing page, health, and the `/api/v1` views.
 //! - [`collect`]: the one-shot `collect` command.
+//! - [`daemon`]: the running daemon's configuration and poll tasks, and their reload.
 //! - [`demo`]: `generate-demo`, a seeded synthetic organisation.
 
 pub mod checks;
 pub mod collect;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod history;
 pub mod metrics;

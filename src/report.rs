@@ -673,14 +673,6 @@ expires = "2026-12-01T00:00:00Z"
         assert_eq!(r.tally.findings[CheckId::MfaMissing as usize], 1);
     }
 
-    fn report(accts: Vec<Account>) -> Report {
-        let mut b = ReportBuilder::new(Policy::default(), NOW, true);
-        for a in accts {
-            b.push(a);
-        }
-        b.finish(PollOutput::default())
-    }
-
     #[test]
     fn an_account_with_two_stale_keys_counts_once_per_type() {
         let mut a = active("svc");

@@ -73,9 +73,11 @@ impl WebConfig {
             wc.tls_server_config = Some(tls);
         }
         for (user, hash) in &wc.basic_auth_users {
-            if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")) {
+            // Parsed, not only prefix-checked: a truncated or mistyped hash would otherwise
+            // lock the user out at the first request.
+            if hash.parse::<bcrypt::HashParts>().is_err() {
                 return Err(format!(
-                    "{}: basic_auth_users.{user}: not a bcrypt hash",
+                    "{}: basic_auth_users.{user}: not a bcrypt hash (make one with `identity-posture-exporter hash-password`)",
                     path.display()
                 ));
             }
