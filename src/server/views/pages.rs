@@ -118,7 +118,7 @@ fn source_card(s: &SourceState, r: Option<&Report>, out: &mut String) {
     }
     out.push_str("</p>");
     // By severity.
-    out.push_str("<p>Accounts with findings by severity: ");
+    out.push_str("<p>By severity (accounts per check, summed): ");
     for sv in Severity::ALL {
         let n = c.severities.get(sv.as_str()).copied().unwrap_or(0);
         let _ = write!(
