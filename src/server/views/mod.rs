@@ -62,12 +62,17 @@ pub fn relative(t: Timestamp, now: Timestamp) -> String {
     }
 }
 
+/// RFC 3339 to the second (sources may carry sub-second precision nobody needs to read).
+pub fn ts(t: Timestamp) -> String {
+    crate::model::format_ts(t.replace_nanosecond(0).unwrap_or(t))
+}
+
 /// A timestamp with its relative form as a tooltip-free second line.
 pub fn when(t: Option<Timestamp>, now: Timestamp, none: &str) -> String {
     match t {
         Some(t) => format!(
             "<time datetime=\"{iso}\" title=\"{iso}\">{rel}</time>",
-            iso = esc(&crate::model::format_ts(t)),
+            iso = esc(&ts(t)),
             rel = esc(&relative(t, now))
         ),
         None => esc(none),
@@ -104,6 +109,7 @@ pub fn page(title: &str, body: &str) -> String {
         s,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<link rel=\"icon\" href=\"data:,\">\
 <title>{t} – identity-posture-exporter</title><style>{STYLE}</style></head><body>\
 <header><a class=\"brand\" href=\"./\">identity-posture-exporter</a>\
 <a href=\"./\">Overview</a><a href=\"findings?excluded=false&amp;excepted=false\">Findings</a>\

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::{esc, href, page, severity, when};
 use crate::checks::catalog::{self, Framework};
 use crate::checks::{CheckId, Severity};
-use crate::model::{format_ts, DataKind, Known};
+use crate::model::{DataKind, Known};
 use crate::report::Report;
 use crate::server::api::{self, counts, select, Filter, FindingsQuery, Start};
 use crate::server::{compliance, ServerState};
@@ -296,7 +296,7 @@ pub async fn source(
                     esc(&e.reason),
                     esc(&e.owner),
                     if expired { " class=\"error\"" } else { "" },
-                    esc(&format_ts(e.expires)),
+                    esc(&super::ts(e.expires)),
                     if expired {
                         "expired: findings count again".to_string()
                     } else {
@@ -583,7 +583,7 @@ pub async fn account(
         Known::Never => esc(never),
         Known::At(t) => format!(
             "{} ({})",
-            esc(&format_ts(*t)),
+            esc(&super::ts(*t)),
             esc(&super::relative(*t, now))
         ),
     };
@@ -620,13 +620,13 @@ pub async fn account(
     row(
         "created",
         a.created
-            .map(|t| esc(&format_ts(t)))
+            .map(|t| esc(&super::ts(t)))
             .unwrap_or_else(|| "<span class=\"muted\">unknown</span>".into()),
     );
     row("last login", known_ts(&a.last_login, "never"));
     row(
         "terminated",
-        a.terminated.map(|t| esc(&format_ts(t))).unwrap_or_default(),
+        a.terminated.map(|t| esc(&super::ts(t))).unwrap_or_default(),
     );
     row("groups", esc(&a.groups.join(", ")));
     for (k, v) in &a.attributes {
