@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
@@ -13,7 +12,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
@@ -39,52 +37,7 @@ impl ApiAccess {
     }
 }
 
-/// The parts of an exporter-toolkit `web-config.yml` this exporter implements.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebConfig {
-    #[serde(default)]
-    pub tls_server_config: Option<super::tls::TlsServerConfig>,
-    #[serde(default)]
-    pub http_server_config: Option<HttpServerConfig>,
-    #[serde(default)]
-    pub basic_auth_users: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct HttpServerConfig {
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub http2: Option<bool>,
-}
-
-impl WebConfig {
-    pub fn load(path: &Path) -> Result<WebConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let mut wc: WebConfig =
-            serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if let Some(tls) = wc.tls_server_config.take() {
-            let base = path.parent().unwrap_or(Path::new("."));
-            let tls = tls.resolve(base);
-            // Fail at start-up, not at the first handshake.
-            super::tls::build(&tls).map_err(|e| format!("{}: {e}", path.display()))?;
-            wc.tls_server_config = Some(tls);
-        }
-        for (user, hash) in &wc.basic_auth_users {
-            // Parsed, not only prefix-checked: a truncated or mistyped hash would otherwise
-            // lock the user out at the first request.
-            if hash.parse::<bcrypt::HashParts>().is_err() {
-                return Err(format!(
-                    "{}: basic_auth_users.{user}: not a bcrypt hash (make one with `identity-posture-exporter hash-password`)",
-                    path.display()
-                ));
-            }
-        }
-        Ok(wc)
-    }
-}
+pub use super::webconfig::{HttpServerConfig, WebConfig};
 
 /// Basic-auth users (bcrypt hashes). Successful checks are remembered, since bcrypt is
 /// deliberately slow and Prometheus scrapes with the same credentials every time.

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod compliance;
 pub mod tls;
 pub mod views;
+pub mod webconfig;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -80,12 +81,18 @@ fn app_with(
             .map_err(|_| format!("web config: invalid value for header {k:?}"))?;
         extra_headers.push((name, value));
     }
+    let limiter = web.limiter().map(Arc::new);
     let auth = Arc::new(AuthState {
         api: ApiAccess::new(server.api_token.clone(), server.listen),
         basic: BasicAuth::new(web.basic_auth_users),
         extra_headers,
     });
-    Ok(router(state, auth))
+    Ok(
+        router(state, auth).layer(axum::middleware::from_fn_with_state(
+            limiter,
+            webconfig::rate_limit_layer,
+        )),
+    )
 }
 
 pub fn router(state: Arc<ServerState>, auth: Arc<AuthState>) -> Router {
