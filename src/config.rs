@@ -1715,6 +1715,49 @@ path = "y"
     }
 
     #[test]
+    fn check_settings_merge_per_check_and_exceptions_add_up_per_source() {
+        let c = from_toml_str(
+            r#"[policy.checks."mfa.weak"]
+severity = "high"
+enabled = true
+[[policy.exceptions]]
+check = "mfa.missing"
+account = "kiosk-*"
+reason = "r"
+owner = "o"
+expires = "2027-01-01"
+[[sources]]
+name = "a"
+type = "file"
+path = "x"
+policy = { checks = { "mfa.weak" = { enabled = false } }, exceptions = [{ check = "mfa.weak", account = "u-1", reason = "r2", owner = "o2", expires = "2027-02-01T00:00:00Z" }] }
+[[sources]]
+name = "b"
+type = "file"
+path = "y"
+"#,
+        )
+        .unwrap();
+        let a = &c.sources[0].policy;
+        let w = a.check(CheckId::MfaWeak);
+        assert!(!w.enabled, "the source turns it off");
+        assert_eq!(w.severity, Severity::High, "the global severity stays");
+        assert_eq!(a.exceptions.len(), 2, "global + the source's own");
+        let b = &c.sources[1].policy;
+        assert!(b.check(CheckId::MfaWeak).enabled);
+        assert_eq!(b.exceptions.len(), 1);
+        let now = crate::model::parse_ts("2026-12-01").unwrap();
+        assert!(a.exceptions[0].covers(CheckId::MfaMissing, "KIOSK-7", "x", now));
+        assert!(a.exceptions[1].covers(CheckId::MfaWeak, "anyone", "u-1", now));
+        assert!(!a.exceptions[1].covers(CheckId::MfaWeak, "anyone", "u-2", now));
+        let later = crate::model::parse_ts("2027-01-01").unwrap();
+        assert!(
+            !a.exceptions[0].covers(CheckId::MfaMissing, "kiosk-7", "x", later),
+            "expired"
+        );
+    }
+
+    #[test]
     fn secrets_come_from_files_and_never_print() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("tok");

@@ -344,3 +344,24 @@ async fn the_rate_limit_lets_a_burst_through_then_answers_429() {
     }
     assert_eq!(codes, vec![200, 200, 200, 429, 429]);
 }
+
+#[tokio::test]
+async fn the_example_web_config_is_valid_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("examples/web-config.yml", dir.path().join("web.yml")).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("tls.key"), ck.signing_key.serialize_pem()).unwrap();
+    let (addr, _stop) = start(&dir.path().join("web.yml")).await.unwrap();
+    let c = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}", addr.port());
+    assert_eq!(status(&c, &url, None).await, Ok(401));
+    assert_eq!(
+        status(&c, &url, Some(("prometheus", "change-me"))).await,
+        Ok(200)
+    );
+}

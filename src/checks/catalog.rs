@@ -328,6 +328,28 @@ mod tests {
     }
 
     #[test]
+    fn docs_checks_md_says_what_the_catalog_says() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/checks.md"))
+            .unwrap();
+        for c in CheckId::ALL {
+            assert!(
+                doc.contains(&format!("### `{}` — {}", c.as_str(), title(c))),
+                "{c:?}"
+            );
+            for ctl in controls(c) {
+                assert!(
+                    doc.contains(&format!("**{}** — {}", ctl.id, ctl.title)),
+                    "{c:?} {}",
+                    ctl.id
+                );
+            }
+            for p in ["okta", "entra", "sspm"] {
+                assert!(doc.contains(remediation(c, p)), "{c:?} {p}");
+            }
+        }
+    }
+
+    #[test]
     fn frameworks_round_trip_and_list_their_controls_once() {
         for f in Framework::ALL {
             assert_eq!(Framework::parse(f.id()), Some(f));
