@@ -385,13 +385,9 @@ pub fn build(t: &TlsServerConfig) -> Result<Arc<rustls::ServerConfig>, String> {
         if allow_unauthenticated {
             v = v.allow_unauthenticated();
         }
-        let inner = v
-            .build()
-            .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
-        Ok(Arc::new(Listed {
-            inner,
-            listed: ca_certs.clone().unwrap_or_default(),
-        }) as Arc<dyn ClientCertVerifier>)
+        v.build()
+            .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))
+            .map(|v| v as Arc<dyn ClientCertVerifier>)
     };
     let verifier: Option<Arc<dyn ClientCertVerifier>> = match auth {
         "" | "NoClientCert" => None,
@@ -411,16 +407,16 @@ pub fn build(t: &TlsServerConfig) -> Result<Arc<rustls::ServerConfig>, String> {
             ))
         }
     };
-    let verifier = match (&t.client_allowed_sans, verifier) {
-        (Some(sans), Some(inner)) => Some(Arc::new(AllowedSans {
+    if t.client_allowed_sans.is_some() && verifier.is_none() {
+        return Err("tls_server_config.client_allowed_sans: needs a client_auth_type that asks for client certificates".into());
+    }
+    let verifier = verifier.map(|inner| {
+        Arc::new(Checked {
             inner,
-            sans: sans.clone(),
-        }) as Arc<dyn ClientCertVerifier>),
-        (Some(_), None) => {
-            return Err("tls_server_config.client_allowed_sans: needs a client_auth_type that asks for client certificates".into())
-        }
-        (None, v) => v,
-    };
+            listed: ca_certs.clone().unwrap_or_default(),
+            allowed_sans: t.client_allowed_sans.clone(),
+        }) as Arc<dyn ClientCertVerifier>
+    });
     let builder = match verifier {
         None => builder.with_no_client_auth(),
         Some(v) => builder.with_client_cert_verifier(v),
@@ -492,85 +488,41 @@ impl ClientCertVerifier for AnyCert {
     }
 }
 
-/// Verification against the client CAs, where a client certificate that is itself one of
-/// the listed CA certificates is accepted within its validity period, as Go's verifier does
-/// (exporter-toolkit's own test clients are such self-signed certificates); everything else
-/// goes through webpki.
+/// Go's rules around the inner verifier: a client certificate that is itself one of the
+/// listed client CA certificates is accepted within its validity period (Go's verifier does
+/// this, and exporter-toolkit's own test clients are such self-signed certificates); with
+/// `client_allowed_sans`, the certificate must also carry one of those SANs (DNS, e-mail,
+/// IP address or URI, as in Go).
 #[derive(Debug)]
-struct Listed {
+struct Checked {
     inner: Arc<dyn ClientCertVerifier>,
     listed: Vec<CertificateDer<'static>>,
+    allowed_sans: Option<Vec<String>>,
 }
 
-impl ClientCertVerifier for Listed {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        if self
-            .listed
-            .iter()
-            .any(|c| c.as_ref() == end_entity.as_ref())
-        {
-            let (_, cert) =
-                x509_parser::parse_x509_certificate(end_entity.as_ref()).map_err(|_| {
-                    rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-                })?;
-            let t = now.as_secs() as i64;
-            let v = cert.validity();
-            if t < v.not_before.timestamp() {
-                return Err(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::NotValidYet,
-                ));
-            }
-            if t > v.not_after.timestamp() {
-                return Err(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::Expired,
-                ));
-            }
-            return Ok(ClientCertVerified::assertion());
+impl Checked {
+    fn listed_and_valid(&self, der: &[u8], now: UnixTime) -> Option<Result<(), rustls::Error>> {
+        if !self.listed.iter().any(|c| c.as_ref() == der) {
+            return None;
         }
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)
+        let bad = rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding);
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            return Some(Err(bad));
+        };
+        let t = now.as_secs() as i64;
+        let v = cert.validity();
+        Some(if t < v.not_before.timestamp() {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidYet,
+            ))
+        } else if t > v.not_after.timestamp() {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Expired,
+            ))
+        } else {
+            Ok(())
+        })
     }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `client_allowed_sans`: after the inner verifier, the client certificate must carry one of
-/// the allowed subject alternative names (DNS, e-mail, IP address or URI, as in Go).
-#[derive(Debug)]
-struct AllowedSans {
-    inner: Arc<dyn ClientCertVerifier>,
-    sans: Vec<String>,
 }
 
 /// Every SAN value of a certificate, as Go's `VerifyPeerCertificate` in exporter-toolkit
@@ -601,7 +553,7 @@ pub fn san_values(der: &[u8]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-impl ClientCertVerifier for AllowedSans {
+impl ClientCertVerifier for Checked {
     fn offer_client_auth(&self) -> bool {
         self.inner.offer_client_auth()
     }
@@ -617,13 +569,19 @@ impl ClientCertVerifier for AllowedSans {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let ok = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
+        let ok = match self.listed_and_valid(end_entity.as_ref(), now) {
+            Some(r) => r.map(|()| ClientCertVerified::assertion())?,
+            None => self
+                .inner
+                .verify_client_cert(end_entity, intermediates, now)?,
+        };
+        let Some(allowed) = &self.allowed_sans else {
+            return Ok(ok);
+        };
         let sans = san_values(end_entity).map_err(|_| {
             rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
         })?;
-        if sans.iter().any(|s| self.sans.contains(s)) {
+        if sans.iter().any(|s| allowed.contains(s)) {
             Ok(ok)
         } else {
             Err(rustls::Error::InvalidCertificate(
