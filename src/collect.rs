@@ -10,15 +10,29 @@ use crate::config::Config;
 use crate::poller::{poll_once, Clock};
 use crate::sources::{Deps, Source};
 use crate::state::AppState;
+use crate::store::Store;
 
 /// Polls all sources concurrently. Returns the output and whether every source succeeded.
 pub async fn run(cfg: &Config, clock: &Clock, json_findings: bool) -> (Vec<u8>, bool) {
-    let state = Arc::new(AppState::new(&cfg.sources));
+    // With `[storage] state_dir`, state (the sign-in streams' cursors above all) carries
+    // over from one run to the next, so a cron job counts each event once.
+    let store = match &cfg.storage.state_dir {
+        Some(dir) => {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || Store::open(Some(&dir)))
+                .await
+                .unwrap_or_else(|_| Store::in_memory())
+        }
+        None => Store::in_memory(),
+    };
+    let store = Arc::new(store);
+    let state = Arc::new(AppState::with_store(&cfg.sources, store.clone(), None));
     let mut tasks = Vec::new();
     for (sc, st) in cfg.sources.iter().zip(state.sources.iter()) {
         let (sc, st, clock) = (sc.clone(), st.clone(), clock.clone());
+        let deps = Deps::default().with_store(store.clone());
         tasks.push(tokio::spawn(async move {
-            match Source::build(&sc, &Deps::default()) {
+            match Source::build(&sc, &deps) {
                 Ok(src) => poll_once(&sc, &src, &st, &clock, json_findings).await,
                 Err(e) => {
                     let msg = e.to_string();

@@ -19,6 +19,7 @@ use figment::Figment;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::activity::policy::{ActivityPolicy, ActivitySettings, RawActivityPolicy};
 use crate::model::{CheckId, FactorType, Severity, Timestamp, N_CHECKS};
 
 /// Default listen address (README "Commands": port 9863).
@@ -132,6 +133,11 @@ pub struct RawCommon {
     pub max_accounts_per_poll: Option<u64>,
     pub max_bytes_per_poll: Option<String>,
     pub concurrency: Option<u32>,
+    /// Read the source's sign-in event stream (activity analysis).
+    pub activity: Option<bool>,
+    pub activity_lookback: Option<String>,
+    /// Per-source overrides of `[activity]`.
+    pub activity_policy: Option<RawActivityPolicy>,
 }
 
 /// Keys every source accepts (the fields of [`RawCommon`]).
@@ -146,6 +152,9 @@ pub const COMMON_KEYS: &[&str] = &[
     "max_accounts_per_poll",
     "max_bytes_per_poll",
     "concurrency",
+    "activity",
+    "activity_lookback",
+    "activity_policy",
 ];
 
 /// Longest allowed `interval`: a source polled less often than weekly is not monitored.
@@ -169,6 +178,11 @@ pub trait SourceTypes {
     /// The shortest interval allowed for the type (network sources protect the provider's
     /// rate limits).
     fn min_interval(&self, ty: &str) -> Duration;
+    /// Whether the type has a sign-in event stream (`activity = true`).
+    fn has_activity(&self, ty: &str) -> bool {
+        let _ = ty;
+        false
+    }
 }
 
 /// A provider's validated keys, opaque here; the provider downcasts them back.
@@ -191,6 +205,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub policy: Policy,
     pub storage: StorageConfig,
+    /// `[activity]`: the detectors' thresholds (sources may override them).
+    pub activity: ActivityPolicy,
     pub sources: Vec<SourceConfig>,
 }
 
@@ -222,6 +238,8 @@ pub struct SourceConfig {
     pub limits: UpstreamLimits,
     /// Most accounts one poll may produce; more fail the poll (a provider paging forever).
     pub max_accounts_per_poll: u64,
+    /// The sign-in event stream (`activity`, `activity_lookback`, thresholds).
+    pub activity: ActivitySettings,
     /// The provider's validated keys.
     pub settings: ProviderSettings,
 }
@@ -241,6 +259,7 @@ impl SourceConfig {
             policy: Policy::default(),
             limits: UpstreamLimits::default(),
             max_accounts_per_poll: DEFAULT_MAX_ACCOUNTS,
+            activity: ActivitySettings::default(),
             settings: Arc::new(settings),
         }
     }
@@ -721,7 +740,7 @@ impl ConfigErrors {
 }
 
 /// The top-level tables of the configuration file.
-const SECTIONS: &[&str] = &["server", "policy", "storage", "sources"];
+const SECTIONS: &[&str] = &["server", "policy", "storage", "activity", "sources"];
 
 /// Environment variables that belong to the command line, not to the configuration file.
 const CLI_VARIABLES: &[&str] = &[
@@ -976,6 +995,8 @@ fn from_figment(figment: &Figment, inputs: &Inputs<'_>) -> Result<Config, Config
 
     let server = validate_server(&raw_server, inputs, &mut errors);
     let policy = Policy::from_raw(&raw_policy, None, "policy", &mut errors);
+    let raw_activity: RawActivityPolicy = section(figment, "activity", &mut errors);
+    let activity = ActivityPolicy::from_raw(&raw_activity, None, "activity", &mut errors);
 
     let mut sources = Vec::new();
     let items = match figment.find_value("sources") {
@@ -991,7 +1012,7 @@ fn from_figment(figment: &Figment, inputs: &Inputs<'_>) -> Result<Config, Config
     let mut names = HashSet::new();
     for (i, item) in items.into_iter().enumerate() {
         let path = format!("sources[{i}]");
-        if let Some(s) = validate_source(item, &path, &policy, inputs, &mut errors) {
+        if let Some(s) = validate_source(item, &path, &policy, &activity, inputs, &mut errors) {
             if !names.insert(s.name.clone()) {
                 errors.push(format!("{path}.name: duplicate source name {:?}", s.name));
             }
@@ -1007,6 +1028,7 @@ fn from_figment(figment: &Figment, inputs: &Inputs<'_>) -> Result<Config, Config
             server,
             policy,
             storage,
+            activity,
             sources,
         })
     } else {
@@ -1526,6 +1548,7 @@ fn validate_source(
     item: Value,
     path: &str,
     global_policy: &Policy,
+    global_activity: &ActivityPolicy,
     inputs: &Inputs<'_>,
     errors: &mut Vec<String>,
 ) -> Option<SourceConfig> {
@@ -1641,7 +1664,41 @@ fn validate_source(
         max_bytes_per_poll: max_bytes,
         concurrency: concurrency as usize,
     };
+    let activity_enabled = raw.activity.unwrap_or(false);
+    if activity_enabled && !types.has_activity(provider) {
+        v.error(
+            "activity",
+            format!("a {provider} source has no sign-in event stream (activity analysis reads Okta, Entra, SaaS Security and file sources)"),
+        );
+    }
+    let lookback = v.duration(
+        "activity_lookback",
+        raw.activity_lookback.as_deref(),
+        crate::activity::policy::DEFAULT_LOOKBACK,
+    );
+    if lookback > Duration::from_secs(30 * 24 * 3600) {
+        v.error("activity_lookback", "must be at most 30d");
+    }
+    if !activity_enabled && (raw.activity_lookback.is_some() || raw.activity_policy.is_some()) {
+        v.error(
+            "activity",
+            "activity_lookback and activity_policy apply only with activity = true",
+        );
+    }
     let settings = types.validate(provider, dict, &mut v);
+    let activity = ActivitySettings {
+        enabled: activity_enabled,
+        lookback,
+        policy: match &raw.activity_policy {
+            Some(p) => ActivityPolicy::from_raw(
+                p,
+                Some(global_activity),
+                &format!("{path}.activity_policy"),
+                errors,
+            ),
+            None => global_activity.clone(),
+        },
+    };
     let policy = match &raw.policy {
         Some(p) => Policy::from_raw(p, Some(global_policy), &format!("{path}.policy"), errors),
         None => global_policy.clone(),
@@ -1657,6 +1714,7 @@ fn validate_source(
         policy,
         limits,
         max_accounts_per_poll: raw.max_accounts_per_poll.unwrap_or(DEFAULT_MAX_ACCOUNTS),
+        activity,
         settings: settings?,
     })
 }

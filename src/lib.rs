@@ -8,6 +8,8 @@
 //! - [`upstream`]: the shared HTTP client for sources (retry, pacing, paging, OAuth).
 //! - [`checks`]: pure posture checks over accounts, with an injected clock → findings.
 //! - [`report`]: one poll's accounts → findings and the counts behind every gauge.
+//! - [`activity`]: sign-in events → authentication-health counters and attack detections
+//!   (pure detectors); [`activity_poll`] reads a source's event stream for the poller.
 //! - [`history`]: first seen / new / resolved per finding, across polls and restarts.
 //! - [`store`]: the embedded persisted-state store (`[storage] state_dir`).
 //! - [`state`]: what the poller shares with the server (last good report per source).
@@ -18,6 +20,8 @@
 //! - [`daemon`]: the running daemon's configuration and poll tasks, and their reload.
 //! - [`demo`]: `generate-demo`, a seeded synthetic organisation.
 
+pub mod activity;
+pub mod activity_poll;
 pub mod checks;
 pub mod collect;
 pub mod config;

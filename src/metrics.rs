@@ -266,6 +266,7 @@ pub fn render(sources: &[Arc<SourceState>], external_url: Option<&str>) -> Vec<u
         let Some(r) = report else { continue };
         add_report(&mut fams, &mut dynamic, &r, &lv);
     }
+    add_activity(&mut fams, &mut dynamic, sources);
     let reg = Registry::new();
     for f in fams.0.into_values().chain(dynamic.into_values()) {
         if f.samples.is_empty() {
@@ -280,6 +281,37 @@ pub fn render(sources: &[Arc<SourceState>], external_url: Option<&str>) -> Vec<u
         tracing::error!(error = %e, "cannot encode metrics");
     }
     buf
+}
+
+/// The activity families (sign-in counters, detections) of the sources whose event stream
+/// has been read; `identity_posture_source_data_available{data="activity"}` joins that family.
+fn add_activity(
+    fams: &mut Families,
+    dynamic: &mut BTreeMap<&'static str, Family>,
+    sources: &[Arc<SourceState>],
+) {
+    let snaps: Vec<_> = sources
+        .iter()
+        .filter_map(|s| Some((s, s.activity.snapshot.load_full()?)))
+        .collect();
+    let list: Vec<(&str, &str, &crate::activity::Snapshot)> = snaps
+        .iter()
+        .map(|(s, snap)| (s.name.as_str(), s.provider, snap.as_ref()))
+        .collect();
+    for f in crate::activity::metrics::families(&list) {
+        if let Some(existing) = fams.0.get_mut(f.name) {
+            existing.samples.extend(f.samples);
+            continue;
+        }
+        let labels: Vec<&'static str> = ["source", "provider"]
+            .into_iter()
+            .chain(f.labels.iter().copied())
+            .collect();
+        let mut fam = Family::new(f.name, f.help, &labels);
+        fam.counter = f.counter;
+        fam.samples = f.samples;
+        dynamic.insert(f.name, fam);
+    }
 }
 
 fn register(reg: &Registry, f: Family) -> prometheus::Result<()> {

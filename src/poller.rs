@@ -48,14 +48,23 @@ pub async fn poll_once(
         now,
         stats: &state.stats,
     };
+    // With activity on, the listing's account facts are kept for the detectors.
+    let mut tee = crate::activity_poll::FactsTee {
+        inner: &mut builder,
+        facts: cfg
+            .activity
+            .enabled
+            .then(crate::activity::facts::Facts::default),
+    };
     let polled = tokio::time::timeout(cfg.timeout, async {
         tokio::select! {
-            r = source.poll(&ctx, &mut builder) => Some(r),
+            r = source.poll(&ctx, &mut tee) => Some(r),
             // A source producing more accounts than allowed is stopped at once.
             _ = limit_hit.notified() => None,
         }
     })
     .await;
+    let facts = tee.facts;
     let over_limit = || {
         SourceError::new(
             ErrorKind::Budget,
@@ -103,6 +112,26 @@ pub async fn poll_once(
             ))
         }
     };
+    if cfg.activity.enabled {
+        // The second stream, in the same poll: what is left of the timeout (at least 10 s).
+        // Its failure keeps the last good activity numbers; the account poll stands.
+        let left = cfg
+            .timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_secs(10));
+        let facts = if result.is_ok() { facts } else { None };
+        let _ = crate::activity_poll::poll(
+            cfg,
+            source,
+            &state.activity,
+            &state.stats,
+            &state.store,
+            now,
+            facts,
+            left,
+        )
+        .await;
+    }
     let elapsed = started.elapsed().as_secs_f64();
     match result {
         Ok(report) => {
@@ -223,7 +252,11 @@ pub fn spawn_all(
     clock: &Clock,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
-    let sources = build_all(cfgs, &Deps::default())?;
+    let mut deps = Deps::default();
+    if let Some(s) = app.sources.first() {
+        deps = deps.with_store(s.store.clone());
+    }
+    let sources = build_all(cfgs, &deps)?;
     let mut handles = Vec::new();
     for ((cfg, state), source) in cfgs.iter().zip(app.sources.iter()).zip(sources) {
         handles.push(tokio::spawn(run(

@@ -83,6 +83,8 @@ pub struct SourceState {
     pub poll_now: tokio::sync::Notify,
     /// Persisted state (finding history), shared by every source.
     pub store: Arc<Store>,
+    /// The sign-in event stream's engine and last snapshot (sources with `activity = true`).
+    pub activity: Arc<crate::activity::ActivityCell>,
 }
 
 impl SourceState {
@@ -101,6 +103,7 @@ impl SourceState {
             report: ArcSwapOption::empty(),
             poll_now: tokio::sync::Notify::new(),
             store,
+            activity: Arc::new(crate::activity::ActivityCell::new()),
         }
     }
 
@@ -116,6 +119,7 @@ impl SourceState {
             report: ArcSwapOption::new(old.report.load_full()),
             poll_now: tokio::sync::Notify::new(),
             store: old.store.clone(),
+            activity: old.activity.clone(),
         }
     }
 

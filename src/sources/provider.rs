@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use crate::activity::event::EventSink;
 use crate::config::{SourceConfig, Validator};
 use crate::model::{Account, DataAvailability, DataKind, TenantFacts, Timestamp};
+use crate::store::Store;
 use crate::upstream::{RequestStats, Timer, TokioTimer, UpstreamError};
 
 /// One identity provider type. Implemented by the long-lived source value itself, which may
@@ -41,26 +43,91 @@ pub trait Provider: Sized + Send + Sync + 'static {
         ctx: &PollContext<'_>,
         sink: &mut dyn AccountSink,
     ) -> impl Future<Output = Result<PollOutput, SourceError>> + Send;
+
+    /// Whether the source type has a sign-in event stream (`activity = true` is accepted).
+    /// A source opts in by setting this and implementing [`Provider::activity`].
+    const ACTIVITY: bool = false;
+
+    /// The second stream: sign-in events from `ctx.cursor` (or `ctx.since` on a first read)
+    /// onwards, pushed into `sink` as they are mapped. Called by the poller right after
+    /// [`Provider::poll`], in the same poll: requests go through the same request budget and
+    /// rate-limit share (`Upstream::continue_session`). The default: no stream.
+    fn activity(
+        &self,
+        ctx: &ActivityContext<'_>,
+        sink: &mut dyn EventSink,
+    ) -> impl Future<Output = Result<ActivityOutput, SourceError>> + Send {
+        let _ = (ctx, sink);
+        async { Ok(ActivityOutput::unsupported(Self::TYPE)) }
+    }
+}
+
+/// What an activity read needs from outside the source.
+pub struct ActivityContext<'a> {
+    pub now: Timestamp,
+    /// Where the upstream layer counts this source's requests.
+    pub stats: &'a RequestStats,
+    /// The cursor this source returned from its last committed read (`None`: the first read).
+    pub cursor: Option<&'a serde_json::Value>,
+    /// Read nothing older than this (`now` − `activity_lookback`): a first read, and
+    /// catching up after downtime, are bounded by it.
+    pub since: Timestamp,
+}
+
+/// What an activity read says besides the events.
+#[derive(Debug, Default)]
+pub struct ActivityOutput {
+    /// Where the next read starts (the source's own shape); committed with the events.
+    pub cursor: Option<serde_json::Value>,
+    /// The source cannot read sign-in events (licence, permission): activity is unknown,
+    /// with this reason, and the poll goes on.
+    pub unavailable: Option<String>,
+    /// Upstream requests the read made.
+    pub requests: u32,
+    /// The read stopped before the end of the stream (request budget, page cap): the next
+    /// poll continues from `cursor`.
+    pub more: bool,
+}
+
+impl ActivityOutput {
+    /// A source type without an event stream.
+    pub fn unsupported(ty: &str) -> ActivityOutput {
+        ActivityOutput {
+            unavailable: Some(format!("{ty} sources have no sign-in event stream")),
+            ..ActivityOutput::default()
+        }
+    }
 }
 
 /// What sources share from outside: the clock and sleeper (tests inject a virtual one so
-/// backoff and pacing take no real time).
+/// backoff and pacing take no real time), and the persisted-state store (long-lived caches
+/// such as Okta's factor cache survive restarts through it; in memory by default).
 #[derive(Clone)]
 pub struct Deps {
     pub timer: Arc<dyn Timer>,
+    pub store: Arc<Store>,
 }
 
 impl Default for Deps {
     fn default() -> Self {
         Deps {
             timer: Arc::new(TokioTimer),
+            store: Arc::new(Store::in_memory()),
         }
     }
 }
 
 impl Deps {
     pub fn with_timer(timer: Arc<dyn Timer>) -> Deps {
-        Deps { timer }
+        Deps {
+            timer,
+            ..Deps::default()
+        }
+    }
+    /// The same dependencies with `store` for persisted state.
+    pub fn with_store(mut self, store: Arc<Store>) -> Deps {
+        self.store = store;
+        self
     }
 }
 

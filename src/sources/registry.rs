@@ -80,6 +80,30 @@ macro_rules! providers {
                 }
             }
 
+            /// Whether this source has a sign-in event stream.
+            pub fn has_activity(&self) -> bool {
+                match self {
+                    $(
+                        #[cfg(feature = $feature)]
+                        Source::$variant(_) => <$module::$ty as Provider>::ACTIVITY,
+                    )*
+                }
+            }
+
+            /// Reads the sign-in event stream (see [`Provider::activity`](super::Provider::activity)).
+            pub async fn activity(
+                &self,
+                ctx: &ActivityContext<'_>,
+                sink: &mut dyn crate::activity::event::EventSink,
+            ) -> Result<ActivityOutput, SourceError> {
+                match self {
+                    $(
+                        #[cfg(feature = $feature)]
+                        Source::$variant(s) => s.activity(ctx, sink).await,
+                    )*
+                }
+            }
+
             $(
                 #[cfg(feature = $feature)]
                 #[doc = concat!("The ", $feature, " source inside, if this is one (tests, benchmarks).")]
@@ -116,6 +140,15 @@ macro_rules! providers {
                 )*
                 let _ = (keys, v);
                 None
+            }
+            fn has_activity(&self, ty: &str) -> bool {
+                $(
+                    #[cfg(feature = $feature)]
+                    if ty == <$module::$ty as Provider>::TYPE {
+                        return <$module::$ty as Provider>::ACTIVITY;
+                    }
+                )*
+                false
             }
             fn min_interval(&self, ty: &str) -> std::time::Duration {
                 $(

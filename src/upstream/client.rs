@@ -214,6 +214,16 @@ struct Inner {
     concurrency: Semaphore,
     timer: Arc<dyn Timer>,
     redactor: Redactor,
+    /// The request budget of the poll in progress, so a second stream of the same poll
+    /// (sign-in events) spends from it too ([`Upstream::continue_session`]).
+    poll_budget: std::sync::Mutex<Option<PollBudget>>,
+}
+
+/// A poll's request budget and the response bytes it has read.
+#[derive(Clone)]
+struct PollBudget {
+    requests: Arc<Budget>,
+    bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A source's upstream client. Cheap to clone; clones share pacing state and tokens.
@@ -295,6 +305,7 @@ impl Upstream {
                 timer,
                 redactor,
                 opts,
+                poll_budget: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -317,11 +328,42 @@ impl Upstream {
     /// Starts a poll: a fresh request and byte budget, counting into `stats`.
     pub fn session<'a>(&'a self, stats: &'a RequestStats) -> Session<'a> {
         stats.reset_activity();
+        let b = PollBudget {
+            requests: Arc::new(Budget::new(self.inner.opts.limits.max_requests_per_poll)),
+            bytes: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        };
+        *self
+            .inner
+            .poll_budget
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(b.clone());
         Session {
             up: self,
             stats,
-            budget: Budget::new(self.inner.opts.limits.max_requests_per_poll),
-            bytes: std::sync::atomic::AtomicU64::new(0),
+            budget: b.requests,
+            bytes: b.bytes,
+        }
+    }
+
+    /// A second session in the same poll (the sign-in event stream after the account
+    /// listing): it spends from the budget of the last [`Upstream::session`] instead of a
+    /// fresh one, so `max_requests_per_poll` bounds both streams together; pacing is shared
+    /// anyway. Without an earlier session it starts a fresh budget.
+    pub fn continue_session<'a>(&'a self, stats: &'a RequestStats) -> Session<'a> {
+        let budget = self
+            .inner
+            .poll_budget
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match budget {
+            Some(b) => Session {
+                up: self,
+                stats,
+                budget: b.requests,
+                bytes: b.bytes,
+            },
+            None => self.session(stats),
         }
     }
 }
@@ -330,9 +372,9 @@ impl Upstream {
 pub struct Session<'a> {
     up: &'a Upstream,
     stats: &'a RequestStats,
-    budget: Budget,
+    budget: Arc<Budget>,
     /// Response bytes read this poll (bounded by `max_bytes_per_poll`).
-    bytes: std::sync::atomic::AtomicU64,
+    bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Why an attempt failed, and whether another may help.
