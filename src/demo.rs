@@ -2,7 +2,11 @@
 //! departments and groups, ~10 % without MFA and ~15 % with only weak factors, dormant and
 //! never-logged-in accounts, leavers still active, service accounts with old keys and app
 //! secrets (expired, expiring, without expiry), five super admins, admins outside the
-//! allowed group. The same seed and `now` always give the same file.
+//! allowed group. The same seed and `now` always give the same file. With `--events` it also
+//! writes a sign-in event stream over those accounts (`generate_events`): a week of ordinary
+//! sign-ins, then a password spray, a brute force, an MFA fatigue attack, an impossible trip,
+//! a dormant account and a leaver signing in, an administrator without MFA, and — a minute
+//! after the anchor — a sign-in from a new country, so every detector has something to show.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,6 +16,9 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use time::Duration;
 
+use crate::activity::event::{
+    ClientKind, EventKind, FactorKind, Outcome, Reason, SignInEvent, Stage,
+};
 use crate::model::*;
 
 const DEPARTMENTS: &[(&str, &[&str])] = &[
@@ -480,6 +487,333 @@ pub fn generate(opts: &DemoOptions) -> (Vec<Account>, TenantFacts) {
     (out, tenant)
 }
 
+/// Home locations of the demo's staff (country as Okta names it, city coordinates).
+const HOMES: &[(&str, f64, f64)] = &[
+    ("Netherlands", 52.37, 4.90),
+    ("Germany", 52.52, 13.40),
+    ("United Kingdom", 51.51, -0.13),
+    ("France", 48.86, 2.35),
+    ("United States", 40.71, -74.01),
+];
+
+/// A sign-in event stream over `accounts` (as [`generate`] made them with the same options).
+pub fn generate_events(accounts: &[Account], opts: &DemoOptions) -> Vec<SignInEvent> {
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0005_1671_AC71_0000);
+    let now = opts.now;
+    let mut out: Vec<SignInEvent> = Vec::new();
+    let mut n = 0u32;
+    let mut next_id = || {
+        n += 1;
+        format!("demo-{n:06}")
+    };
+    let usable = |a: &Account| {
+        a.account_type == AccountType::Human
+            && a.status == Status::Active
+            && a.terminated.is_none()
+            && !a.login.starts_with("breakglass")
+            && !a.is_privileged()
+            && a.mfa
+                .as_ref()
+                .is_some_and(|m| m.active_factors().any(|f| f == FactorType::Push))
+            && a.last_login
+                .value()
+                .is_some_and(|t| now - *t < Duration::days(30))
+    };
+    let staff: Vec<&Account> = accounts.iter().filter(|a| usable(a)).collect();
+    let home = |a: &Account| {
+        let h =
+            a.id.bytes()
+                .fold(0usize, |x, b| x.wrapping_mul(31) + b as usize);
+        HOMES[h % HOMES.len()]
+    };
+    let sign_in = |id: String,
+                   at: Timestamp,
+                   a: &Account,
+                   r: Outcome,
+                   stage: Stage,
+                   ip: &str,
+                   place: (&str, f64, f64)| {
+        let mut e = SignInEvent::new(id, at, r);
+        e.account_id = Some(a.id.clone());
+        e.login = Some(a.login.clone());
+        e.stage = stage;
+        e.ip = Some(ip.to_string());
+        e.country = Some(place.0.to_string());
+        e.lat = Some(place.1);
+        e.lon = Some(place.2);
+        e.client = ClientKind::Browser;
+        e
+    };
+
+    // A week of ordinary sign-ins from home: push MFA, the odd mistyped password, a few
+    // mail clients on IMAP (legacy authentication).
+    for (i, a) in staff.iter().enumerate() {
+        let place = home(a);
+        let ip = format!("192.0.2.{}", 1 + i % 250);
+        for _ in 0..rng.random_range(1..4) {
+            let at = now - Duration::minutes(rng.random_range(120..7 * 24 * 60));
+            if rng.random_bool(0.08) {
+                let mut f = sign_in(
+                    next_id(),
+                    at,
+                    a,
+                    Outcome::Failure,
+                    Stage::Complete,
+                    &ip,
+                    place,
+                );
+                f.factor = FactorKind::Password;
+                f.reason = Reason::InvalidCredentials;
+                f.detail = Some("Invalid username or password".into());
+                out.push(f);
+            }
+            let mut ok = sign_in(
+                next_id(),
+                at + Duration::minutes(1),
+                a,
+                Outcome::Success,
+                Stage::Complete,
+                &ip,
+                place,
+            );
+            ok.factor = FactorKind::Push;
+            ok.mfa = Some(true);
+            if rng.random_bool(0.3) {
+                ok.client = ClientKind::Mobile;
+            }
+            out.push(ok);
+        }
+        if i % 40 == 7 {
+            let at = now - Duration::minutes(rng.random_range(120..3 * 24 * 60));
+            let mut imap = sign_in(
+                next_id(),
+                at,
+                a,
+                Outcome::Success,
+                Stage::Complete,
+                &ip,
+                place,
+            );
+            imap.client = ClientKind::Legacy;
+            imap.factor = FactorKind::Password;
+            imap.mfa = Some(false);
+            imap.detail = Some("IMAP4".into());
+            out.push(imap);
+        }
+    }
+    if staff.len() < 20 {
+        return finish(out);
+    }
+
+    // Password spray: one address, fourteen accounts, in 15 minutes.
+    let spray = ("Romania", 44.43, 26.10);
+    for (k, a) in staff.iter().skip(1).step_by(7).take(14).enumerate() {
+        let at = now - Duration::minutes(40) + Duration::seconds(64 * k as i64);
+        let mut e = sign_in(
+            next_id(),
+            at,
+            a,
+            Outcome::Failure,
+            Stage::Primary,
+            "203.0.113.66",
+            spray,
+        );
+        e.factor = FactorKind::Password;
+        e.reason = Reason::InvalidCredentials;
+        e.detail = Some("INVALID_CREDENTIALS".into());
+        e.client = ClientKind::Other;
+        out.push(e);
+    }
+    // Brute force on one account: twelve failures in ten minutes, no success. The attacks end
+    // shortly before the anchor, so their detections are still active when the demo starts.
+    let brute = staff[2];
+    for k in 0..12 {
+        let at = now - Duration::minutes(12) + Duration::seconds(50 * k);
+        let mut e = sign_in(
+            next_id(),
+            at,
+            brute,
+            Outcome::Failure,
+            Stage::Primary,
+            "198.51.100.23",
+            spray,
+        );
+        e.factor = FactorKind::Password;
+        e.reason = Reason::InvalidCredentials;
+        out.push(e);
+    }
+    // MFA fatigue: the attacker has the password; four pushes denied or ignored, then the
+    // victim gives in.
+    let victim = staff[3];
+    let session = "102demoFatigueSession";
+    let fat_at = now - Duration::minutes(10);
+    for k in 0..5i64 {
+        let at = fat_at + Duration::minutes(2 * k);
+        let mut p = sign_in(
+            next_id(),
+            at,
+            victim,
+            Outcome::Success,
+            Stage::Primary,
+            "198.51.100.77",
+            spray,
+        );
+        p.factor = FactorKind::Password;
+        p.session = Some(session.into());
+        out.push(p);
+        let mut push = sign_in(
+            next_id(),
+            at + Duration::seconds(5),
+            victim,
+            Outcome::Success,
+            Stage::Mfa,
+            "198.51.100.77",
+            spray,
+        );
+        push.kind = EventKind::MfaChallenge;
+        push.factor = FactorKind::Push;
+        push.session = Some(session.into());
+        out.push(push);
+        let (r, reason) = match k {
+            4 => (Outcome::Success, Reason::None),
+            2 => (Outcome::MfaTimeout, Reason::MfaTimeout),
+            _ => (Outcome::MfaDenied, Reason::MfaDenied),
+        };
+        let mut answer = sign_in(
+            next_id(),
+            at + Duration::seconds(40),
+            victim,
+            r,
+            Stage::Mfa,
+            "198.51.100.77",
+            spray,
+        );
+        answer.factor = FactorKind::Push;
+        answer.reason = reason;
+        answer.session = Some(session.into());
+        out.push(answer);
+    }
+    // Impossible trip: Amsterdam, then Sydney half an hour later.
+    let traveller = staff[4];
+    let mut a1 = sign_in(
+        next_id(),
+        now - Duration::minutes(50),
+        traveller,
+        Outcome::Success,
+        Stage::Complete,
+        "192.0.2.201",
+        ("Netherlands", 52.37, 4.90),
+    );
+    a1.factor = FactorKind::Push;
+    a1.mfa = Some(true);
+    out.push(a1);
+    let mut a2 = sign_in(
+        next_id(),
+        now - Duration::minutes(20),
+        traveller,
+        Outcome::Success,
+        Stage::Complete,
+        "203.0.113.140",
+        ("Australia", -33.87, 151.21),
+    );
+    a2.factor = FactorKind::Push;
+    a2.mfa = Some(true);
+    out.push(a2);
+    // A dormant account (last sign-in months ago) and a leaver still able to sign in.
+    let dormant = accounts.iter().find(|a| {
+        a.account_type == AccountType::Human
+            && a.status == Status::Active
+            && a.terminated.is_none()
+            && !a.is_privileged()
+            && a.last_login
+                .value()
+                .is_some_and(|t| now - *t > Duration::days(120))
+    });
+    let leaver = accounts.iter().find(|a| {
+        a.status == Status::Active && a.terminated.is_some_and(|t| t < now) && !a.is_privileged()
+    });
+    for (a, m) in [(dormant, 15), (leaver, 10)] {
+        if let Some(a) = a {
+            let place = home(a);
+            let mut e = sign_in(
+                next_id(),
+                now - Duration::minutes(m),
+                a,
+                Outcome::Success,
+                Stage::Complete,
+                "192.0.2.250",
+                place,
+            );
+            e.factor = FactorKind::Password;
+            e.mfa = Some(false);
+            out.push(e);
+        }
+    }
+    // An administrator without MFA signs in with a password only.
+    if let Some(admin) = accounts.iter().find(|a| {
+        a.is_privileged()
+            && a.status == Status::Active
+            && a.mfa
+                .as_ref()
+                .is_some_and(|m| m.active_factors().next().is_none())
+    }) {
+        let mut e = sign_in(
+            next_id(),
+            now - Duration::minutes(5),
+            admin,
+            Outcome::Success,
+            Stage::Complete,
+            "192.0.2.251",
+            home(admin),
+        );
+        e.factor = FactorKind::Password;
+        e.mfa = Some(false);
+        out.push(e);
+    }
+    // A minute after the anchor: a sign-in from a country this account never used.
+    let roamer = staff[5];
+    let mut e = sign_in(
+        next_id(),
+        now + Duration::seconds(30),
+        roamer,
+        Outcome::Success,
+        Stage::Complete,
+        "203.0.113.180",
+        ("Brazil", -23.55, -46.63),
+    );
+    e.factor = FactorKind::Push;
+    e.mfa = Some(true);
+    out.push(e);
+    // The roamer's baseline: a sign-in from home inside the week.
+    let mut b = sign_in(
+        next_id(),
+        now - Duration::hours(30),
+        roamer,
+        Outcome::Success,
+        Stage::Complete,
+        "192.0.2.202",
+        home(roamer),
+    );
+    b.factor = FactorKind::Push;
+    b.mfa = Some(true);
+    out.push(b);
+    finish(out)
+}
+
+fn finish(mut out: Vec<SignInEvent>) -> Vec<SignInEvent> {
+    out.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+    out
+}
+
+/// Writes events as NDJSON (one event per line), the file source's `events_path` format.
+pub fn write_events(events: &[SignInEvent], w: &mut dyn Write) -> std::io::Result<()> {
+    for e in events {
+        serde_json::to_writer(&mut *w, e)?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
 fn factor_active(t: FactorType) -> Factor {
     Factor {
         factor_type: t,
@@ -572,5 +906,81 @@ mod tests {
         let weak = r.tally.weak_mfa[0].iter().sum::<u64>() as f64;
         assert!((0.06..0.15).contains(&(none / active)), "{}", none / active);
         assert!((0.10..0.20).contains(&(weak / active)), "{}", weak / active);
+    }
+
+    #[test]
+    fn demo_events_show_every_detector() {
+        use crate::activity::detect::Kind;
+        use crate::activity::engine::Engine;
+        use crate::activity::event::EventBatch;
+        use crate::activity::facts::{AccountFacts, Facts};
+        use crate::activity::policy::ActivityPolicy;
+        use crate::model::Severity;
+        let opts = DemoOptions {
+            accounts: 500,
+            seed: 1,
+            now: datetime!(2026-11-28 00:00 UTC),
+        };
+        let (a, _) = generate(&opts);
+        let events = generate_events(&a, &opts);
+        assert_eq!(generate_events(&a, &opts), events, "deterministic");
+        // The committed stream is this one.
+        let mut w = Vec::new();
+        write_events(&events, &mut w).unwrap();
+        assert_eq!(
+            String::from_utf8(w).unwrap(),
+            include_str!("../examples/demo-events.ndjson"),
+            "regenerate examples/demo-events.ndjson (see examples/demo.toml)"
+        );
+        let mut facts = Facts::default();
+        for x in &a {
+            facts.add(AccountFacts::of(x));
+        }
+        let p = ActivityPolicy::default();
+        let lookback = std::time::Duration::from_secs(7 * 24 * 3600);
+        let (before, after): (Vec<_>, Vec<_>) =
+            events.into_iter().partition(|e| e.time <= opts.now);
+        let mut engine = Engine::new();
+        let batch = |events| EventBatch {
+            events,
+            ..EventBatch::default()
+        };
+        engine.ingest(batch(before), &facts, &p, 90, lookback, opts.now);
+        let mut first: Vec<(Kind, Severity)> = engine
+            .detector
+            .detections()
+            .iter()
+            .map(|d| (d.kind, d.severity))
+            .collect();
+        first.sort();
+        // Every attack is still inside its window at the anchor (the demo shows them at once).
+        assert_eq!(engine.active(opts.now, &p).count(), first.len());
+        let mut want = vec![
+            (Kind::BruteForce, Severity::Medium),
+            (Kind::PasswordSpray, Severity::High),
+            (Kind::ImpossibleTravel, Severity::High),
+            (Kind::MfaFatigue, Severity::Critical),
+            (Kind::InactiveAccountSignin, Severity::High),
+            (Kind::InactiveAccountSignin, Severity::High),
+            (Kind::PrivilegedSigninWithoutMfa, Severity::Critical),
+        ];
+        want.sort();
+        assert_eq!(first, want);
+        engine.ingest(
+            batch(after),
+            &facts,
+            &p,
+            90,
+            lookback,
+            opts.now + Duration::minutes(1),
+        );
+        let last = engine.detector.detections().back().unwrap();
+        assert_eq!(
+            (last.kind, last.severity),
+            (Kind::NewCountry, Severity::Low)
+        );
+        assert_eq!(last.country.as_deref(), Some("Brazil"));
+        assert!(engine.health.legacy.iter().sum::<u64>() > 0);
+        assert_eq!(engine.health.inactive, [1, 1]);
     }
 }

@@ -140,6 +140,11 @@ enum Command {
         /// The instant the organisation is generated relative to (RFC 3339); default: now.
         #[arg(long, value_name = "RFC3339")]
         now: Option<String>,
+        /// Also write a sign-in event stream over these accounts to FILE (NDJSON, the file
+        /// source's `events_path` format): ordinary sign-ins and one case of every attack
+        /// the activity detectors know. The accounts still go to stdout, unchanged.
+        #[arg(long, value_name = "FILE")]
+        events: Option<PathBuf>,
     },
     /// Read a password from stdin and print its bcrypt hash for `basic_auth_users` in the web config.
     HashPassword {
@@ -186,7 +191,8 @@ fn main() -> ExitCode {
             seed,
             format,
             now,
-        }) => generate_demo(accounts, seed, format, now),
+            events,
+        }) => generate_demo(accounts, seed, format, now, events),
         Some(Command::HashPassword { cost }) => hash_password(cost),
         Some(Command::CheckConfig(a)) => check_config(&a),
         Some(Command::Collect(a)) => {
@@ -220,7 +226,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn generate_demo(accounts: usize, seed: u64, format: DemoFormat, now: Option<String>) -> ExitCode {
+fn generate_demo(
+    accounts: usize,
+    seed: u64,
+    format: DemoFormat,
+    now: Option<String>,
+    events: Option<PathBuf>,
+) -> ExitCode {
     let now = match now {
         Some(s) => match model::parse_ts(&s) {
             Ok(t) => t,
@@ -231,11 +243,24 @@ fn generate_demo(accounts: usize, seed: u64, format: DemoFormat, now: Option<Str
         },
         None => time::OffsetDateTime::now_utc(),
     };
-    let (a, t) = demo::generate(&DemoOptions {
+    let opts = DemoOptions {
         accounts,
         seed,
         now,
-    });
+    };
+    let (a, t) = demo::generate(&opts);
+    if let Some(path) = events {
+        let ev = demo::generate_events(&a, &opts);
+        let written = std::fs::File::create(&path).and_then(|f| {
+            let mut w = std::io::BufWriter::new(f);
+            demo::write_events(&ev, &mut w)?;
+            w.flush()
+        });
+        if let Err(e) = written {
+            eprintln!("generate-demo: --events {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
     if let Err(e) =

@@ -132,6 +132,8 @@ fn generate_demo_is_seeded_and_readable_in_both_forms() {
 
 #[test]
 fn the_committed_demo_file_is_what_generate_demo_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
     let (code, out, _) = run(&[
         "generate-demo",
         "--accounts",
@@ -140,6 +142,8 @@ fn the_committed_demo_file_is_what_generate_demo_makes() {
         "1",
         "--now",
         "2026-11-28T00:00:00Z",
+        "--events",
+        events.to_str().unwrap(),
     ]);
     assert_eq!(code, 0);
     let committed = std::fs::read_to_string("examples/demo-identities.json").unwrap();
@@ -147,6 +151,20 @@ fn the_committed_demo_file_is_what_generate_demo_makes() {
         out == committed,
         "regenerate examples/demo-identities.json with the command in examples/demo.toml"
     );
+    let committed = std::fs::read_to_string("examples/demo-events.ndjson").unwrap();
+    assert!(
+        std::fs::read_to_string(&events).unwrap() == committed,
+        "regenerate examples/demo-events.ndjson with the command in examples/demo.toml"
+    );
+    let (code, _, err) = run(&[
+        "generate-demo",
+        "--accounts",
+        "5",
+        "--events",
+        dir.path().join("no/such/dir/e.ndjson").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--events"), "{err}");
 }
 
 #[test]

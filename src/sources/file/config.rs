@@ -1,5 +1,6 @@
-//! The `file` source's keys: `path` (resolved against the configuration file's directory) and
-//! `time_anchor` (the file's timestamps are read as if that instant were now).
+//! The `file` source's keys: `path` (resolved against the configuration file's directory),
+//! `time_anchor` (the file's timestamps are read as if that instant were now) and
+//! `events_path` (a sign-in event stream replayed when `activity = true`).
 
 use std::path::PathBuf;
 
@@ -14,6 +15,7 @@ use crate::model::Timestamp;
 pub struct RawFileConfig {
     pub path: Option<PathBuf>,
     pub time_anchor: Option<String>,
+    pub events_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -22,6 +24,10 @@ pub struct FileConfig {
     /// Timestamps in the file are read as if this instant were now (they are shifted by
     /// `now - time_anchor`), so a committed demo file never ages.
     pub time_anchor: Option<Timestamp>,
+    /// Sign-in events (NDJSON, or `{"events": [...]}`), replayed in time: with `time_anchor`
+    /// an event dated after the anchor is released when that much time has passed since
+    /// the stream was first read.
+    pub events_path: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -29,6 +35,7 @@ impl FileConfig {
         FileConfig {
             path: path.into(),
             time_anchor: None,
+            events_path: None,
         }
     }
 }
@@ -46,6 +53,12 @@ pub fn validate(raw: RawFileConfig, v: &mut Validator<'_>) -> Option<FileConfig>
         return None;
     };
     let path = v.resolve(&p);
+    let events_path = raw.events_path.as_deref().map(|e| v.resolve(e));
+    if let Some(e) = &events_path {
+        if e.is_dir() {
+            v.error("events_path", format!("{} is a directory, not a file", e.display()));
+        }
+    }
     if path.is_dir() {
         v.error("path", format!("{} is a directory, not a file", path.display()));
     } else if !path.exists() {
@@ -53,5 +66,9 @@ pub fn validate(raw: RawFileConfig, v: &mut Validator<'_>) -> Option<FileConfig>
         // `check-config` should say so: a poll would fail.
         tracing::warn!(path = %path.display(), "file source: the file does not exist yet; polls fail until it does");
     }
-    Some(FileConfig { path, time_anchor })
+    Some(FileConfig {
+        path,
+        time_anchor,
+        events_path,
+    })
 }

@@ -1,8 +1,10 @@
 //! The `file` source: the normalised model read from disk (JSON object or NDJSON, see
 //! `read.rs`), for HR exports, scripts' output or anything the other sources do not reach.
-//! Reading runs on a blocking thread and hands accounts to the poll in batches.
+//! Reading runs on a blocking thread and hands accounts to the poll in batches. With
+//! `activity = true` it also replays a sign-in event stream (`events.rs`).
 
 pub mod config;
+pub mod events;
 pub mod read;
 
 use std::time::Duration;
@@ -10,7 +12,11 @@ use std::time::Duration;
 pub use config::{FileConfig, RawFileConfig};
 pub use read::{read_all, read_ndjson, read_object, read_path, shift_account, MAX_LINE_BYTES};
 
-use super::{AccountSink, Deps, ErrorKind, PollContext, PollOutput, Provider, SourceError};
+use super::{
+    AccountSink, ActivityContext, ActivityOutput, Deps, ErrorKind, PollContext, PollOutput,
+    Provider, SourceError,
+};
+use crate::activity::event::EventSink;
 use crate::config::{SourceConfig, Validator};
 use crate::model::{Account, DataKind};
 
@@ -38,8 +44,49 @@ impl Provider for FileSource {
         config::validate(raw, v)
     }
 
-    fn build(_: &SourceConfig, cfg: &FileConfig, _: &Deps) -> Result<FileSource, SourceError> {
+    fn build(sc: &SourceConfig, cfg: &FileConfig, _: &Deps) -> Result<FileSource, SourceError> {
+        if sc.activity.enabled && cfg.events_path.is_none() {
+            return Err(SourceError::config(format!(
+                "source {}: activity = true needs events_path (the sign-in event stream to replay)",
+                sc.name
+            )));
+        }
         Ok(FileSource::new(cfg.clone()))
+    }
+
+    const ACTIVITY: bool = true;
+
+    async fn activity(
+        &self,
+        ctx: &ActivityContext<'_>,
+        sink: &mut dyn EventSink,
+    ) -> Result<ActivityOutput, SourceError> {
+        let Some(path) = self.cfg.events_path.clone() else {
+            return Ok(ActivityOutput {
+                unavailable: Some("no events_path is configured".into()),
+                ..ActivityOutput::default()
+            });
+        };
+        let cursor = ctx
+            .cursor
+            .and_then(|c| serde_json::from_value::<events::ReplayCursor>(c.clone()).ok());
+        let (anchor, now, since) = (self.cfg.time_anchor, ctx.now, ctx.since);
+        let r = tokio::task::spawn_blocking(move || {
+            events::read_events(&path).map(|all| events::replay(all, cursor, anchor, now, since))
+        })
+        .await
+        .map_err(|e| SourceError::new(ErrorKind::Transport, format!("event reader failed: {e}")))??;
+        for why in &r.unparsable {
+            sink.unparsable(why);
+        }
+        for e in r.events {
+            sink.push(e);
+        }
+        Ok(ActivityOutput {
+            cursor: r.cursor.and_then(|c| serde_json::to_value(c).ok()),
+            more: r.waiting,
+            ..ActivityOutput::default()
+        })
     }
 
     async fn poll(
