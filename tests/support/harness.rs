@@ -37,6 +37,25 @@ impl Harness {
 
     /// As [`Harness::start`], returning configuration and build errors.
     pub fn try_start(files: &[(&str, &str)], toml: &str) -> Result<Harness, String> {
+        Harness::try_start_with_store(files, toml, None)
+    }
+
+    /// As [`Harness::start`], with state persisted in `state_dir` (a restart is a second
+    /// harness on the same directory, after the first is dropped).
+    pub fn start_with_state(
+        files: &[(&str, &str)],
+        toml: &str,
+        state_dir: &std::path::Path,
+    ) -> Harness {
+        Harness::try_start_with_store(files, toml, Some(state_dir))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_start_with_store(
+        files: &[(&str, &str)],
+        toml: &str,
+        state_dir: Option<&std::path::Path>,
+    ) -> Result<Harness, String> {
         let dir = tempfile::tempdir().unwrap();
         for (name, contents) in files {
             std::fs::write(dir.path().join(name), contents).unwrap();
@@ -44,9 +63,13 @@ impl Harness {
         let toml = toml.replace("{dir}", dir.path().to_str().unwrap());
         let cfg = config_from_toml(&toml).map_err(|e| e.to_string())?;
         let timer = ManualTimer::starting_now();
-        let source = Source::build(&cfg.sources[0], &Deps::with_timer(Arc::new(timer.clone())))
-            .map_err(|e| e.to_string())?;
-        let state = Arc::new(AppState::new(&cfg.sources));
+        let store = Arc::new(match state_dir {
+            Some(d) => identity_posture_exporter::store::Store::open(Some(d)),
+            None => identity_posture_exporter::store::Store::in_memory(),
+        });
+        let deps = Deps::with_timer(Arc::new(timer.clone())).with_store(store.clone());
+        let source = Source::build(&cfg.sources[0], &deps).map_err(|e| e.to_string())?;
+        let state = Arc::new(AppState::with_store(&cfg.sources, store, None));
         identity_posture_exporter::metrics::refresh(&state);
         Ok(Harness {
             cfg,

@@ -42,6 +42,12 @@ pub struct Knobs {
     pub classic_org: bool,
     /// Users whose factors endpoint answers 500 (persistently).
     pub factors_500_for: HashSet<String>,
+    /// System Log polling pages hold at most this many events (default: the `limit`).
+    pub log_page_size: Option<usize>,
+    /// `after` cursors the System Log refuses with 400 (expired).
+    pub log_expired_after: HashSet<String>,
+    /// The System Log answers 403 E0000006 (no okta.logs.read).
+    pub logs_403: bool,
 }
 
 /// What the mock's OAuth token endpoint accepts.
@@ -58,6 +64,10 @@ pub struct MockState {
     /// Factor lists that replace the generated ones.
     pub factor_overrides: Mutex<HashMap<String, Value>>,
     pub log_events: Mutex<Vec<Value>>,
+    /// The System Log as a polling query sees it, in persistence order (`after` = index).
+    pub log_stream: Mutex<Vec<Value>>,
+    /// The query string of every polling System Log request.
+    pub stream_queries: Mutex<Vec<String>>,
     /// (since, until, filter) of every System Log query.
     pub log_queries: Mutex<Vec<(String, String, String)>>,
     pub hits: Mutex<HashMap<&'static str, usize>>,
@@ -92,6 +102,8 @@ impl MockOkta {
             knobs: Mutex::new(Knobs::default()),
             factor_overrides: Mutex::new(HashMap::new()),
             log_events: Mutex::new(Vec::new()),
+            log_stream: Mutex::new(Vec::new()),
+            stream_queries: Mutex::new(Vec::new()),
             log_queries: Mutex::new(Vec::new()),
             hits: Mutex::new(HashMap::new()),
             factor_calls: Mutex::new(HashMap::new()),
@@ -155,6 +167,13 @@ impl MockOkta {
     }
     pub fn push_log_event(&self, e: Value) {
         self.state.log_events.lock().unwrap().push(e);
+    }
+    /// Appends events to the System Log stream a polling query reads.
+    pub fn append_stream(&self, events: impl IntoIterator<Item = Value>) {
+        self.state.log_stream.lock().unwrap().extend(events);
+    }
+    pub fn stream_queries(&self) -> Vec<String> {
+        self.state.stream_queries.lock().unwrap().clone()
     }
 }
 
@@ -730,6 +749,9 @@ async fn logs(
         return r;
     }
     let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    if !q.contains_key("until") && !q.contains_key("filter") {
+        return log_stream(&st, &q);
+    }
     st.log_queries
         .lock()
         .unwrap()
@@ -745,6 +767,105 @@ async fn logs(
     );
     let events = std::mem::take(&mut *st.log_events.lock().unwrap());
     with_headers(StatusCode::OK, Value::Array(events).to_string(), hm)
+}
+
+/// A polling System Log query (no `until`, ascending): `since` or the `after` cursor, one
+/// page of the stream, and — as Okta does — a `next` link on every page, even an empty one.
+fn log_stream(st: &MockState, q: &HashMap<String, String>) -> Response {
+    let qs = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(q.iter().collect::<std::collections::BTreeMap<_, _>>())
+        .finish();
+    st.stream_queries.lock().unwrap().push(qs);
+    let knobs = st.knobs.lock().unwrap().clone();
+    if knobs.logs_403 {
+        return okta_error(
+            StatusCode::FORBIDDEN,
+            "E0000006",
+            "You do not have permission to perform the requested action",
+        );
+    }
+    let stream = st.log_stream.lock().unwrap().clone();
+    let start = match (q.get("after"), q.get("since")) {
+        (Some(a), _) if knobs.log_expired_after.contains(a) => {
+            return okta_error(
+                StatusCode::BAD_REQUEST,
+                "E0000001",
+                "Api validation failed: after",
+            )
+        }
+        (Some(a), _) => match a.parse::<usize>() {
+            Ok(i) => i.min(stream.len()),
+            Err(_) => {
+                return okta_error(
+                    StatusCode::BAD_REQUEST,
+                    "E0000031",
+                    "Invalid search criteria.",
+                )
+            }
+        },
+        (None, Some(since)) => stream
+            .iter()
+            .position(|e| e["published"].as_str().unwrap_or("") >= since.as_str())
+            .unwrap_or(stream.len()),
+        (None, None) => 0,
+    };
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+    let size = knobs.log_page_size.unwrap_or(limit).min(limit).max(1);
+    let end = (start + size).min(stream.len());
+    let page: Vec<Value> = stream[start..end].to_vec();
+    let base = st.base.lock().unwrap().clone();
+    let mut hm = HeaderMap::new();
+    let mut keep: Vec<(String, String)> = vec![
+        ("limit".into(), limit.to_string()),
+        ("sortOrder".into(), "ASCENDING".into()),
+    ];
+    hm.append(
+        "link",
+        link(&base, "/api/v1/logs", &keep, "self").parse().unwrap(),
+    );
+    keep.push(("after".into(), end.to_string()));
+    hm.append(
+        "link",
+        link(&base, "/api/v1/logs", &keep, "next").parse().unwrap(),
+    );
+    with_headers(StatusCode::OK, Value::Array(page).to_string(), hm)
+}
+
+/// A System Log event of `event_type` by user `id` (`login`) from `ip`, in the documented shape.
+#[allow(clippy::too_many_arguments)]
+pub fn log_event(
+    uuid: &str,
+    published: &str,
+    event_type: &str,
+    id: &str,
+    login: &str,
+    ip: &str,
+    result: &str,
+    reason: Option<&str>,
+) -> Value {
+    json!({
+        "uuid": uuid,
+        "published": published,
+        "eventType": event_type,
+        "version": "0",
+        "severity": "INFO",
+        "displayMessage": "User login to Okta",
+        "legacyEventType": "core.user_auth.login_success",
+        "actor": {"id": id, "type": "User", "alternateId": login, "displayName": login, "detailEntry": null},
+        "client": {"userAgent": {"rawUserAgent": "Mozilla/5.0", "os": "Mac OS X", "browser": "CHROME"},
+                   "zone": null, "device": "Computer", "id": null, "ipAddress": ip,
+                   "geographicalContext": {"city": "Amsterdam", "state": "North Holland",
+                                           "country": "Netherlands", "postalCode": "1011",
+                                           "geolocation": {"lat": 52.37, "lon": 4.9}}},
+        "authenticationContext": {"authenticationProvider": null, "credentialProvider": null,
+                                  "credentialType": null, "issuer": null, "interface": null,
+                                  "authenticationStep": 0, "externalSessionId": format!("idx{uuid}")},
+        "outcome": {"result": result, "reason": reason},
+        "securityContext": {"asNumber": 394089, "asOrg": "ASN 0000", "isp": "google", "domain": null, "isProxy": false},
+        "debugContext": {"debugData": {}},
+        "transaction": {"type": "WEB", "id": "ab609228fe84ce59cdcbfa690bgce016", "detail": null},
+        "target": []
+    })
 }
 
 /// A factor-change event for user `id` (actor = the user themself).

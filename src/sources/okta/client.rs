@@ -112,8 +112,18 @@ impl OktaClient {
         self.up.session(stats)
     }
 
+    /// The sign-in event stream's session: the same poll's request budget as the listing.
+    pub fn continue_session<'a>(&'a self, stats: &'a RequestStats) -> Session<'a> {
+        self.up.continue_session(stats)
+    }
+
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The org's base URL (for resolving a stored System Log cursor).
+    pub fn base(&self) -> &Url {
+        &self.base
     }
 
     pub fn url(&self, path: &str, query: &[(&str, &str)]) -> Url {

