@@ -96,12 +96,20 @@ pub async fn poll(
         .as_ref()
         .filter(|o| o.unavailable.is_none())
         .map(|o| o.cursor.clone());
+    let more = out.as_ref().is_some_and(|o| o.more);
     let worked = tokio::task::spawn_blocking(move || {
         let mut engine = engine;
         if let Some(c) = new_cursor {
             engine.cursor = c;
         }
+        let baseline = !engine.baseline_done;
         let ingested = engine.ingest(batch, &facts, &policy, dormant, lookback, now);
+        if baseline && more {
+            // The first pass over history is not finished (page cap, request budget): the
+            // next read is still part of the baseline, so an older event read later does
+            // not count as a new country.
+            engine.baseline_done = false;
+        }
         let mut b = Batch::default();
         engine.save(&name, &mut b);
         let written = st.write(b);

@@ -537,3 +537,336 @@ async fn okta_without_logs_scope_leaves_activity_unknown_and_the_poll_up() {
     );
     let _ = NOW;
 }
+
+// ------------------------------------------------------------------------------- Entra
+
+use support::entra_mock::{MockGraph, Tenant};
+
+fn entra_toml(t: &Tenant, base: &str) -> String {
+    format!(
+        "[[sources]]\nname = \"entra-act\"\ntype = \"entra\"\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"{{dir}}/secret\"\nauthority_url = \"{base}\"\ngraph_url = \"{base}\"\ntimeout = \"60s\"\nactivity = true\n",
+        t.tenant_id, t.client_id
+    )
+}
+
+/// A `signIn` record in the documented shape, `s` seconds after 11:00.
+fn sign_in(id: &str, s: i64, upn: &str, ip: &str, code: i64, extra: Value) -> Value {
+    let mut v = json!({
+        "id": id,
+        "createdDateTime": at(s),
+        "userDisplayName": upn,
+        "userPrincipalName": upn,
+        "userId": format!("uid-{upn}"),
+        "appId": "de8bc8b5-d9f9-48b1-a8ad-b748da725064",
+        "appDisplayName": "Graph Explorer",
+        "ipAddress": ip,
+        "clientAppUsed": "Browser",
+        "correlationId": format!("corr-{id}"),
+        "conditionalAccessStatus": "notApplied",
+        "isInteractive": true,
+        "riskDetail": "none",
+        "riskLevelAggregated": "none",
+        "riskLevelDuringSignIn": "none",
+        "riskState": "none",
+        "riskEventTypes_v2": [],
+        "resourceDisplayName": "Microsoft Graph",
+        "resourceId": "00000003-0000-0000-c000-000000000000",
+        "authenticationRequirement": if code == 50126 { "singleFactorAuthentication" } else { "multiFactorAuthentication" },
+        "status": {"errorCode": code, "failureReason": if code == 0 { "Other." } else { "Invalid username or password or Invalid on-premise username or password." }, "additionalDetails": null},
+        "deviceDetail": {"deviceId": "", "displayName": null, "operatingSystem": "Windows 10", "browser": "Edge 80.0.361",
+                         "isCompliant": null, "isManaged": null, "trustType": null},
+        "location": {"city": "Redmond", "state": "Washington", "countryOrRegion": "US",
+                     "geoCoordinates": {"altitude": null, "latitude": 47.68, "longitude": -122.12}},
+        "mfaDetail": if code == 50126 { Value::Null } else { json!({"authMethod": "Mobile app notification", "authDetail": null}) },
+        "appliedConditionalAccessPolicies": []
+    });
+    if let (Some(o), Some(x)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, val) in x {
+            o.insert(k.clone(), val.clone());
+        }
+    }
+    v
+}
+
+fn entra_script() -> Vec<Value> {
+    let mut v = Vec::new();
+    // A spray: 203.0.113.9 against ten accounts in 18 minutes.
+    for i in 0..10 {
+        v.push(sign_in(
+            &format!("sp-{i}"),
+            i * 120,
+            &format!("s{i}@contoso.com"),
+            "203.0.113.9",
+            50126,
+            json!({}),
+        ));
+    }
+    // The brute-force near-miss: nine wrong passwords for one account in 13.5 minutes.
+    for i in 0..9 {
+        v.push(sign_in(
+            &format!("nb-{i}"),
+            60 + i * 90,
+            "nb@contoso.com",
+            "198.51.100.30",
+            50126,
+            json!({}),
+        ));
+    }
+    // MFA fatigue: declined, declined, unanswered, then approved.
+    let mfa_fail = |id: &str, s: i64, details: &str| {
+        sign_in(
+            id,
+            s,
+            "mf@contoso.com",
+            "198.51.100.31",
+            500121,
+            json!({"status": {"errorCode": 500121,
+            "failureReason": "Authentication failed during strong authentication request.", "additionalDetails": details}}),
+        )
+    };
+    v.push(mfa_fail(
+        "mf-1",
+        1500,
+        "MFA denied; user declined the authentication",
+    ));
+    v.push(mfa_fail(
+        "mf-2",
+        1620,
+        "MFA denied; user declined the authentication",
+    ));
+    v.push(mfa_fail(
+        "mf-3",
+        1740,
+        "MFA denied; user did not respond to mobile app notification",
+    ));
+    v.push(sign_in(
+        "mf-ok",
+        1800,
+        "mf@contoso.com",
+        "198.51.100.31",
+        0,
+        json!({}),
+    ));
+    // IMAP (legacy authentication), successful.
+    v.push(sign_in("imap-1", 1000, "legacy@contoso.com", "192.0.2.70", 0,
+        json!({"clientAppUsed": "IMAP4", "authenticationRequirement": "singleFactorAuthentication", "mfaDetail": null})));
+    // "Strong authentication required next": an interrupt, not an outcome.
+    v.push(sign_in(
+        "int-1",
+        1100,
+        "legacy@contoso.com",
+        "192.0.2.70",
+        50074,
+        json!({}),
+    ));
+    // Redmond, then Amsterdam half an hour later.
+    v.push(sign_in(
+        "tr-1",
+        0,
+        "tr@contoso.com",
+        "192.0.2.80",
+        0,
+        json!({}),
+    ));
+    v.push(sign_in("tr-2", 1800, "tr@contoso.com", "203.0.113.81", 0, json!({"location": {"city": "Amsterdam",
+        "state": "North Holland", "countryOrRegion": "NL", "geoCoordinates": {"altitude": null, "latitude": 52.37, "longitude": 4.9}}})));
+    v
+}
+
+fn assert_entra_totals(h: &Harness) {
+    let g = |labels: &[(&str, &str)]| {
+        h.gauge("identity_posture_signins_total", labels)
+            .unwrap_or(0.0)
+    };
+    assert_eq!(
+        g(&[
+            ("result", "failure"),
+            ("factor_kind", "password"),
+            ("client_kind", "browser")
+        ]),
+        19.0
+    );
+    assert_eq!(
+        g(&[
+            ("result", "mfa_denied"),
+            ("factor_kind", "push"),
+            ("client_kind", "browser")
+        ]),
+        2.0
+    );
+    assert_eq!(
+        g(&[
+            ("result", "mfa_timeout"),
+            ("factor_kind", "push"),
+            ("client_kind", "browser")
+        ]),
+        1.0
+    );
+    assert_eq!(
+        g(&[
+            ("result", "success"),
+            ("factor_kind", "push"),
+            ("client_kind", "browser")
+        ]),
+        3.0
+    );
+    assert_eq!(
+        g(&[
+            ("result", "success"),
+            ("factor_kind", "password"),
+            ("client_kind", "legacy")
+        ]),
+        1.0
+    );
+    assert_eq!(
+        h.gauge(
+            "identity_posture_legacy_auth_signins_total",
+            &[("result", "success")]
+        ),
+        Some(1.0)
+    );
+    let d = |k: &str, s: &str| {
+        h.gauge(
+            "identity_posture_activity_detections_total",
+            &[("kind", k), ("severity", s)],
+        )
+    };
+    assert_eq!(d("password_spray", "high"), Some(1.0));
+    assert_eq!(d("mfa_fatigue", "high"), Some(1.0));
+    assert_eq!(d("mfa_fatigue", "critical"), Some(1.0));
+    assert_eq!(d("impossible_travel", "high"), Some(1.0));
+    assert_eq!(
+        d("brute_force", "medium"),
+        Some(0.0),
+        "nine failures are one short"
+    );
+    assert_eq!(
+        d("new_country", "low"),
+        Some(0.0),
+        "the first pass builds the baseline"
+    );
+}
+
+#[tokio::test]
+async fn entra_sign_in_log_attacks_near_misses_and_overlap() {
+    let t = Tenant {
+        sign_in_page_size: 4,
+        ..Tenant::default()
+    };
+    let (log, queries) = (t.sign_ins.clone(), t.sign_in_queries.clone());
+    log.lock().unwrap().extend(entra_script());
+    let toml = entra_toml(&t, "{base}");
+    let secret = format!("{}\n", t.client_secret);
+    let mock = MockGraph::start(t).await;
+    let h = Harness::start(&[("secret", &secret)], &toml.replace("{base}", &mock.base));
+    h.poll().await.unwrap();
+    assert_eq!(h.gauge("identity_posture_activity_up", &[]), Some(1.0));
+    assert_entra_totals(&h);
+    let q = queries.lock().unwrap().clone();
+    assert!(
+        q[0].contains("%24filter=createdDateTime+ge+2026-11-27T12%3A00%3A00Z"),
+        "{}",
+        q[0]
+    );
+    assert_eq!(q.len(), 26usize.div_ceil(4));
+
+    // The next pass starts 15 minutes before the newest record read (11:30 → 11:15): the
+    // overlap is dropped as duplicates; a late record is counted once.
+    log.lock().unwrap().push(sign_in(
+        "late-1",
+        1900,
+        "s1@contoso.com",
+        "192.0.2.99",
+        50126,
+        json!({}),
+    ));
+    h.poll().await.unwrap();
+    let q = queries.lock().unwrap().clone();
+    assert!(
+        q.last().unwrap().contains("ge+2026-11-28T11%3A15%3A00Z")
+            || q.iter().any(|x| x.contains("ge+2026-11-28T11%3A15%3A00Z")),
+        "{q:?}"
+    );
+    assert!(
+        h.gauge(
+            "identity_posture_activity_events_dropped_total",
+            &[("reason", "duplicate")]
+        )
+        .unwrap()
+            >= 5.0
+    );
+    assert_eq!(
+        h.gauge(
+            "identity_posture_signins_total",
+            &[
+                ("result", "failure"),
+                ("factor_kind", "password"),
+                ("client_kind", "browser")
+            ]
+        ),
+        Some(20.0)
+    );
+}
+
+#[tokio::test]
+async fn entra_pass_cut_short_continues_after_a_restart() {
+    let t = Tenant {
+        sign_in_page_size: 1,
+        ..Tenant::default()
+    };
+    t.sign_ins.lock().unwrap().extend(entra_script());
+    let queries = t.sign_in_queries.clone();
+    let toml = entra_toml(&t, "{base}");
+    let secret = format!("{}\n", t.client_secret);
+    let mock = MockGraph::start(t).await;
+    let toml = toml.replace("{base}", &mock.base);
+    let state = tempfile::tempdir().unwrap();
+    {
+        let h = Harness::start_with_state(&[("secret", &secret)], &toml, state.path());
+        h.poll().await.unwrap();
+        // 20 pages of one record: the newest 20 of 26, one of them the interrupt.
+        let total: f64 = h
+            .series("identity_posture_signins_total")
+            .iter()
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+            .sum();
+        assert_eq!(total, 19.0);
+    }
+    let h = Harness::start_with_state(&[("secret", &secret)], &toml, state.path());
+    h.poll().await.unwrap();
+    let q = queries.lock().unwrap().clone();
+    assert!(
+        q[20].contains("skiptoken"),
+        "the restarted process follows the pending nextLink: {}",
+        q[20]
+    );
+    h.poll().await.unwrap();
+    assert_entra_totals(&h);
+}
+
+#[tokio::test]
+async fn entra_without_premium_leaves_activity_unknown_with_the_reason() {
+    let t = Tenant {
+        non_premium: true,
+        ..Tenant::default()
+    };
+    let toml = entra_toml(&t, "{base}");
+    let secret = format!("{}\n", t.client_secret);
+    let mock = MockGraph::start(t).await;
+    let h = Harness::start(&[("secret", &secret)], &toml.replace("{base}", &mock.base));
+    h.poll().await.unwrap();
+    assert_eq!(h.gauge("identity_posture_source_up", &[]), Some(1.0));
+    assert_eq!(
+        h.gauge(
+            "identity_posture_source_data_available",
+            &[("data", "activity")]
+        ),
+        Some(0.0)
+    );
+    let snap = h.state.sources[0].activity.snapshot.load_full().unwrap();
+    assert!(
+        snap.unavailable.as_deref().unwrap().contains("P1/P2"),
+        "{:?}",
+        snap.unavailable
+    );
+}

@@ -92,6 +92,13 @@ pub struct Tenant {
     pub expires_in: u64,
     /// Graph rejects the first token issued (401), as after a revocation.
     pub revoke_first_token: bool,
+    /// The sign-in log (`/auditLogs/signIns`); tests append to it between polls.
+    pub sign_ins: Arc<Mutex<Vec<Value>>>,
+    /// The query string of every sign-in log request.
+    pub sign_in_queries: Arc<Mutex<Vec<String>>>,
+    pub sign_in_page_size: usize,
+    /// `$skiptoken`s the sign-in log refuses (400, an expired token).
+    pub sign_in_expired: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Default for Tenant {
@@ -119,6 +126,10 @@ impl Default for Tenant {
             latency: Duration::ZERO,
             expires_in: 3599,
             revoke_first_token: false,
+            sign_ins: Arc::new(Mutex::new(Vec::new())),
+            sign_in_queries: Arc::new(Mutex::new(Vec::new())),
+            sign_in_page_size: 1000,
+            sign_in_expired: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 }
@@ -193,6 +204,7 @@ impl MockGraph {
                     get(role_eligibility),
                 )
                 .route("/v1.0/groups/{id}/transitiveMembers", get(group_members))
+                .route("/v1.0/auditLogs/signIns", get(sign_ins))
                 .route("/v1.0/applications", get(applications))
                 .route("/v1.0/servicePrincipals", get(service_principals))
                 .route(
@@ -335,6 +347,72 @@ fn page(
         body["@odata.nextLink"] = json!(format!("{}{}?{}", s.base, path, ser.finish()));
     }
     Json(body).into_response()
+}
+
+/// `/auditLogs/signIns`: `$filter=createdDateTime ge <instant>` (the only filter the mock
+/// understands; anything else is 400 as Graph answers an unsupported filter), newest first,
+/// `$skiptoken` paging. Entra ID P1 and AuditLog.Read.All are required.
+async fn sign_ins(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
+    if let Some(r) = gate(&s, &headers, "/v1.0/auditLogs/signIns").await {
+        return r;
+    }
+    let mut keys: Vec<_> = q.iter().collect();
+    keys.sort();
+    s.tenant.sign_in_queries.lock().unwrap().push(
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(keys)
+            .finish(),
+    );
+    if s.tenant.non_premium {
+        return non_premium();
+    }
+    if s.tenant.missing.contains(&Permission::AuditLog) {
+        return denied();
+    }
+    if let Some(t) = q.get("$skiptoken") {
+        if s.tenant.sign_in_expired.lock().unwrap().contains(t) {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_BadRequest",
+                "Invalid or expired skip token.",
+            );
+        }
+    }
+    let since = match q.get("$filter").map(|f| f.trim()) {
+        None => String::new(),
+        Some(f) => match f.strip_prefix("createdDateTime ge ") {
+            Some(t) => t.trim().to_string(),
+            None => {
+                return graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_UnsupportedQuery",
+                    "Unsupported filter.",
+                )
+            }
+        },
+    };
+    let mut items: Vec<Value> = s
+        .tenant
+        .sign_ins
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|v| v["createdDateTime"].as_str().unwrap_or("") >= since.as_str())
+        .cloned()
+        .collect();
+    items.sort_by(|a, b| {
+        b["createdDateTime"]
+            .as_str()
+            .cmp(&a["createdDateTime"].as_str())
+    });
+    page(
+        &s,
+        "/v1.0/auditLogs/signIns",
+        &q,
+        &Collection::of(items),
+        s.tenant.sign_in_page_size,
+        |v| v,
+    )
 }
 
 async fn token(State(s): S, Path(tenant): Path<String>, body: String) -> Response {

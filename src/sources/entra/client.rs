@@ -126,6 +126,11 @@ impl GraphClient {
         self.up.session(stats)
     }
 
+    /// The sign-in event stream's session: the same poll's request budget as the listing.
+    pub fn continue_session<'a>(&'a self, stats: &'a RequestStats) -> Session<'a> {
+        self.up.continue_session(stats)
+    }
+
     fn request(&self, url: &str, endpoint: &str) -> Result<Request, UpstreamError> {
         let u = Url::parse(url)
             .map_err(|e| UpstreamError::Url(format!("{endpoint}: invalid URL: {e}")))?;

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod config;
+pub mod events;
 pub mod map;
 pub mod policy;
 pub mod wire;
@@ -25,9 +26,10 @@ use wire::{
 };
 
 use super::{
-    optional, AccountSink, Deps, GaugeDesc, PollContext, PollOutput, Provider, SourceError,
-    POLL_REQUESTS,
+    optional, AccountSink, ActivityContext, ActivityOutput, Deps, GaugeDesc, PollContext,
+    PollOutput, Provider, SourceError, POLL_REQUESTS,
 };
+use crate::activity::event::EventSink;
 use crate::config::{SourceConfig, Validator};
 use crate::model::{DataAvailability, DataKind, TenantFacts};
 
@@ -55,6 +57,16 @@ const USER_FIELDS: &[&str] = &[
     "onPremisesSyncEnabled",
     "signInActivity",
 ];
+
+/// The sign-in log endpoint (its name in logs and errors).
+const SIGN_INS: &str = "/v1.0/auditLogs/signIns";
+/// Records per page (Graph's maximum and default for sign-ins).
+const SIGN_IN_PAGE: u32 = 1000;
+/// Pages read per poll at most; a longer pass continues next poll from its nextLink.
+pub const SIGN_IN_MAX_PAGES: u32 = 20;
+/// Sign-in records reach the log minutes late: each pass re-reads this much before the
+/// newest record of the last one (the engine drops the repeats by id).
+const SIGN_IN_OVERLAP: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 pub struct EntraSource {
     client: GraphClient,
@@ -131,6 +143,16 @@ impl Provider for EntraSource {
         Ok(EntraSource { client })
     }
 
+    const ACTIVITY: bool = true;
+
+    async fn activity(
+        &self,
+        ctx: &ActivityContext<'_>,
+        sink: &mut dyn EventSink,
+    ) -> Result<ActivityOutput, SourceError> {
+        self.read_sign_ins(ctx, sink).await
+    }
+
     async fn poll(
         &self,
         ctx: &PollContext<'_>,
@@ -162,6 +184,121 @@ impl EntraSource {
     ) -> Result<T, UpstreamError> {
         let url = self.url(path_and_query);
         self.client.get(s, &url, &endpoint(&url)).await
+    }
+
+    /// Reads `/auditLogs/signIns` from the stored cursor: a pending `@odata.nextLink` of a
+    /// pass cut short first, else a fresh `createdDateTime ge` query from the newest record
+    /// of the last complete pass (less [`SIGN_IN_OVERLAP`]), never before `ctx.since`.
+    async fn read_sign_ins(
+        &self,
+        ctx: &ActivityContext<'_>,
+        sink: &mut dyn EventSink,
+    ) -> Result<ActivityOutput, SourceError> {
+        use events::{map_sign_in, Mapped, SignInCursor};
+        use crate::upstream::{NextPage, Pager, Request};
+        let c = &self.client;
+        let s = c.continue_session(ctx.stats);
+        let mut cur: SignInCursor = ctx
+            .cursor
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        if cur.since.is_some_and(|t| t < ctx.since) {
+            // After a long downtime: catch up from the look-back only.
+            cur = SignInCursor::default();
+        }
+        let lower = cur
+            .since
+            .map(|t| (t - SIGN_IN_OVERLAP).max(ctx.since))
+            .unwrap_or(ctx.since);
+        let fresh = self.url(&format!(
+            "/auditLogs/signIns?$filter=createdDateTime%20ge%20{}&$top={SIGN_IN_PAGE}",
+            crate::model::format_ts(lower)
+        ));
+        let graph_origin = url::Url::parse(c.graph_url()).ok().map(|u| u.origin());
+        let pending = cur.pending.clone().filter(|p| {
+            url::Url::parse(p).ok().map(|u| u.origin()) == graph_origin
+        });
+        let mut following_pending = pending.is_some();
+        let first = pending.unwrap_or_else(|| fresh.clone());
+        let req = |u: &str| {
+            url::Url::parse(u)
+                .map(|u| Request::get(u, SIGN_INS))
+                .map_err(|e| fail(UpstreamError::Url(format!("{SIGN_INS}: {e}")), c))
+        };
+        let mut pager = Pager::body(req(&first)?).with_max_pages(SIGN_IN_MAX_PAGES + 1);
+        let mut out = ActivityOutput::default();
+        let mut newest = if following_pending { cur.pending_newest } else { None };
+        let mut stopped_at: Option<String> = None;
+        loop {
+            if pager.pages() >= SIGN_IN_MAX_PAGES {
+                break;
+            }
+            let resp = match pager.next_page(&s).await {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(UpstreamError::BudgetExhausted { .. } | UpstreamError::BytesExhausted { .. }) => break,
+                Err(e) if is_refusal(&e) => {
+                    out.unavailable = Some(refusal_reason(&e, "sign-in logs (auditLogs/signIns)", "AuditLog.Read.All"));
+                    out.requests = s.requests_made();
+                    return Ok(out);
+                }
+                Err(e) if following_pending && pager.pages() == 0 && matches!(e.status(), Some(400 | 404 | 410)) => {
+                    // The skip token expired: a fresh pass from the last complete one.
+                    tracing::warn!(error = %c.redact(&e.to_string()), "entra: the sign-in log's next link was refused; reading again from the last complete pass");
+                    following_pending = false;
+                    newest = None;
+                    pager = Pager::body(req(&fresh)?).with_max_pages(SIGN_IN_MAX_PAGES + 1);
+                    continue;
+                }
+                Err(e) => return Err(fail(e, c)),
+            };
+            let page: wire::Page<serde_json::Value> = resp.json().map_err(|e| fail(e, c))?;
+            for v in &page.value {
+                match map_sign_in(v) {
+                    Mapped::Event(e) => {
+                        if e.time <= ctx.now && newest.is_none_or(|n| e.time > n) {
+                            newest = Some(e.time);
+                        }
+                        sink.push(*e);
+                    }
+                    Mapped::Skip => {}
+                    Mapped::Bad(why) => sink.unparsable(&why),
+                }
+            }
+            match page.next_link.filter(|n| !n.is_empty()) {
+                Some(n) => {
+                    stopped_at = Some(n.clone());
+                    pager.set_next(NextPage::Url(n)).map_err(|e| fail(e, c))?;
+                }
+                None => {
+                    stopped_at = None;
+                    pager.set_next(NextPage::Done).map_err(|e| fail(e, c))?;
+                }
+            }
+        }
+        out.requests = s.requests_made();
+        let next = match stopped_at {
+            // The pass is complete: the next one starts at its newest record.
+            None if pager.pages() > 0 => SignInCursor {
+                since: match (cur.since, newest) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b).or(Some(lower)),
+                },
+                pending: None,
+                pending_newest: None,
+            },
+            None => cur,
+            Some(link) => {
+                out.more = true;
+                SignInCursor {
+                    since: cur.since.or(Some(lower)),
+                    pending: Some(link),
+                    pending_newest: newest,
+                }
+            }
+        };
+        out.cursor = serde_json::to_value(next).ok();
+        Ok(out)
     }
 
     fn url(&self, path_and_query: &str) -> String {
