@@ -2,6 +2,7 @@
 //! the findings view in [`views`] (overview at `/`), `/-/healthy`, `/-/ready`, `/-/reload`,
 //! `/-/poll/{source}`, and the `/api/v1` views in [`api`]. Scrapes never call upstream.
 
+pub mod activity_api;
 pub mod api;
 pub mod auth;
 pub mod compliance;
@@ -103,6 +104,7 @@ pub fn router(state: Arc<ServerState>, auth: Arc<AuthState>) -> Router {
         .route("/api/v1/findings", get(api::findings))
         .route("/api/v1/accounts/{source}/{id}", get(api::account))
         .route("/api/v1/compliance", get(api::compliance))
+        .route("/api/v1/activity", get(activity_api::activity))
         .route("/findings", get(views::pages::findings))
         .route("/account", get(views::pages::account))
         .route_layer(axum::middleware::from_fn_with_state(
