@@ -84,7 +84,9 @@ impl Provider for FileSource {
         }
         Ok(ActivityOutput {
             cursor: r.cursor.and_then(|c| serde_json::to_value(c).ok()),
-            more: r.waiting,
+            // Events dated later than now are not a read cut short (`more`): they are
+            // simply not due yet.
+            more: false,
             ..ActivityOutput::default()
         })
     }
