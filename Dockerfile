@@ -31,7 +31,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --profile dist --locked ${FEATURES:+--no-default-features --features "$FEATURES"} \
     && install -D -m 0755 target/dist/identity-posture-exporter /out/identity-posture-exporter \
-    && /out/identity-posture-exporter --version
+    && /out/identity-posture-exporter --version \
+    && install -d -m 0700 /out/state
 
 FROM ${RUNTIME_IMAGE}
 ARG VERSION=0.1.0
@@ -48,7 +49,10 @@ LABEL org.opencontainers.image.title="identity-posture-exporter" \
 COPY --from=build /out/identity-posture-exporter /usr/local/bin/identity-posture-exporter
 # The demo organisation, so `--config examples/demo.toml` works from the working directory
 # (the file source resolves `path` relative to the configuration file's directory).
-COPY examples/demo.toml examples/demo-identities.json /usr/share/identity-posture-exporter/examples/
+COPY examples/demo.toml examples/demo-identities.json examples/demo-events.ndjson /usr/share/identity-posture-exporter/examples/
+# The state directory ([storage] state_dir), owned by the runtime user: a volume mounted here
+# (a compose named volume, a Kubernetes PersistentVolumeClaim) starts with this ownership.
+COPY --from=build --chown=65532:65532 /out/state /var/lib/identity-posture-exporter
 WORKDIR /usr/share/identity-posture-exporter
 
 USER 65532:65532

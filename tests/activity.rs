@@ -1008,3 +1008,128 @@ async fn api_lists_detections_paged_as_json_and_csv_behind_the_api_token() {
         404
     );
 }
+
+// ------------------------------------------------------------------ crash in the middle
+
+/// The exporter is killed (SIGKILL) again and again while its file source releases a
+/// stream of 3,000 sign-in events over 15 seconds and every one-second poll commits cursor
+/// and counters to the store; each restart resumes from the last commit. At the end every
+/// event has been counted exactly once: none lost, none twice.
+#[test]
+fn killed_mid_write_again_and_again_and_nothing_is_lost_or_counted_twice() {
+    use std::io::Write;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+    const N: usize = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&events).unwrap());
+    let anchor = time::macros::datetime!(2026-11-28 00:00 UTC);
+    for k in 0..N {
+        let t = anchor + time::Duration::milliseconds(5 * k as i64);
+        let result = if k % 7 == 0 { "failure" } else { "success" };
+        writeln!(
+            f,
+            r#"{{"id":"k-{k}","time":"{}","login":"u{}@example.com","result":"{result}","factor":"password","ip":"192.0.2.{}"}}"#,
+            identity_posture_exporter::model::format_ts(t),
+            k % 300,
+            k % 200
+        )
+        .unwrap();
+    }
+    f.flush().unwrap();
+    drop(f);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nstate_dir = \"{state}\"\n[[sources]]\nname = \"k\"\ntype = \"file\"\npath = \"{ids}\"\ntime_anchor = \"2026-11-28T00:00:00Z\"\ninterval = \"1s\"\nactivity = true\nevents_path = \"{ev}\"\nactivity_lookback = \"1h\"\n",
+            state = dir.path().join("state").display(),
+            ids = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo-identities.json"),
+            ev = events.display(),
+        ),
+    )
+    .unwrap();
+    let start = || -> Child {
+        Command::new(env!("CARGO_BIN_EXE_identity-posture-exporter"))
+            .args(["--config", cfg.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let metrics = || -> Option<String> {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        Some(body)
+    };
+    let value = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse().ok())
+    };
+    // Kill it at uneven moments while the stream is being released and committed.
+    let mut kills = 0;
+    for pause in [700u64, 1300, 450, 2100, 900, 1600, 350, 1200] {
+        let mut child = start();
+        std::thread::sleep(Duration::from_millis(pause));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+    }
+    // Then let it finish.
+    let mut child = start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    let counted = loop {
+        if let Some(m) = metrics() {
+            let n = value(&m, "identity_posture_activity_events_total{");
+            last = m;
+            if n == Some(N as f64) {
+                // One more poll: nothing may be counted twice afterwards either.
+                std::thread::sleep(Duration::from_millis(2500));
+                last = metrics().unwrap_or(last);
+                break value(&last, "identity_posture_activity_events_total{");
+            }
+        }
+        if Instant::now() > deadline {
+            break value(&last, "identity_posture_activity_events_total{");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(kills, 8);
+    assert_eq!(
+        counted,
+        Some(N as f64),
+        "every event counted once after {kills} kills"
+    );
+    let signins: f64 = last
+        .lines()
+        .filter(|l| l.starts_with("identity_posture_signins_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(signins, N as f64);
+    assert_eq!(
+        value(
+            &last,
+            "identity_posture_activity_events_dropped_total{provider=\"file\",reason=\"duplicate\""
+        ),
+        Some(0.0)
+    );
+}
