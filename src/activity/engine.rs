@@ -21,7 +21,8 @@ use crate::store::{Batch, Store};
 pub const TABLE: &str = "activity";
 /// Per-account history (last success, last location, countries), `source\x1faccount`.
 pub const ACCOUNTS: &str = "activity_accounts";
-const VERSION: u16 = 1;
+/// 2: event ids, accounts and addresses keyed by the full-avalanche `hash_str`.
+const VERSION: u16 = 2;
 const SEP: char = '\u{1f}';
 /// Event ids are remembered this long behind the newest event: a re-read overlapping the
 /// last one by less than this (an expired cursor, a restart) counts nothing twice.
