@@ -1668,7 +1668,7 @@ fn validate_source(
     if activity_enabled && !types.has_activity(provider) {
         v.error(
             "activity",
-            format!("a {provider} source has no sign-in event stream (activity analysis reads Okta, Entra, SaaS Security and file sources)"),
+            format!("a {provider} source has no sign-in event stream (activity analysis reads the Okta System Log, Entra sign-in logs and the file source's events_path)"),
         );
     }
     let lookback = v.duration(
