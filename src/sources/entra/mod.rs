@@ -236,7 +236,11 @@ impl EntraSource {
             let resp = match pager.next_page(&s).await {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
-                Err(UpstreamError::BudgetExhausted { .. } | UpstreamError::BytesExhausted { .. }) => break,
+                Err(UpstreamError::BudgetExhausted { .. } | UpstreamError::BytesExhausted { .. }) => {
+                    // The request budget is spent: the rest of the pass waits for the next poll.
+                    out.more = true;
+                    break;
+                },
                 Err(e) if is_refusal(&e) => {
                     out.unavailable = Some(refusal_reason(&e, "sign-in logs (auditLogs/signIns)", "AuditLog.Read.All"));
                     out.requests = s.requests_made();
