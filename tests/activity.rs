@@ -1133,3 +1133,46 @@ fn killed_mid_write_again_and_again_and_nothing_is_lost_or_counted_twice() {
         Some(0.0)
     );
 }
+
+/// A pass cut short keeps its nextLink; when Graph refuses it (an expired skip token) the
+/// next poll starts the pass again from the last complete one, and nothing is counted twice.
+#[tokio::test]
+async fn entra_expired_next_link_restarts_the_pass_and_counts_once() {
+    let t = Tenant {
+        sign_in_page_size: 1,
+        ..Tenant::default()
+    };
+    t.sign_ins.lock().unwrap().extend(entra_script());
+    let (queries, expired) = (t.sign_in_queries.clone(), t.sign_in_expired.clone());
+    let toml = entra_toml(&t, "{base}");
+    let secret = format!("{}\n", t.client_secret);
+    let mock = MockGraph::start(t).await;
+    let h = Harness::start(&[("secret", &secret)], &toml.replace("{base}", &mock.base));
+    h.poll().await.unwrap();
+    let pending = queries.lock().unwrap().len();
+    expired.lock().unwrap().insert("X'20'".to_string());
+    h.poll().await.unwrap();
+    {
+        let q = queries.lock().unwrap();
+        assert!(q[pending].contains("skiptoken"), "{}", q[pending]);
+        assert!(
+            !q[pending + 1].contains("skiptoken"),
+            "a fresh pass: {}",
+            q[pending + 1]
+        );
+    }
+    assert_eq!(h.gauge("identity_posture_activity_up", &[]), Some(1.0));
+    expired.lock().unwrap().clear();
+    h.poll().await.unwrap();
+    h.poll().await.unwrap();
+    assert_entra_totals(&h);
+    assert!(
+        h.gauge(
+            "identity_posture_activity_events_dropped_total",
+            &[("reason", "duplicate")]
+        )
+        .unwrap()
+            >= 19.0,
+        "the re-read pass is dropped as duplicates"
+    );
+}
