@@ -783,7 +783,6 @@ impl Detector {
         };
         let (id, login) = (a.hist.id.clone(), a.hist.login.clone());
         let previous_success = a.hist.last_success.filter(|s| *s < t);
-        let previous_geo = a.hist.last_geo.clone();
 
         // Country history: prune, judge, record.
         let mut new_country: Option<(String, Vec<String>)> = None;
@@ -823,7 +822,9 @@ impl Detector {
         // Travel: against the newest success with coordinates.
         let mut travel: Option<(f64, f64, Geo)> = None;
         if let Some((lat, lon)) = e.coords() {
-            if let Some(prev) = &previous_geo {
+            // (Read in place: cloning the last location for every success was a heap
+            // allocation per event.)
+            if let Some(prev) = &a.hist.last_geo {
                 let d = distance_km((prev.lat, prev.lon), (lat, lon));
                 let hours = (t - prev.t).abs() as f64 / 3_600_000.0;
                 let speed = if hours > 0.0 {
@@ -835,13 +836,24 @@ impl Detector {
                     travel = Some((d, speed, prev.clone()));
                 }
             }
-            if previous_geo.as_ref().is_none_or(|g| g.t <= t) {
-                a.hist.last_geo = Some(Geo {
-                    t,
-                    lat,
-                    lon,
-                    country: e.country.clone(),
-                });
+            match &mut a.hist.last_geo {
+                Some(g) if g.t <= t => {
+                    g.t = t;
+                    g.lat = lat;
+                    g.lon = lon;
+                    if g.country != e.country {
+                        g.country = e.country.clone();
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    a.hist.last_geo = Some(Geo {
+                        t,
+                        lat,
+                        lon,
+                        country: e.country.clone(),
+                    });
+                }
             }
         }
         if a.hist.last_success.is_none_or(|s| s < t) {
