@@ -207,6 +207,52 @@ struct FindingRow<'a> {
     detail: String,
 }
 
+/// The CSV columns, in the order of [`FindingRow`]'s fields (and of its JSON keys).
+const CSV_HEADER: [&str; 16] = [
+    "source",
+    "provider",
+    "scope",
+    "account_id",
+    "login",
+    "display_name",
+    "account_type",
+    "status",
+    "privileged",
+    "excluded",
+    "check",
+    "severity",
+    "subject",
+    "credential_type",
+    "days",
+    "detail",
+];
+
+impl FindingRow<'_> {
+    /// The row as CSV cells (absent values are empty cells), for [`super::csv_safe`].
+    fn csv_cells(&self) -> [String; 16] {
+        let opt = |s: Option<&str>| s.unwrap_or("").to_string();
+        let flag = |b: Option<bool>| b.map(|b| b.to_string()).unwrap_or_default();
+        [
+            self.source.to_string(),
+            self.provider.to_string(),
+            self.scope.to_string(),
+            opt(self.account_id),
+            opt(self.login),
+            opt(self.display_name),
+            opt(self.account_type),
+            opt(self.status),
+            flag(self.privileged),
+            self.excluded.to_string(),
+            self.check.to_string(),
+            self.severity.to_string(),
+            opt(self.subject),
+            opt(self.credential_type),
+            self.days.map(|d| d.to_string()).unwrap_or_default(),
+            self.detail.clone(),
+        ]
+    }
+}
+
 fn row<'a>(s: &'a SourceState, r: &'a Report, f: &'a StoredFinding) -> FindingRow<'a> {
     let acct = f
         .account
@@ -261,7 +307,13 @@ pub async fn findings(
         Some("csv") => true,
         Some(o) => return Err(bad(format!("unknown format {o:?} (json or csv)"))),
     };
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    // `limit=0` is a mistake, not a request for one finding (or none): say so. Above the
+    // maximum the page is capped (documented), as before.
+    let limit = match q.limit {
+        Some(0) => return Err(bad(format!("limit must be between 1 and {MAX_LIMIT}"))),
+        Some(n) => n.min(MAX_LIMIT),
+        None => DEFAULT_LIMIT,
+    };
     if let Some(name) = &q.source {
         if state.source(name).is_none() {
             return Err(ApiError(
@@ -342,35 +394,17 @@ pub async fn findings(
     let rows: Vec<FindingRow> = rows.into_iter().map(|(r, _)| r).collect();
 
     if csv {
-        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut w = super::csv_safe::Writer::new(Vec::new());
+        let internal = |e: csv::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        w.write_record(CSV_HEADER).map_err(internal)?;
         for r in &rows {
-            w.serialize(r)
-                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        }
-        if rows.is_empty() {
-            w.write_record([
-                "source",
-                "provider",
-                "scope",
-                "account_id",
-                "login",
-                "display_name",
-                "account_type",
-                "status",
-                "privileged",
-                "excluded",
-                "check",
-                "severity",
-                "subject",
-                "credential_type",
-                "days",
-                "detail",
-            ])
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let cells = r.csv_cells();
+            w.write_record(cells.iter().map(String::as_str))
+                .map_err(internal)?;
         }
         let body = w
             .into_inner()
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
         let mut resp = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
         if let Some(n) = &next {
             if let Ok(v) = header::HeaderValue::try_from(n.as_str()) {

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod csv_safe;
 pub mod tls;
 
 use std::sync::Arc;
