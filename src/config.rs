@@ -49,6 +49,9 @@ pub struct RawServer {
     pub web_config_file: Option<PathBuf>,
     pub api_token_file: Option<PathBuf>,
     pub api_token_env: Option<String>,
+    pub max_connections: Option<u32>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -245,6 +248,31 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub web_config_file: Option<PathBuf>,
     pub api_token: Option<Secret>,
+    /// Connection cap and timeouts of the listener (docs/security.md).
+    pub limits: ConnLimits,
+}
+
+/// How long and how many HTTP connections the listener keeps (`[server]` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Open connections at most; at the cap the one that waited longest for a request is
+    /// closed to make room, or the new one is refused when every connection is busy.
+    pub max_connections: usize,
+    /// A new connection (TLS handshake included), or a request already begun, must deliver
+    /// its request headers within this time.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> ConnLimits {
+        ConnLimits {
+            max_connections: 512,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -873,10 +901,46 @@ fn validate_server(
         env,
         errors,
     );
+    let d = ConnLimits::default();
+    let max_connections = match raw.max_connections {
+        None => d.max_connections,
+        Some(n @ 1..=1_000_000) => n as usize,
+        Some(n) => {
+            errors.push(format!(
+                "server.max_connections: {n} is out of range (1 to 1000000)"
+            ));
+            d.max_connections
+        }
+    };
+    let header_read_timeout = parse_duration(
+        "server.header_read_timeout",
+        raw.header_read_timeout.as_deref(),
+        d.header_read_timeout,
+        errors,
+    );
+    let idle_timeout = parse_duration(
+        "server.idle_timeout",
+        raw.idle_timeout.as_deref(),
+        d.idle_timeout,
+        errors,
+    );
+    for (key, v) in [
+        ("server.header_read_timeout", header_read_timeout),
+        ("server.idle_timeout", idle_timeout),
+    ] {
+        if v > Duration::from_secs(3600) {
+            errors.push(format!("{key}: at most 1h"));
+        }
+    }
     ServerConfig {
         listen,
         web_config_file: raw.web_config_file.clone(),
         api_token,
+        limits: ConnLimits {
+            max_connections,
+            header_read_timeout,
+            idle_timeout,
+        },
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod conn;
 pub mod csv_safe;
 pub mod tls;
 
@@ -12,12 +13,15 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
+
+use arc_swap::ArcSwap;
 
 use crate::config::ServerConfig;
 use crate::metrics;
 use crate::state::{AppState, BUILD};
 use auth::{ApiAccess, AuthState, BasicAuth, WebConfig};
+pub use conn::HttpStats;
 
 /// Reads `server.web_config_file`, if any.
 pub fn web_config(server: &ServerConfig) -> Result<WebConfig, String> {
@@ -29,10 +33,15 @@ pub fn web_config(server: &ServerConfig) -> Result<WebConfig, String> {
 
 /// Builds the router. `server` decides who may call `/api/v1`.
 pub fn app(state: Arc<AppState>, server: &ServerConfig) -> Result<Router, String> {
-    app_with(state, server, web_config(server)?)
+    app_with(state, server, web_config(server)?, Arc::default())
 }
 
-fn app_with(state: Arc<AppState>, server: &ServerConfig, web: WebConfig) -> Result<Router, String> {
+fn app_with(
+    state: Arc<AppState>,
+    server: &ServerConfig,
+    web: WebConfig,
+    stats: Arc<HttpStats>,
+) -> Result<Router, String> {
     let mut extra_headers = Vec::new();
     for (k, v) in web.http_server_config.iter().flat_map(|h| h.headers.iter()) {
         let name = header::HeaderName::try_from(k.as_str())
@@ -45,11 +54,13 @@ fn app_with(state: Arc<AppState>, server: &ServerConfig, web: WebConfig) -> Resu
         api: ApiAccess::new(server.api_token.clone(), server.listen),
         basic: BasicAuth::new(web.basic_auth_users),
         extra_headers,
+        stats,
     });
     Ok(router(state, auth))
 }
 
 pub fn router(state: Arc<AppState>, auth: Arc<AuthState>) -> Router {
+    let stats = auth.stats.clone();
     let api = Router::new()
         .route("/api/v1/sources", get(api::sources))
         .route("/api/v1/summary", get(api::summary))
@@ -69,40 +80,45 @@ pub fn router(state: Arc<AppState>, auth: Arc<AuthState>) -> Router {
             auth,
             auth::basic_auth_layer,
         ))
+        .layer(Extension(stats))
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight responses finish. Plain HTTP, or
-/// TLS when the web config has `tls_server_config` (certificates re-read when they change).
+/// Serves until `shutdown` resolves, then lets in-flight responses finish (at most
+/// [`conn::SHUTDOWN_GRACE`]). Plain HTTP, or TLS when the web config has
+/// `tls_server_config` (certificates re-read when they change). Either way the connection
+/// cap and timeouts of `server.limits` apply ([`conn`]).
 pub async fn run(
+    state: Arc<AppState>,
+    server: &ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let addr = server.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    serve_on(listener, state, server, shutdown).await
+}
+
+/// [`run`] on a listener that is already bound (tests bind 127.0.0.1:0 themselves).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     server: &ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let mut web = web_config(server)?;
     let tls_cfg = web.tls_server_config.take();
-    let router = app_with(state, server, web)?;
-    let addr = server.listen;
-    match tls_cfg {
-        None => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(|e| format!("server error: {e}"))
-        }
-        Some(t) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls::build(&t)?);
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
-            });
-            let reload = rustls.clone();
-            tokio::spawn(async move {
+    let stats = Arc::new(HttpStats::default());
+    let router = app_with(state, server, web, stats.clone())?;
+    let tls = match &tls_cfg {
+        None => None,
+        Some(t) => Some(Arc::new(ArcSwap::new(tls::build(t)?))),
+    };
+    let reloader = match (tls_cfg, &tls) {
+        (Some(t), Some(current)) => {
+            let current = current.clone();
+            Some(tokio::spawn(async move {
                 let mut stamp = t.stamp();
                 loop {
                     tokio::time::sleep(std::time::Duration::from_secs(30)).await;
@@ -112,7 +128,7 @@ pub async fn run(
                     }
                     match tls::build(&t) {
                         Ok(c) => {
-                            reload.reload_from_config(c);
+                            current.store(c);
                             stamp = now;
                             tracing::info!("TLS certificate reloaded");
                         }
@@ -121,21 +137,27 @@ pub async fn run(
                         }
                     }
                 }
-            });
-            axum_server::bind_rustls(addr, rustls)
-                .handle(handle)
-                .serve(router.into_make_service())
-                .await
-                .map_err(|e| format!("cannot serve TLS on {addr}: {e}"))
+            }))
         }
+        _ => None,
+    };
+    conn::serve(listener, router, tls, server.limits, stats, shutdown).await;
+    if let Some(r) = reloader {
+        r.abort();
     }
+    Ok(())
 }
 
-async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics_handler(
+    State(state): State<Arc<AppState>>,
+    Extension(http): Extension<Arc<HttpStats>>,
+) -> Response {
     let cached = state.metrics.load_full();
     let process = metrics::process_metrics();
-    let mut body = Vec::with_capacity(cached.len() + process.len());
+    let http = http.render();
+    let mut body = Vec::with_capacity(cached.len() + process.len() + http.len());
     body.extend_from_slice(&cached);
+    body.extend_from_slice(&http);
     body.extend_from_slice(&process);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }
