@@ -703,13 +703,9 @@ pub struct ConfigErrors {
 
 /// Reads `path` then the `IPE_` environment, and validates.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    if !path.exists() {
-        return Err(ConfigErrors {
-            problems: vec![format!("{}: no such file", path.display())],
-        });
-    }
+    let text = read_config_file(path).map_err(|e| ConfigErrors { problems: vec![e] })?;
     let figment = Figment::new()
-        .merge(Toml::file(path))
+        .merge(Toml::string(&text))
         // Only nested keys (`IPE_SECTION__KEY`): every top-level key is a table, and this
         // leaves `IPE_CONFIG` (the --config flag) and other IPE_ variables alone.
         .merge(
@@ -721,8 +717,43 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     from_figment(&figment, &base, &|name| std::env::var(name).ok())
 }
 
-/// Validates a configuration given as a TOML string (tests, examples).
+/// A configuration file larger than this is refused (it cannot be one).
+const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// Reads the configuration file as text: says so when the path is missing or a directory,
+/// and accepts a UTF-8 byte-order mark (PowerShell and Notepad write one).
+fn read_config_file(path: &Path) -> Result<String, String> {
+    let p = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{p}: no such file"),
+        _ => format!("{p}: cannot read: {e}"),
+    })?;
+    if meta.is_dir() {
+        return Err(format!(
+            "{p}: is a directory; --config takes the configuration file (e.g. {p}/config.toml)"
+        ));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "{p}: {} bytes is too large for a configuration file (at most {} MiB)",
+            meta.len(),
+            MAX_CONFIG_BYTES >> 20
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("{p}: cannot read: {e}"))?;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        format!(
+            "{p}: not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Validates a configuration given as a TOML string (tests, examples). A leading UTF-8
+/// byte-order mark is ignored, as in [`load`].
 pub fn from_toml_str(toml: &str) -> Result<Config, ConfigErrors> {
+    let toml = toml.strip_prefix('\u{feff}').unwrap_or(toml);
     from_figment(
         &Figment::new().merge(Toml::string(toml)),
         Path::new("."),
@@ -850,7 +881,7 @@ fn figment_errors(e: figment::Error, prefix: &str) -> Vec<String> {
                     }
                     "missing required key".to_string()
                 }
-                other => other.to_string(),
+                other => without_source_excerpt(&other.to_string()),
             };
             if path.is_empty() {
                 msg
@@ -859,6 +890,20 @@ fn figment_errors(e: figment::Error, prefix: &str) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// A TOML syntax error quotes the offending line (`2 | key = "value"`) under a caret; the
+/// line may hold a misplaced secret, so only the position and the message are kept.
+fn without_source_excerpt(msg: &str) -> String {
+    msg.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            let digits = t.trim_start_matches(|c: char| c.is_ascii_digit());
+            !(digits.starts_with('|') || digits.starts_with(" |"))
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn kind_name(a: &figment::error::Actual) -> String {

@@ -59,6 +59,7 @@ pub async fn poll_once(
         Ok(report) => {
             let accounts = report.tally.accounts.iter().flatten().sum::<u64>();
             tracing::info!(source = %cfg.name, accounts, seconds = elapsed, "poll succeeded");
+            crate::report::log_future_timestamps(&cfg.name, &report.tally);
             state.report.store(Some(Arc::new(report)));
             state.update_status(|s| {
                 s.up = true;

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 
 use crate::checks::{self, CheckId, Ctx, Finding, MfaClass, N_CHECKS};
 use crate::config::Policy;
-use crate::model::{Account, AccountType, CredentialType, DataAvailability, Status, Timestamp};
+use crate::model::{
+    Account, AccountType, CredentialType, DataAvailability, Known, Status, Timestamp,
+};
 use crate::sources::{AccountSink, PollOutput, SourceGauge};
 
 pub const DORMANT_REASONS: [&str; 3] = ["inactive", "never_logged_in", "terminated"];
@@ -17,6 +19,13 @@ pub const OVERPRIV_REASONS: [&str; 4] = [
     "no_mfa",
     "service_account_admin",
 ];
+
+/// The timestamp fields counted in `identity_posture_future_timestamps{field}`.
+pub const FUTURE_FIELDS: [&str; 4] = ["created", "last_login", "last_rotated", "last_used"];
+
+/// A timestamp later than this after the poll's clock counts as "in the future". The slack
+/// keeps clock skew and logins that happen while a long poll runs out of the count.
+pub const FUTURE_SLACK: time::Duration = time::Duration::days(1);
 
 /// At most this many distinct roles per source in `identity_posture_privileged_accounts`.
 pub const MAX_ROLE_LABELS: usize = 20;
@@ -51,6 +60,11 @@ pub struct Tally {
     pub compliant: u64,
     /// Accounts whose roles were known (tenant admin-count checks need roles).
     pub roles_known: u64,
+    /// Timestamps more than [`FUTURE_SLACK`] after the poll's clock, per [`FUTURE_FIELDS`]
+    /// (every account, excluded or not). The checks treat them as "now".
+    pub future_timestamps: [u64; 4],
+    /// The first such timestamp seen, for the log line: (account id, field).
+    pub future_example: Option<(String, &'static str)>,
 }
 
 impl Tally {
@@ -182,6 +196,7 @@ impl ReportBuilder {
         };
         let v = checks::evaluate_account(a, &ctx, &mut self.scratch);
         count(&mut self.tally, a, &v, &self.scratch, &self.policy);
+        count_future(&mut self.tally, a, self.now + FUTURE_SLACK);
         v
     }
 
@@ -226,6 +241,59 @@ impl ReportBuilder {
             findings,
             index,
         }
+    }
+}
+
+/// One warning per poll of a source whose data has timestamps in the future.
+pub fn log_future_timestamps(source: &str, t: &Tally) {
+    let total: u64 = t.future_timestamps.iter().sum();
+    if total == 0 {
+        return;
+    }
+    let [created, last_login, last_rotated, last_used] = t.future_timestamps;
+    let (example_account, example_field) = t
+        .future_example
+        .as_ref()
+        .map(|(id, f)| (id.as_str(), *f))
+        .unwrap_or(("", ""));
+    tracing::warn!(
+        source,
+        total,
+        created,
+        last_login,
+        last_rotated,
+        last_used,
+        example_account,
+        example_field,
+        "timestamps more than a day in the future (bad source data or a wrong clock); the checks treat them as now"
+    );
+}
+
+/// Counts the account's timestamps that lie after `limit`.
+fn count_future(t: &mut Tally, a: &Account, limit: Timestamp) {
+    let at = |k: &Known<Timestamp>| matches!(k, Known::At(x) if *x > limit);
+    let mut n = [
+        u64::from(a.created.is_some_and(|c| c > limit)),
+        u64::from(at(&a.last_login)),
+        0,
+        0,
+    ];
+    for c in a.credentials.iter().flatten() {
+        n[2] += u64::from(at(&c.last_rotated));
+        n[3] += u64::from(at(&c.last_used));
+    }
+    for r in a.roles.iter().flatten() {
+        n[3] += u64::from(at(&r.last_used));
+    }
+    if n == [0; 4] {
+        return;
+    }
+    for (total, k) in t.future_timestamps.iter_mut().zip(n) {
+        *total += k;
+    }
+    if t.future_example.is_none() {
+        let field = FUTURE_FIELDS[n.iter().position(|k| *k > 0).unwrap_or(0)];
+        t.future_example = Some((a.id.clone(), field));
     }
 }
 
@@ -419,6 +487,56 @@ mod tests {
             r.tally.findings[CheckId::TenantTooFewSuperAdmins as usize],
             1
         );
+    }
+
+    #[test]
+    fn future_timestamps_are_counted_per_field_and_judged_as_now() {
+        let far = NOW + time::Duration::days(365 * 70);
+        let mut a = active("svc-future");
+        a.created = Some(far);
+        a.last_login = Known::At(far);
+        a.credentials = Some(vec![
+            Credential {
+                credential_type: CredentialType::AccessKey,
+                id: "k1".into(),
+                last_rotated: Known::At(far),
+                expires: Known::Unknown,
+                last_used: Known::At(far),
+            },
+            Credential {
+                credential_type: CredentialType::AccessKey,
+                id: "k2".into(),
+                last_rotated: Known::At(far),
+                expires: Known::Unknown,
+                last_used: Known::Unknown,
+            },
+        ]);
+        a.roles = Some(vec![Role {
+            name: "SUPER_ADMIN".into(),
+            last_used: Known::At(far),
+        }]);
+        let mut skewed = active("skewed");
+        // Within the slack: a login during a long poll, or clock skew, is not counted.
+        skewed.last_login = Known::At(NOW + time::Duration::hours(2));
+        let r = report(vec![skewed, a]);
+        assert_eq!(r.tally.future_timestamps, [1, 1, 2, 2]);
+        assert_eq!(
+            r.tally.future_example,
+            Some(("svc-future".to_string(), "created"))
+        );
+        // Treated as "now": no rotation, dormancy or unused-privilege finding, no negative days.
+        let checks: Vec<CheckId> = r
+            .findings
+            .iter()
+            .filter(|f| f.account == Some(1))
+            .map(|f| f.finding.check)
+            .collect();
+        assert!(
+            !checks.contains(&CheckId::CredentialUnrotated),
+            "{checks:?}"
+        );
+        assert!(!checks.contains(&CheckId::PrivilegeUnused), "{checks:?}");
+        assert!(r.findings.iter().all(|f| f.finding.days.unwrap_or(0) >= 0));
     }
 
     #[test]
