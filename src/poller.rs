@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::SourceConfig;
 use crate::model::Timestamp;
-use crate::report::ReportBuilder;
+use crate::report::{FindingsHook, ReportBuilder};
 use crate::sources::{PollContext, Source};
 use crate::state::{AppState, SourceState};
 
@@ -34,6 +34,18 @@ pub async fn poll_once(
     clock: &Clock,
     retain: bool,
 ) -> Result<(), String> {
+    poll_once_with(cfg, source, state, clock, retain, None).await
+}
+
+/// [`poll_once`], with `hook` seeing every account's findings as they are produced.
+pub async fn poll_once_with(
+    cfg: &SourceConfig,
+    source: &Source,
+    state: &SourceState,
+    clock: &Clock,
+    retain: bool,
+    hook: Option<FindingsHook>,
+) -> Result<(), String> {
     let now = clock();
     let started = Instant::now();
     state.update_status(|s| {
@@ -42,6 +54,9 @@ pub async fn poll_once(
         s.last_attempt = Some(now);
     });
     let mut builder = ReportBuilder::new(cfg.policy.clone(), now, retain);
+    if let Some(h) = hook {
+        builder = builder.with_hook(h);
+    }
     let ctx = PollContext {
         now,
         stats: &state.stats,

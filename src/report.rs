@@ -134,11 +134,16 @@ impl Report {
     }
 }
 
+/// Called with every account's findings as they are produced (sorted by check, then
+/// subject), for output that streams instead of retaining (`collect --format json`).
+pub type FindingsHook = Box<dyn FnMut(&Account, &checks::Verdict, &[Finding]) + Send>;
+
 /// Runs the checks over accounts as they arrive and counts them.
 pub struct ReportBuilder {
     policy: Policy,
     now: Timestamp,
     retain: bool,
+    hook: Option<FindingsHook>,
     tally: Tally,
     scratch: Vec<Finding>,
     accounts: Vec<Account>,
@@ -159,6 +164,7 @@ impl ReportBuilder {
             policy,
             now,
             retain,
+            hook: None,
             tally: Tally::default(),
             scratch: Vec::with_capacity(16),
             accounts: Vec::new(),
@@ -167,8 +173,24 @@ impl ReportBuilder {
         }
     }
 
+    /// Sets the [`FindingsHook`].
+    pub fn with_hook(mut self, hook: FindingsHook) -> ReportBuilder {
+        self.hook = Some(hook);
+        self
+    }
+
     pub fn add(&mut self, a: Account) {
         let v = self.evaluate(&a);
+        if let Some(hook) = &mut self.hook {
+            if !self.scratch.is_empty() {
+                self.scratch.sort_by(|x, y| {
+                    x.check
+                        .cmp(&y.check)
+                        .then_with(|| x.subject.cmp(&y.subject))
+                });
+                hook(&a, &v, &self.scratch);
+            }
+        }
         if self.retain {
             let idx = self.accounts.len() as u32;
             for f in self.scratch.drain(..) {
