@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -153,10 +154,12 @@ struct ConnShared {
     evict: Notify,
     /// The state changed (response finished, request begun): the watchdog recomputes.
     changed: Notify,
+    /// The client's address (eviction prefers the address holding the most connections).
+    ip: IpAddr,
 }
 
 impl ConnShared {
-    fn new(now_ms: u64) -> ConnShared {
+    fn new(now_ms: u64, ip: IpAddr) -> ConnShared {
         ConnShared {
             busy: AtomicU32::new(0),
             served: AtomicBool::new(false),
@@ -164,6 +167,7 @@ impl ConnShared {
             since_ms: AtomicU64::new(now_ms),
             evict: Notify::new(),
             changed: Notify::new(),
+            ip,
         }
     }
 
@@ -190,9 +194,55 @@ enum Closed {
 
 /// The open connections, for the cap and eviction.
 struct Registry {
-    conns: Mutex<HashMap<u64, Arc<ConnShared>>>,
+    conns: Mutex<Conns>,
     next_id: AtomicU64,
     limit_log: Mutex<RateLimitedLog>,
+}
+
+#[derive(Default)]
+struct Conns {
+    map: HashMap<u64, Arc<ConnShared>>,
+    /// Open connections per client address.
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Conns {
+    fn insert(&mut self, id: u64, c: Arc<ConnShared>) {
+        *self.per_ip.entry(c.ip).or_default() += 1;
+        self.map.insert(id, c);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Arc<ConnShared>> {
+        let c = self.map.remove(&id)?;
+        if let Some(n) = self.per_ip.get_mut(&c.ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&c.ip);
+            }
+        }
+        Some(c)
+    }
+
+    /// The connection to close for a newcomer: one waiting without a request in flight
+    /// (idle keep-alive, or headers never finished), from the client address holding the
+    /// most connections, the one that has waited longest. One client flooding the listener
+    /// thus churns its own connections, not everyone else's.
+    fn victim(&self) -> Option<u64> {
+        let idle = |c: &ConnShared| c.busy.load(Ordering::Acquire) == 0;
+        let oldest = |ip: Option<IpAddr>| {
+            self.map
+                .iter()
+                .filter(|(_, c)| idle(c) && ip.is_none_or(|ip| c.ip == ip))
+                .min_by_key(|(_, c)| c.since_ms.load(Ordering::Acquire))
+                .map(|(id, _)| *id)
+        };
+        let hog = self
+            .per_ip
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(ip, _)| *ip);
+        oldest(hog).or_else(|| oldest(None))
+    }
 }
 
 /// What the accept loop does with a new connection.
@@ -202,20 +252,13 @@ enum Admit {
 }
 
 impl Registry {
-    fn admit(&self, max: usize, now_ms: u64, stats: &HttpStats) -> Admit {
+    fn admit(&self, max: usize, now_ms: u64, ip: IpAddr, stats: &HttpStats) -> Admit {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         let mut evicted = false;
-        if conns.len() >= max {
-            // The connection that has waited longest without a request in flight: an idle
-            // keep-alive connection or a client that never finishes its headers.
-            let victim = conns
-                .iter()
-                .filter(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
-                .min_by_key(|(_, c)| c.since_ms.load(Ordering::Acquire))
-                .map(|(id, _)| *id);
-            match victim {
+        if conns.map.len() >= max {
+            match conns.victim() {
                 Some(id) => {
-                    if let Some(c) = conns.remove(&id) {
+                    if let Some(c) = conns.remove(id) {
                         c.evict.notify_one();
                     }
                     stats.evicted.fetch_add(1, Ordering::Relaxed);
@@ -230,9 +273,9 @@ impl Registry {
             }
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let shared = Arc::new(ConnShared::new(now_ms));
+        let shared = Arc::new(ConnShared::new(now_ms, ip));
         conns.insert(id, shared.clone());
-        stats.open.store(conns.len() as u64, Ordering::Relaxed);
+        stats.open.store(conns.map.len() as u64, Ordering::Relaxed);
         drop(conns);
         if evicted {
             self.log_limit(max, true);
@@ -242,8 +285,8 @@ impl Registry {
 
     fn remove(&self, id: u64, stats: &HttpStats) {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.remove(&id);
-        stats.open.store(conns.len() as u64, Ordering::Relaxed);
+        conns.remove(id);
+        stats.open.store(conns.map.len() as u64, Ordering::Relaxed);
     }
 
     fn log_limit(&self, max: usize, evicted: bool) {
@@ -418,7 +461,7 @@ pub async fn serve(
         .store(limits.max_connections as u64, Ordering::Relaxed);
     let epoch = Instant::now();
     let registry = Arc::new(Registry {
-        conns: Mutex::new(HashMap::new()),
+        conns: Mutex::new(Conns::default()),
         next_id: AtomicU64::new(0),
         limit_log: Mutex::new(RateLimitedLog {
             last: None,
@@ -433,7 +476,7 @@ pub async fn serve(
     };
     tokio::pin!(shutdown);
     loop {
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -449,13 +492,14 @@ pub async fn serve(
             },
         };
         while tasks.try_join_next().is_some() {}
-        let (id, shared) = match registry.admit(limits.max_connections, ms_since(epoch), &stats) {
-            Admit::Yes(id, s) => (id, s),
-            Admit::No => {
-                drop(tcp);
-                continue;
-            }
-        };
+        let (id, shared) =
+            match registry.admit(limits.max_connections, ms_since(epoch), peer.ip(), &stats) {
+                Admit::Yes(id, s) => (id, s),
+                Admit::No => {
+                    drop(tcp);
+                    continue;
+                }
+            };
         let _ = tcp.set_nodelay(true);
         let (router, tls, registry, stats, stop) = (
             router.clone(),
@@ -590,6 +634,8 @@ where
 mod tests {
     use super::*;
 
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     #[test]
     fn deadlines_follow_the_connection_state() {
         let limits = ConnLimits {
@@ -598,7 +644,7 @@ mod tests {
             idle_timeout: Duration::from_secs(120),
         };
         let epoch = Instant::now();
-        let c = ConnShared::new(1000);
+        let c = ConnShared::new(1000, LOCAL);
         let at = |c: &ConnShared| c.deadline(epoch, &limits).map(|(t, w)| (t - epoch, w));
         assert_eq!(
             at(&c),
@@ -626,7 +672,7 @@ mod tests {
     fn at_the_cap_the_longest_waiting_idle_connection_makes_room() {
         let stats = HttpStats::default();
         let reg = Registry {
-            conns: Mutex::new(HashMap::new()),
+            conns: Mutex::new(Conns::default()),
             next_id: AtomicU64::new(0),
             limit_log: Mutex::new(RateLimitedLog {
                 last: None,
@@ -635,17 +681,17 @@ mod tests {
         };
         let mut ids = Vec::new();
         for t in [30, 10, 20] {
-            match reg.admit(3, t, &stats) {
+            match reg.admit(3, t, LOCAL, &stats) {
                 Admit::Yes(id, s) => ids.push((id, s)),
                 Admit::No => panic!("under the cap"),
             }
         }
         // The one accepted at t=10 is busy: the next oldest (t=20) goes.
         ids[1].1.busy.store(1, Ordering::Release);
-        assert!(matches!(reg.admit(3, 40, &stats), Admit::Yes(..)));
+        assert!(matches!(reg.admit(3, 40, LOCAL, &stats), Admit::Yes(..)));
         let left: Vec<u64> = {
             let c = reg.conns.lock().unwrap();
-            let mut v: Vec<u64> = c.keys().copied().collect();
+            let mut v: Vec<u64> = c.map.keys().copied().collect();
             v.sort();
             v
         };
@@ -653,11 +699,38 @@ mod tests {
         assert_eq!(stats.closed().2, 1);
         assert_eq!(stats.open_connections(), 3);
         // All busy: refused.
-        for c in reg.conns.lock().unwrap().values() {
+        for c in reg.conns.lock().unwrap().map.values() {
             c.busy.store(1, Ordering::Release);
         }
-        assert!(matches!(reg.admit(3, 50, &stats), Admit::No));
+        assert!(matches!(reg.admit(3, 50, LOCAL, &stats), Admit::No));
         assert_eq!(stats.rejected(), 1);
+    }
+
+    #[test]
+    fn the_address_holding_the_most_connections_makes_room_first() {
+        let stats = HttpStats::default();
+        let reg = Registry {
+            conns: Mutex::new(Conns::default()),
+            next_id: AtomicU64::new(0),
+            limit_log: Mutex::new(RateLimitedLog {
+                last: None,
+                suppressed: 0,
+            }),
+        };
+        let flood: IpAddr = "192.0.2.66".parse().unwrap();
+        // The scraper's connection is the oldest of all.
+        assert!(matches!(reg.admit(4, 1, LOCAL, &stats), Admit::Yes(0, _)));
+        for t in 2..=4 {
+            assert!(matches!(reg.admit(4, t, flood, &stats), Admit::Yes(..)));
+        }
+        for t in 5..50 {
+            assert!(matches!(reg.admit(4, t, flood, &stats), Admit::Yes(..)));
+        }
+        let c = reg.conns.lock().unwrap();
+        assert!(c.map.contains_key(&0), "the scraper kept its connection");
+        assert_eq!(c.per_ip[&flood], 3);
+        assert_eq!(c.per_ip[&LOCAL], 1);
+        assert_eq!(stats.closed().2, 45);
     }
 
     #[test]
