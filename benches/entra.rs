@@ -2,18 +2,18 @@
 //! tenant: upstream requests per poll against the page minimum, wall time against the
 //! fetch floor (pages × injected latency), and peak RSS. `cargo bench --bench entra`.
 
-#[path = "../tests/support/entra_mock.rs"]
-mod entra_mock;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
-use entra_mock::{Collection, MockGraph, Tenant, GLOBAL_ADMIN};
-use identity_posture_exporter::config::{EntraAuth, EntraConfig, Policy, Secret, UpstreamLimits};
+use identity_posture_exporter::config::{Policy, Secret, SourceConfig};
 use identity_posture_exporter::report::ReportBuilder;
-use identity_posture_exporter::sources::entra::client::GraphClient;
-use identity_posture_exporter::sources::entra::{EntraSource, PAGE_SIZE};
-use identity_posture_exporter::sources::{PollContext, SourceStats};
+use identity_posture_exporter::sources::entra::{EntraAuth, EntraConfig, EntraSource, PAGE_SIZE};
+use identity_posture_exporter::sources::{Deps, PollContext, Provider};
+use identity_posture_exporter::upstream::RequestStats as SourceStats;
 use serde_json::json;
+use support::entra_mock::{Collection, MockGraph, Tenant, GLOBAL_ADMIN};
 
 const USERS: usize = 200_000;
 const APPS: usize = 2_000;
@@ -140,18 +140,9 @@ fn main() {
             authority_url: mock.base.clone(),
             graph_url: mock.base.clone(),
         };
-        let client = GraphClient::new(
-            &cfg,
-            "bench",
-            Duration::from_secs(120),
-            UpstreamLimits {
-                max_rate_limit_share: 0.5,
-                max_requests_per_poll: None,
-                concurrency: 4,
-            },
-        )
-        .unwrap();
-        let source = EntraSource::with_client(client);
+        let mut sc = SourceConfig::new("bench", "entra", cfg.clone());
+        sc.timeout = Duration::from_secs(120);
+        let source = EntraSource::build(&sc, &cfg, &Deps::default()).unwrap();
         let now = time::macros::datetime!(2026-11-28 12:00 UTC);
         let rss_before = vm_hwm_kib();
         for (round, retain) in [(1, true), (2, true)] {

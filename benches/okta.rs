@@ -3,19 +3,19 @@
 //! fetch floor (the same requests, same concurrency, bodies discarded unparsed), and peak RSS.
 //! Run: `cargo bench --bench okta` (optional arguments: users, concurrency).
 
-#[path = "../tests/support/okta_mock.rs"]
-mod okta_mock;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use identity_posture_exporter::config::{
-    OktaAuth, OktaConfig, Policy, Secret, SourceConfig, SourceKind, UpstreamLimits,
-};
+use identity_posture_exporter::config::{Secret, SourceConfig, UpstreamLimits};
 use identity_posture_exporter::model::Account;
+use identity_posture_exporter::sources::okta::OktaConfig;
 use identity_posture_exporter::sources::okta::OktaSource;
-use identity_posture_exporter::sources::{AccountSink, PollContext, SourceStats};
-use okta_mock::*;
+use identity_posture_exporter::sources::{AccountSink, Deps, PollContext, Provider};
+use identity_posture_exporter::upstream::RequestStats as SourceStats;
+use support::okta_mock::*;
 
 /// Counts accounts without keeping them (the checks consume them in the daemon).
 #[derive(Default)]
@@ -44,24 +44,15 @@ fn vm_hwm_kib() -> u64 {
 }
 
 fn config(url: &str, concurrency: usize) -> SourceConfig {
-    SourceConfig {
-        name: "okta-bench".into(),
-        interval: Duration::from_secs(900),
-        timeout: Duration::from_secs(3600),
-        policy: Policy::default(),
-        limits: UpstreamLimits {
-            max_rate_limit_share: 0.5,
-            max_requests_per_poll: None,
-            concurrency,
-        },
-        kind: SourceKind::Okta(OktaConfig {
-            url: url.into(),
-            auth: OktaAuth::ApiToken(Secret::new(TOKEN)),
-            terminated_attribute: Some("leaveDate".into()),
-            factor_refresh_per_poll: None,
-            factor_max_age: Duration::from_secs(24 * 3600),
-        }),
-    }
+    let mut okta = OktaConfig::with_token(url, Secret::new(TOKEN));
+    okta.terminated_attribute = Some("leaveDate".into());
+    let mut c = SourceConfig::new("okta-bench", "okta", okta);
+    c.timeout = Duration::from_secs(3600);
+    c.limits = UpstreamLimits {
+        concurrency,
+        ..UpstreamLimits::default()
+    };
+    c
 }
 
 /// Every URL a cold poll requests, known in advance from the mock's cursor scheme.
@@ -111,7 +102,8 @@ fn main() {
     rt.block_on(async move {
         let base_rss = vm_hwm_kib();
         let mock = MockOkta::start(users, deprov).await;
-        let src = OktaSource::new(&config(&mock.url, concurrency)).unwrap();
+        let cfg = config(&mock.url, concurrency);
+        let src = OktaSource::build(&cfg, cfg.settings().unwrap(), &Deps::default()).unwrap();
         let stats = SourceStats::default();
 
         // Cold poll: every active user's factors fetched.

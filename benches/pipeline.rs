@@ -26,7 +26,9 @@ fn accounts_n() -> usize {
 }
 
 fn demo_policy() -> config::Policy {
-    let cfg = config::load(std::path::Path::new("examples/demo.toml")).unwrap();
+    let cfg =
+        identity_posture_exporter::sources::load_config(std::path::Path::new("examples/demo.toml"))
+            .unwrap();
     cfg.sources[0].policy.clone()
 }
 
@@ -122,14 +124,14 @@ async fn bench_metrics_latency(path: &std::path::Path) {
             path.display()
         ));
     }
-    let cfg = config::from_toml_str(&toml).unwrap();
+    let cfg = identity_posture_exporter::sources::config_from_toml(&toml).unwrap();
     let state = Arc::new(AppState::new(&cfg.sources));
     let clock: Clock = Arc::new(|| NOW);
     for (sc, st) in cfg.sources.iter().zip(state.sources.iter()) {
-        let src = Source::new(sc).unwrap();
+        let src = Source::build(sc, &identity_posture_exporter::sources::Deps::default()).unwrap();
         poll_once(sc, &src, st, &clock, true).await.unwrap();
     }
-    state.refresh_metrics();
+    identity_posture_exporter::metrics::refresh(&state);
     let body_len = state.metrics.load().len();
     let app = server::app(state.clone(), &cfg.server).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -10,15 +10,12 @@ use std::io::{self, BufRead, BufReader, BufWriter, Seek, Write};
 use std::sync::{Arc, Mutex};
 
 use serde::ser::{SerializeSeq, Serializer};
-use serde::Serialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use crate::checks::{Finding, Verdict};
 use crate::config::{Config, SourceConfig};
-use crate::model::Account;
 use crate::poller::{poll_once_with, Clock};
-use crate::report::FindingsHook;
-use crate::sources::Source;
+use crate::report::{AccountFindings, FindingRecord, FindingsHook};
+use crate::sources::{Deps, Source};
 use crate::state::{AppState, SourceState};
 
 /// Polls all sources concurrently. Returns the Prometheus output and whether every source
@@ -26,13 +23,14 @@ use crate::state::{AppState, SourceState};
 pub async fn run(cfg: &Config, clock: &Clock) -> (Vec<u8>, bool) {
     let state = Arc::new(AppState::new(&cfg.sources));
     let ok = poll_all(cfg, &state, clock, |_| None).await;
-    (crate::metrics::render(&state.sources), ok)
+    (crate::metrics::render(&state.sources, None), ok)
 }
 
 /// Polls all sources concurrently and writes their findings as JSON to `out`:
 /// `{"sources": [{"compliant_ratio", "error", "findings": [...], "provider", "source", "up"}]}`,
-/// tenant findings first, then account findings in the order the source delivered the
-/// accounts (per account by check). A source whose poll failed has no findings. Returns
+/// each finding in the shared shape ([`FindingRecord`], docs/api.md); tenant findings
+/// first, then account findings in the order the source delivered the accounts (per
+/// account by check, then subject). A source whose poll failed has no findings. Returns
 /// whether every source succeeded.
 pub async fn run_json(cfg: &Config, clock: &Clock, out: &mut dyn Write) -> io::Result<bool> {
     let state = Arc::new(AppState::new(&cfg.sources));
@@ -41,7 +39,14 @@ pub async fn run_json(cfg: &Config, clock: &Clock, out: &mut dyn Write) -> io::R
         .iter()
         .map(|_| Arc::new(Mutex::new(Spool::new())))
         .collect();
-    let ok = poll_all(cfg, &state, clock, |i| Some(spool_hook(spools[i].clone()))).await;
+    let ok = poll_all(cfg, &state, clock, |i| {
+        Some(spool_hook(
+            spools[i].clone(),
+            cfg.sources[i].name.clone(),
+            state.sources[i].provider,
+        ))
+    })
+    .await;
     let mut sources = Vec::new();
     for (s, spool) in state.sources.iter().zip(spools) {
         let spool = Arc::try_unwrap(spool)
@@ -102,7 +107,7 @@ async fn poll(
     clock: &Clock,
     hook: Option<FindingsHook>,
 ) -> Result<(), String> {
-    match Source::new(sc) {
+    match Source::build(sc, &Deps::default()) {
         Ok(src) => poll_once_with(sc, &src, st, clock, false, hook).await,
         Err(e) => {
             let msg = e.to_string();
@@ -117,19 +122,37 @@ async fn poll(
     }
 }
 
-/// One finding as `collect --format json` writes it.
-fn finding_json(account: Option<(&Account, &Verdict)>, f: &Finding) -> serde_json::Value {
-    json!({
-        "account_id": account.map(|(a, _)| &a.id),
-        "login": account.map(|(a, _)| &a.login),
-        "account_type": account.map(|(_, v)| v.account_type.as_str()),
-        "excluded": account.is_some_and(|(_, v)| v.excluded),
-        "check": f.check.as_str(),
-        "severity": f.check.severity().as_str(),
-        "subject": f.subject.as_deref(),
-        "days": f.days,
-        "detail": f.describe(),
-    })
+/// A [`FindingRecord`] read back from the spool, owned. Its fields are in the order
+/// `serde_json` sorts object keys, so each finding is written as the whole-document
+/// rendering (records turned into a `json!` map) wrote it. `deny_unknown_fields` makes a
+/// field added to [`FindingRecord`] but not here an error (a unit test writes every field),
+/// never a silently dropped key.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpooledRecord {
+    account_id: Option<String>,
+    account_type: Option<String>,
+    check: String,
+    credential_type: Option<String>,
+    days: Option<i64>,
+    detail: String,
+    display_name: Option<String>,
+    excepted: bool,
+    exception_expires: Option<String>,
+    exception_owner: Option<String>,
+    exception_reason: Option<String>,
+    excluded: bool,
+    first_seen: Option<String>,
+    login: Option<String>,
+    new: bool,
+    privileged: Option<bool>,
+    provider: String,
+    remediation: String,
+    scope: String,
+    severity: String,
+    source: String,
+    status: Option<String>,
+    subject: Option<String>,
 }
 
 /// Where one source's account findings wait, one compact JSON document per line, until
@@ -156,7 +179,7 @@ impl Spool {
         Spool { sink, error: None }
     }
 
-    fn push(&mut self, v: &serde_json::Value) {
+    fn push(&mut self, v: &FindingRecord<'_>) {
         if self.error.is_some() {
             return;
         }
@@ -187,17 +210,17 @@ impl Spool {
     }
 }
 
-fn spool_hook(spool: Arc<Mutex<Spool>>) -> FindingsHook {
-    Box::new(move |a: &Account, v: &Verdict, findings: &[Finding]| {
+fn spool_hook(spool: Arc<Mutex<Spool>>, source: String, provider: &'static str) -> FindingsHook {
+    Box::new(move |af: &AccountFindings<'_>| {
         let mut s = spool.lock().unwrap_or_else(|e| e.into_inner());
-        for f in findings {
-            s.push(&finding_json(Some((a, v)), f));
+        for r in af.records(&source, provider) {
+            s.push(&r);
         }
     })
 }
 
 /// The output document. Fields are in the order `serde_json` sorts object keys, so the
-/// text is what the earlier whole-document rendering produced.
+/// text is what the earlier whole-document rendering (a `json!` map) produced.
 #[derive(Serialize)]
 struct Doc {
     sources: Vec<SourceOut>,
@@ -216,7 +239,7 @@ struct SourceOut {
 /// A source's findings: its tenant findings, then the spooled account findings, read back
 /// one line at a time while the output is written.
 struct Findings {
-    tenant: Vec<serde_json::Value>,
+    tenant: Vec<SpooledRecord>,
     spooled: RefCell<Option<Spool>>,
 }
 
@@ -235,7 +258,7 @@ impl Serialize for Findings {
                 if r.read_line(&mut line).map_err(S::Error::custom)? == 0 {
                     break;
                 }
-                let v: serde_json::Value = serde_json::from_str(&line).map_err(S::Error::custom)?;
+                let v: SpooledRecord = serde_json::from_str(&line).map_err(S::Error::custom)?;
                 seq.serialize_element(&v)?;
             }
         }
@@ -243,17 +266,30 @@ impl Serialize for Findings {
     }
 }
 
+/// A record as the spool keeps it (through its JSON form, so both paths agree).
+fn owned(r: &FindingRecord<'_>) -> SpooledRecord {
+    serde_json::to_value(r)
+        .and_then(serde_json::from_value)
+        .expect("a finding record reads back as a spooled record")
+}
+
 fn source_out(s: &SourceState, spool: Spool) -> SourceOut {
     let st = s.status();
     let r = s.report.load_full();
     // Account findings only count from a poll that succeeded (there is no last good one).
-    let tenant: Vec<serde_json::Value> = r
+    // `collect` polls once, without history: every finding is first seen now, and new.
+    let tenant: Vec<SpooledRecord> = r
         .as_ref()
         .map(|r| {
             r.findings
                 .iter()
                 .filter(|f| f.account.is_none())
-                .map(|f| finding_json(None, &f.finding))
+                .map(|f| {
+                    let mut rec = r.record(&s.name, s.provider, f);
+                    rec.first_seen = r.evaluated_at.map(crate::model::format_ts);
+                    rec.new = true;
+                    owned(&rec)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -267,5 +303,145 @@ fn source_out(s: &SourceState, spool: Spool) -> SourceOut {
         provider: s.provider,
         source: s.name.clone(),
         up: st.up,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The streamed document is byte for byte what rendering a retained poll (with finding
+    /// history, as a single poll sees it) into one `json!` document gives: the demo is in
+    /// account-id order, so delivery order and the API's order agree. An exception, a
+    /// disabled check and a failed source are in it too.
+    #[tokio::test]
+    async fn the_streamed_document_is_the_retained_rendering() {
+        let demo = format!(
+            "{}/examples/demo-identities.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let cfg = crate::sources::config_from_toml(&format!(
+            r#"
+[policy]
+exclude_accounts = ["breakglass-*@example.com"]
+service_account_patterns = ["svc-*"]
+[policy.checks."mfa.weak"]
+enabled = false
+[[policy.exceptions]]
+check = "mfa.missing"
+account = "*"
+reason = "kiosks"
+owner = "it-ops@example.com"
+expires = "2099-06-30"
+[[sources]]
+name = "gone"
+type = "file"
+path = "/nonexistent/x.json"
+[[sources]]
+name = "demo"
+type = "file"
+path = "{demo}"
+time_anchor = "2026-11-28T00:00:00Z"
+"#
+        ))
+        .unwrap();
+        let clock: Clock = Arc::new(|| time::macros::datetime!(2026-11-28 00:00 UTC));
+        let mut out = Vec::new();
+        assert!(
+            !run_json(&cfg, &clock, &mut out).await.unwrap(),
+            "gone fails"
+        );
+
+        let state = AppState::new(&cfg.sources);
+        for (sc, st) in cfg.sources.iter().zip(&state.sources) {
+            let src = Source::build(sc, &Deps::default()).unwrap();
+            let _ = crate::poller::poll_once(sc, &src, st, &clock, true).await;
+        }
+        let mut sources = Vec::new();
+        for s in &state.sources {
+            let st = s.status();
+            let r = s.report.load_full();
+            let findings: Vec<FindingRecord> = r
+                .as_ref()
+                .map(|r| {
+                    r.findings
+                        .iter()
+                        .map(|f| r.record(&s.name, s.provider, f))
+                        .collect()
+                })
+                .unwrap_or_default();
+            sources.push(serde_json::json!({
+                "source": s.name,
+                "provider": s.provider,
+                "up": st.up,
+                "error": st.last_error,
+                "compliant_ratio": r.as_ref().map(|r| r.tally.compliant_ratio()),
+                "findings": findings,
+            }));
+        }
+        let mut want =
+            serde_json::to_vec_pretty(&serde_json::json!({ "sources": sources })).unwrap();
+        want.push(b'\n');
+        let (got, want) = (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(want).unwrap(),
+        );
+        assert!(got.contains("\"exception_reason\": \"kiosks\""));
+        assert!(got.contains("\"scope\": \"tenant\""));
+        assert!(!got.contains("\"check\": \"mfa.weak\""));
+        assert_eq!(got, want);
+    }
+
+    /// Every field of [`FindingRecord`], set, survives the spool unchanged and in order.
+    #[test]
+    fn a_record_reads_back_from_the_spool_byte_for_byte() {
+        let rec = FindingRecord {
+            source: "s\"1",
+            provider: "file",
+            scope: "account",
+            account_id: Some("id-1"),
+            login: Some("=HYPERLINK(\"x\")"),
+            display_name: Some("Dana \u{e9}\n"),
+            account_type: Some("human"),
+            status: Some("active"),
+            privileged: Some(true),
+            excluded: false,
+            excepted: true,
+            exception_reason: Some("reason"),
+            exception_owner: Some("owner"),
+            exception_expires: Some("2026-12-01T00:00:00Z".into()),
+            check: "mfa.missing",
+            severity: "critical",
+            subject: Some("key-1"),
+            credential_type: Some("api_key"),
+            days: Some(-3),
+            first_seen: Some("2026-11-28T00:00:00Z".into()),
+            new: true,
+            detail: "a sentence".into(),
+            remediation: "do this",
+        };
+        let mut spool = Spool::new();
+        spool.push(&rec);
+        assert!(spool.error.is_none());
+        let mut line = String::new();
+        spool.reader().unwrap().read_line(&mut line).unwrap();
+        let back: SpooledRecord = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            serde_json::to_string_pretty(&back).unwrap(),
+            serde_json::to_string_pretty(&serde_json::to_value(&rec).unwrap()).unwrap()
+        );
+        let mut keys: Vec<String> =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&line)
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+        let mut columns: Vec<String> = FindingRecord::COLUMNS
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        columns.sort();
+        keys.sort();
+        assert_eq!(keys, columns, "every column is spooled");
     }
 }

@@ -1,21 +1,27 @@
 //! Configuration: TOML file then `IPE_`-prefixed environment (figment), parsed into a raw
 //! form that accepts anything well-typed, then validated into [`Config`]. Validation collects
 //! every problem with its key path, so `check-config` can print them all at once.
-//! Secrets are resolved here from `*_file` / `*_env` keys into [`Secret`], which never prints.
+//! This module owns `[server]`, `[policy]` and the keys common to every `[[sources]]` table;
+//! each provider owns its own keys (`sources/<type>/config.rs`) and validates them through the
+//! shared [`Validator`] (secrets from `*_file` / `*_env` into [`Secret`], which never prints).
 
-use std::collections::{BTreeMap, HashSet};
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Value};
 use figment::Figment;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{FactorType, Timestamp};
+use crate::model::{CheckId, FactorType, Severity, Timestamp, N_CHECKS};
 
-/// Default listen address (SPEC §2: port 9863).
+/// Default listen address (README "Commands": port 9863).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9863";
 
 /// A secret value (token, client secret, private key). `Debug` and `Display` never show it.
@@ -52,6 +58,14 @@ pub struct RawServer {
     pub max_connections: Option<u32>,
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub external_url: Option<String>,
+}
+
+/// `[storage]`: where the exporter keeps state between restarts (finding history).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -72,6 +86,27 @@ pub struct RawPolicy {
     pub exclude_accounts: Option<Vec<String>>,
     pub service_account_patterns: Option<Vec<String>>,
     pub privilege_rules: Option<Vec<RawPrivilegeRule>>,
+    /// `[policy.checks."<check id>"]`: turn a check off or change its severity.
+    pub checks: Option<BTreeMap<String, RawCheckControl>>,
+    /// `[[policy.exceptions]]`: accepted findings, with a reason, an owner and an expiry.
+    pub exceptions: Option<Vec<RawException>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheckControl {
+    pub enabled: Option<bool>,
+    pub severity: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawException {
+    pub check: Option<String>,
+    pub account: Option<String>,
+    pub reason: Option<String>,
+    pub owner: Option<String>,
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -84,101 +119,26 @@ pub struct RawPrivilegeRule {
     pub allow_accounts: Vec<String>,
 }
 
-/// One `[[sources]]` table: every key of every source type, checked against the type later.
-#[derive(Debug, Default, Deserialize, Serialize)]
+/// The keys every `[[sources]]` table accepts; the rest of the table belongs to the source's
+/// provider, which reads it with its own raw struct (see [`SourceTypes`]).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSource {
-    #[serde(skip_serializing_if = "Option::is_none")]
+pub struct RawCommon {
     pub name: Option<String>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type")]
     pub source_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<RawPolicy>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_rate_limit_share: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_requests_per_poll: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_accounts_per_poll: Option<u64>,
+    pub max_bytes_per_poll: Option<String>,
     pub concurrency: Option<u32>,
-    // file
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time_anchor: Option<String>,
-    // shared by several providers
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_file: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_env: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub private_key_file: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub private_key_env: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scopes: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub terminated_attribute: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub factor_refresh_per_poll: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub factor_max_age: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_secret_file: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_secret_env: Option<String>,
-    // entra
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub certificate_file: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub authority_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub graph_url: Option<String>,
-    // google
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub customer: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub admin_email: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credentials_file: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credentials_env: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_url: Option<String>,
-    // aws_iam
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoint_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub admin_policies: Option<Vec<String>>,
-    // github
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub org: Option<String>,
-    // sspm
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tsg_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth_url: Option<String>,
 }
 
-/// Keys every source accepts.
-const COMMON_KEYS: &[&str] = &[
+/// Keys every source accepts (the fields of [`RawCommon`]).
+pub const COMMON_KEYS: &[&str] = &[
     "name",
     "type",
     "interval",
@@ -186,51 +146,44 @@ const COMMON_KEYS: &[&str] = &[
     "policy",
     "max_rate_limit_share",
     "max_requests_per_poll",
+    "max_accounts_per_poll",
+    "max_bytes_per_poll",
     "concurrency",
 ];
 
-/// Provider keys per source type (SPEC §3). A type absent here is not implemented yet.
-fn provider_keys(source_type: &str) -> Option<&'static [&'static str]> {
-    Some(match source_type {
-        "file" => &["path", "time_anchor"],
-        "okta" => &[
-            "url",
-            "token_file",
-            "token_env",
-            "client_id",
-            "private_key_file",
-            "private_key_env",
-            "key_id",
-            "scopes",
-            "terminated_attribute",
-            "factor_refresh_per_poll",
-            "factor_max_age",
-        ],
-        "entra" => &[
-            "tenant_id",
-            "client_id",
-            "client_secret_file",
-            "client_secret_env",
-            "certificate_file",
-            "private_key_file",
-            "private_key_env",
-            "authority_url",
-            "graph_url",
-        ],
-        "sspm" => &[
-            "client_id",
-            "client_secret_file",
-            "client_secret_env",
-            "tsg_id",
-            "auth_url",
-            "api_url",
-        ],
-        _ => return None,
-    })
+/// Longest allowed `interval`: a source polled less often than weekly is not monitored.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default `max_accounts_per_poll`.
+pub const DEFAULT_MAX_ACCOUNTS: u64 = 5_000_000;
+/// Default `max_bytes_per_poll`: response bytes read from the provider in one poll.
+pub const DEFAULT_MAX_BYTES: u64 = 10 << 30;
+
+/// What the configuration needs to know about source types. The sources registry implements
+/// it and the caller passes it in: this module knows no provider and none of their keys.
+pub trait SourceTypes {
+    /// Type names built into this binary, in registry order.
+    fn types(&self) -> &[&'static str];
+    /// Every type the product knows, built in or not (a type left out by a cargo feature gets
+    /// a clearer message than an unknown one).
+    fn known_types(&self) -> &[&'static str];
+    /// Validates a provider's own keys (the table minus [`COMMON_KEYS`]), reporting every
+    /// problem through `v`. Only called for a built type.
+    fn validate(&self, ty: &str, keys: Dict, v: &mut Validator<'_>) -> Option<ProviderSettings>;
+    /// The shortest interval allowed for the type (network sources protect the provider's
+    /// rate limits).
+    fn min_interval(&self, ty: &str) -> Duration;
 }
 
-/// Source types the SPEC names that this build cannot read yet.
-const PLANNED_TYPES: &[&str] = &["google", "aws_iam", "github"];
+/// A provider's validated keys, opaque here; the provider downcasts them back.
+pub trait Settings: Any + std::fmt::Debug + Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+}
+impl<T: Any + std::fmt::Debug + Send + Sync> Settings for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+pub type ProviderSettings = Arc<dyn Settings>;
 
 // ---------------------------------------------------------------------------------------------
 // Validated form.
@@ -240,6 +193,7 @@ const PLANNED_TYPES: &[&str] = &["google", "aws_iam", "github"];
 pub struct Config {
     pub server: ServerConfig,
     pub policy: Policy,
+    pub storage: StorageConfig,
     pub sources: Vec<SourceConfig>,
 }
 
@@ -248,6 +202,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub web_config_file: Option<PathBuf>,
     pub api_token: Option<Secret>,
+    /// The URL people reach the exporter at (behind a proxy, say), without a trailing slash:
+    /// absolute links in alerts (`identity_posture_exporter_web_info`) and pages.
+    pub external_url: Option<String>,
     /// Connection cap and timeouts of the listener (docs/security.md).
     pub limits: ConnLimits,
 }
@@ -275,20 +232,56 @@ impl Default for ConnLimits {
     }
 }
 
+/// Where persisted state lives. `None`: in memory only (history restarts with the process).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StorageConfig {
+    pub state_dir: Option<PathBuf>,
+}
+
+/// One validated `[[sources]]` table: the common keys, and the provider's own (opaque here).
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
     pub name: String,
+    /// The source type: the `provider` label.
+    pub provider: &'static str,
     pub interval: Duration,
     pub timeout: Duration,
     pub policy: Policy,
     pub limits: UpstreamLimits,
-    pub kind: SourceKind,
+    /// Most accounts one poll may produce; more fail the poll (a provider paging forever).
+    pub max_accounts_per_poll: u64,
+    /// The provider's validated keys.
+    pub settings: ProviderSettings,
 }
 
 impl SourceConfig {
+    /// A source with the common keys at their defaults (tests, benchmarks, embedding).
+    pub fn new(
+        name: impl Into<String>,
+        provider: &'static str,
+        settings: impl Settings,
+    ) -> SourceConfig {
+        SourceConfig {
+            name: name.into(),
+            provider,
+            interval: Duration::from_secs(15 * 60),
+            timeout: Duration::from_secs(10 * 60),
+            policy: Policy::default(),
+            limits: UpstreamLimits::default(),
+            max_accounts_per_poll: DEFAULT_MAX_ACCOUNTS,
+            settings: Arc::new(settings),
+        }
+    }
+
     /// The `provider` label: the source type.
     pub fn provider(&self) -> &'static str {
-        self.kind.provider()
+        self.provider
+    }
+
+    /// The provider's keys, if they are of type `T`.
+    pub fn settings<T: 'static>(&self) -> Option<&T> {
+        // Through the trait object: `Arc` itself is `Settings` too, and would answer for itself.
+        self.settings.as_ref().as_any().downcast_ref::<T>()
     }
 }
 
@@ -299,122 +292,24 @@ pub struct UpstreamLimits {
     pub max_rate_limit_share: f64,
     /// Upper bound on upstream requests in one poll; `None` = no bound.
     pub max_requests_per_poll: Option<u32>,
+    /// Upper bound on response bytes read in one poll.
+    pub max_bytes_per_poll: u64,
     /// Requests in flight at once.
     pub concurrency: usize,
 }
 
-#[derive(Debug, Clone)]
-pub enum SourceKind {
-    File(FileConfig),
-    Okta(OktaConfig),
-    Entra(EntraConfig),
-    Sspm(SspmConfig),
-}
-
-impl SourceKind {
-    pub fn provider(&self) -> &'static str {
-        match self {
-            SourceKind::File(_) => "file",
-            SourceKind::Okta(_) => "okta",
-            SourceKind::Entra(_) => "entra",
-            SourceKind::Sspm(_) => "sspm",
+impl Default for UpstreamLimits {
+    fn default() -> Self {
+        UpstreamLimits {
+            max_rate_limit_share: 0.5,
+            max_requests_per_poll: None,
+            max_bytes_per_poll: DEFAULT_MAX_BYTES,
+            concurrency: 4,
         }
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct FileConfig {
-    pub path: PathBuf,
-    /// Timestamps in the file are read as if this instant were now (they are shifted by
-    /// `now - time_anchor`), so a committed demo file never ages.
-    pub time_anchor: Option<Timestamp>,
-}
-
-#[derive(Debug, Clone)]
-pub struct OktaConfig {
-    pub url: String,
-    pub auth: OktaAuth,
-    /// Profile attribute holding the HR leave date (→ `terminated`).
-    pub terminated_attribute: Option<String>,
-    /// Most per-user factor requests in one poll (oldest cache entries first); `None` = as
-    /// many as the request budget and half the poll timeout allow.
-    pub factor_refresh_per_poll: Option<u32>,
-    /// Cached factor lists younger than this are not refreshed (unless the System Log names
-    /// the user in a factor change). Default 24 h.
-    pub factor_max_age: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub enum OktaAuth {
-    /// `Authorization: SSWS <token>`.
-    ApiToken(Secret),
-    /// OAuth 2.0 service app with a `private_key_jwt` client assertion.
-    ServiceApp {
-        client_id: String,
-        /// PEM or JWK private key.
-        private_key: Secret,
-        key_id: Option<String>,
-        scopes: Vec<String>,
-    },
-}
-
-pub const OKTA_DEFAULT_SCOPES: &[&str] = &[
-    "okta.users.read",
-    "okta.groups.read",
-    "okta.roles.read",
-    "okta.policies.read",
-    "okta.apiTokens.read",
-    "okta.logs.read",
-];
-
-/// Microsoft Entra ID through Microsoft Graph (app-only, client credentials).
-#[derive(Debug, Clone)]
-pub struct EntraConfig {
-    /// Directory (tenant) id or verified domain.
-    pub tenant_id: String,
-    /// Application (client) id of the app registration.
-    pub client_id: String,
-    pub auth: EntraAuth,
-    /// Token authority, without the tenant (`https://login.microsoftonline.com`; national
-    /// clouds have their own).
-    pub authority_url: String,
-    /// Graph base URL, without the version (`https://graph.microsoft.com`).
-    pub graph_url: String,
-}
-
-#[derive(Debug, Clone)]
-pub enum EntraAuth {
-    ClientSecret(Secret),
-    /// A signed client assertion (`private_key_jwt`): the certificate (PEM) gives the
-    /// `x5t#S256` thumbprint, the RSA private key (PEM) signs.
-    Certificate {
-        certificate_pem: String,
-        private_key: Secret,
-    },
-}
-
-/// Palo Alto Networks SaaS Security (SSPM) Identity API, with the common SASE OAuth2
-/// client-credentials grant (HTTP Basic, `scope=tsg_id:<tsg_id>`).
-#[derive(Debug, Clone)]
-pub struct SspmConfig {
-    /// Client id of the SASE service account.
-    pub client_id: String,
-    pub client_secret: Secret,
-    /// Tenant service group id (digits): the token's scope.
-    pub tsg_id: String,
-    /// Authentication service base URL (`https://auth.apps.paloaltonetworks.com`).
-    pub auth_url: String,
-    /// SASE API base URL (`https://api.sase.paloaltonetworks.com`).
-    pub api_url: String,
-}
-
-pub const SSPM_DEFAULT_AUTH_URL: &str = "https://auth.apps.paloaltonetworks.com";
-pub const SSPM_DEFAULT_API_URL: &str = "https://api.sase.paloaltonetworks.com";
-
-pub const ENTRA_DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
-pub const ENTRA_DEFAULT_GRAPH: &str = "https://graph.microsoft.com";
-
-/// Posture policy (SPEC §3 `[policy]`), after defaults and per-source overrides.
+/// Posture policy (README "Configuration", `[policy]`), after defaults and per-source overrides.
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub dormant_after_days: u32,
@@ -434,6 +329,41 @@ pub struct Policy {
     pub exclude_accounts: LoginMatcher,
     pub service_account_patterns: LoginMatcher,
     pub privilege_rules: Vec<PrivilegeRule>,
+    /// Per check, in `CheckId` order: enabled, and the severity findings carry.
+    pub checks: [CheckSetting; N_CHECKS],
+    /// Accepted findings; those of the source's own policy follow the global ones.
+    pub exceptions: Vec<Exception>,
+}
+
+/// Whether a check runs and the severity of its findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckSetting {
+    pub enabled: bool,
+    pub severity: Severity,
+}
+
+/// An accepted finding (`[[policy.exceptions]]`): findings of `check` on accounts matching
+/// `account` (a glob on the login, or the account id) are counted as excepted, not as
+/// findings, until `expires`; then they count again.
+#[derive(Debug, Clone)]
+pub struct Exception {
+    pub check: CheckId,
+    /// The pattern as written (shown in the view and API).
+    pub account: String,
+    matcher: LoginMatcher,
+    pub reason: String,
+    pub owner: String,
+    pub expires: Timestamp,
+}
+
+impl Exception {
+    /// Whether the exception covers a finding of `check` on the account with this login and id
+    /// at `now` (tenant findings have an empty login and id: only `account = "*"` covers them).
+    pub fn covers(&self, check: CheckId, login: &str, id: &str, now: Timestamp) -> bool {
+        self.check == check
+            && now < self.expires
+            && (self.matcher.matches(login) || (!id.is_empty() && self.account == id))
+    }
 }
 
 /// Super-admin role names as each provider spells them.
@@ -564,7 +494,29 @@ impl Policy {
         self.weak_mfa_factors[f as usize]
     }
 
-    /// Builds a policy from `raw` on top of `base` (or the SPEC defaults), pushing problems
+    pub fn check(&self, c: CheckId) -> CheckSetting {
+        self.checks[c as usize]
+    }
+
+    pub fn severity(&self, c: CheckId) -> Severity {
+        self.checks[c as usize].severity
+    }
+
+    /// The first exception covering a finding, as an index into `exceptions`.
+    pub fn exception_for(
+        &self,
+        check: CheckId,
+        login: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Option<u16> {
+        self.exceptions
+            .iter()
+            .position(|e| e.covers(check, login, id, now))
+            .map(|i| i as u16)
+    }
+
+    /// Builds a policy from `raw` on top of `base` (or the documented defaults), pushing problems
     /// onto `errors` with `path` as the key prefix.
     pub fn from_raw(
         raw: &RawPolicy,
@@ -648,7 +600,40 @@ impl Policy {
                 .collect(),
             None => b.map(|b| b.privilege_rules.clone()).unwrap_or_default(),
         };
-        // A number: this level's value, else the base's, else the SPEC default.
+        let mut checks = match b {
+            Some(b) => b.checks,
+            None => CheckId::ALL.map(|c| CheckSetting {
+                enabled: true,
+                severity: c.default_severity(),
+            }),
+        };
+        for (name, ctl) in raw.checks.iter().flatten() {
+            let Some(c) = CheckId::parse(name) else {
+                errors.push(format!(
+                    "{path}.checks.{name:?}: unknown check (one of {})",
+                    CheckId::ALL.map(CheckId::as_str).join(", ")
+                ));
+                continue;
+            };
+            if let Some(e) = ctl.enabled {
+                checks[c as usize].enabled = e;
+            }
+            if let Some(sv) = &ctl.severity {
+                match Severity::parse(sv) {
+                    Some(sv) => checks[c as usize].severity = sv,
+                    None => errors.push(format!(
+                        "{path}.checks.{name:?}.severity: unknown severity {sv:?} (critical, high, medium or low)"
+                    )),
+                }
+            }
+        }
+        let mut exceptions = b.map(|b| b.exceptions.clone()).unwrap_or_default();
+        for (i, e) in raw.exceptions.iter().flatten().enumerate() {
+            if let Some(e) = Exception::from_raw(e, &format!("{path}.exceptions[{i}]"), errors) {
+                exceptions.push(e);
+            }
+        }
+        // A number: this level's value, else the base's, else the documented default.
         macro_rules! num {
             ($f:ident, $default:expr) => {
                 raw.$f.or(b.map(|b| b.$f)).unwrap_or($default)
@@ -657,7 +642,8 @@ impl Policy {
         let p = Policy {
             dormant_after_days: num!(dormant_after_days, 90),
             never_logged_in_grace_days: num!(never_logged_in_grace_days, 30),
-            password_max_age_days: num!(password_max_age_days, 365),
+            // 0 = off: NIST SP 800-63B advises against periodic password rotation.
+            password_max_age_days: num!(password_max_age_days, 0),
             access_key_max_age_days: num!(access_key_max_age_days, 90),
             secret_max_age_days: num!(secret_max_age_days, 180),
             certificate_max_age_days: num!(certificate_max_age_days, 365),
@@ -679,6 +665,8 @@ impl Policy {
             exclude_accounts: exclude,
             service_account_patterns: service,
             privilege_rules: rules,
+            checks,
+            exceptions,
         };
         if p.min_super_admins > p.max_super_admins {
             errors.push(format!(
@@ -687,6 +675,57 @@ impl Policy {
             ));
         }
         p
+    }
+}
+
+impl Exception {
+    fn from_raw(raw: &RawException, path: &str, errors: &mut Vec<String>) -> Option<Exception> {
+        let before = errors.len();
+        let mut text = |key: &str, v: &Option<String>| match v.as_deref().map(str::trim) {
+            Some(v) if !v.is_empty() => v.to_string(),
+            _ => {
+                errors.push(format!("{path}.{key}: missing required key"));
+                String::new()
+            }
+        };
+        let check_name = text("check", &raw.check);
+        let account = text("account", &raw.account);
+        let reason = text("reason", &raw.reason);
+        let owner = text("owner", &raw.owner);
+        let expires_s = text("expires", &raw.expires);
+        let check = CheckId::parse(&check_name);
+        if check.is_none() && !check_name.is_empty() {
+            errors.push(format!(
+                "{path}.check: unknown check {check_name:?} (one of {})",
+                CheckId::ALL.map(CheckId::as_str).join(", ")
+            ));
+        }
+        let expires = if expires_s.is_empty() {
+            None
+        } else {
+            crate::model::parse_ts(&expires_s)
+                .map_err(|_| {
+                    errors.push(format!(
+                        "{path}.expires: invalid date {expires_s:?} (RFC 3339 or YYYY-MM-DD)"
+                    ))
+                })
+                .ok()
+        };
+        let matcher = LoginMatcher::new(std::slice::from_ref(&account)).unwrap_or_else(|e| {
+            errors.push(format!("{path}.account: {e}"));
+            LoginMatcher::default()
+        });
+        if errors.len() > before {
+            return None;
+        }
+        Some(Exception {
+            check: check?,
+            account,
+            matcher,
+            reason,
+            owner,
+            expires: expires?,
+        })
     }
 }
 
@@ -701,20 +740,66 @@ pub struct ConfigErrors {
     pub problems: Vec<String>,
 }
 
-/// Reads `path` then the `IPE_` environment, and validates.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = read_config_file(path).map_err(|e| ConfigErrors { problems: vec![e] })?;
+impl ConfigErrors {
+    fn one(msg: String) -> ConfigErrors {
+        ConfigErrors {
+            problems: vec![msg],
+        }
+    }
+}
+
+/// The top-level tables of the configuration file.
+const SECTIONS: &[&str] = &["server", "policy", "storage", "sources"];
+
+/// Environment variables that belong to the command line, not to the configuration file.
+const CLI_VARIABLES: &[&str] = &[
+    "IPE_CONFIG",
+    "IPE_SOURCES",
+    "IPE_LOG_FORMAT",
+    "IPE_LOG_LEVEL",
+];
+
+/// Reads `path` then the `IPE_` environment, and validates. Relative paths in the file
+/// (`*_file` keys, a file source's `path`) are read relative to the file's directory.
+pub fn load(path: &Path, types: &dyn SourceTypes) -> Result<Config, ConfigErrors> {
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    load_with_env(path, types, &vars)
+}
+
+/// [`load`] with the environment given (tests never mutate the process environment).
+pub fn load_with_env(
+    path: &Path,
+    types: &dyn SourceTypes,
+    vars: &[(String, String)],
+) -> Result<Config, ConfigErrors> {
+    let text = read_config_file(path).map_err(ConfigErrors::one)?;
     let figment = Figment::new()
         .merge(Toml::string(&text))
-        // Only nested keys (`IPE_SECTION__KEY`): every top-level key is a table, and this
-        // leaves `IPE_CONFIG` (the --config flag) and other IPE_ variables alone.
-        .merge(
-            Env::prefixed("IPE_")
-                .filter(|k| k.as_str().contains("__"))
-                .split("__"),
-        );
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    from_figment(&figment, &base, &|name| std::env::var(name).ok())
+        .merge(env_provider(vars));
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let env_map: HashMap<&str, &str> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut errors = env_problems(vars);
+    let r = from_figment(
+        &figment,
+        &Inputs {
+            base_dir: &base,
+            env: &|name| env_map.get(name).map(|v| v.to_string()),
+            source_vars: &source_vars(vars),
+            types,
+        },
+    );
+    match r {
+        Ok(c) if errors.is_empty() => Ok(c),
+        Ok(_) => Err(ConfigErrors { problems: errors }),
+        Err(mut e) => {
+            errors.append(&mut e.problems);
+            Err(ConfigErrors { problems: errors })
+        }
+    }
 }
 
 /// A configuration file larger than this is refused (it cannot be one).
@@ -750,70 +835,203 @@ fn read_config_file(path: &Path) -> Result<String, String> {
     })
 }
 
-/// Validates a configuration given as a TOML string (tests, examples). A leading UTF-8
-/// byte-order mark is ignored, as in [`load`].
-pub fn from_toml_str(toml: &str) -> Result<Config, ConfigErrors> {
+/// Validates a configuration given as a TOML string (tests, examples). Relative paths are
+/// taken relative to the working directory; the process environment is not read. A leading
+/// UTF-8 byte-order mark is ignored, as in [`load`].
+pub fn from_toml_str(toml: &str, types: &dyn SourceTypes) -> Result<Config, ConfigErrors> {
     let toml = toml.strip_prefix('\u{feff}').unwrap_or(toml);
     from_figment(
         &Figment::new().merge(Toml::string(toml)),
-        Path::new("."),
-        &|name| std::env::var(name).ok(),
+        &Inputs {
+            base_dir: Path::new("."),
+            env: &|name| std::env::var(name).ok(),
+            source_vars: &[],
+            types,
+        },
     )
 }
 
-/// The core of loading: `env` reads environment variables (injected for tests). Relative
-/// `*_file` paths are taken relative to the working directory, as users expect from a CLI.
-pub fn from_figment(
-    figment: &Figment,
-    _config_dir: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigErrors> {
+/// The `IPE_SECTION__KEY` variables as a figment provider: nested keys only (`__` between
+/// levels), so `IPE_CONFIG` and other command-line variables are left alone, and not the
+/// `IPE_SOURCES__…` ones, which address a source by name (see [`source_vars`]). Values are
+/// read as figment reads environment values (numbers, booleans, arrays, else strings).
+struct EnvVars(Dict);
+
+fn env_provider(vars: &[(String, String)]) -> EnvVars {
+    let mut root = Dict::new();
+    for (k, v) in vars {
+        let Some(rest) = k.strip_prefix("IPE_") else {
+            continue;
+        };
+        if !rest.contains("__") || rest.starts_with("SOURCES__") {
+            continue;
+        }
+        let keys: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let value = Value::from_str(v).unwrap_or_else(|_| Value::from(v.clone()));
+        let mut d = &mut root;
+        for (i, key) in keys.iter().enumerate() {
+            if i + 1 == keys.len() {
+                d.insert(key.clone(), value);
+                break;
+            }
+            let entry = d
+                .entry(key.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            match entry {
+                Value::Dict(_, inner) => d = inner,
+                _ => break,
+            }
+        }
+    }
+    EnvVars(root)
+}
+
+impl figment::Provider for EnvVars {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("`IPE_` environment variable(s)")
+    }
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, Dict>, figment::Error> {
+        Ok(figment::Profile::Default.collect(self.0.clone()))
+    }
+}
+
+/// `IPE_*` variables that look like configuration but cannot be: a single `_` between
+/// levels, or an unknown top-level section.
+fn env_problems(vars: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, _) in vars {
+        let Some(rest) = k.strip_prefix("IPE_") else {
+            continue;
+        };
+        if CLI_VARIABLES.contains(&k.as_str()) || k == "IPE_GIT_REVISION" {
+            continue;
+        }
+        let section = rest.split("__").next().unwrap_or("").to_ascii_lowercase();
+        if !rest.contains("__") {
+            let guess = SECTIONS
+                .iter()
+                .find(|s| section.starts_with(&format!("{s}_")))
+                .map(|s| {
+                    format!(
+                        " (did you mean IPE_{}__{}?)",
+                        s.to_ascii_uppercase(),
+                        &rest[s.len() + 1..]
+                    )
+                })
+                .unwrap_or_default();
+            out.push(format!(
+                "{k}: environment variable with the IPE_ prefix but no `__` between levels, so it configures nothing{guess}"
+            ));
+        } else if !SECTIONS.contains(&section.as_str()) {
+            out.push(format!(
+                "{k}: unknown section {section:?} (expected IPE_<SECTION>__<KEY> for a section of {}, or IPE_SOURCES__<name>__<key>)",
+                SECTIONS.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// `IPE_SOURCES__<NAME>__<KEY>[__<SUBKEY>]=value`: overrides a key of the source named NAME
+/// (compared ignoring case, with `-` and `.` read as `_`, since variable names cannot hold
+/// them). Returns (variable, name, key path, value).
+type SourceVar = (String, String, Vec<String>, String);
+
+fn source_vars(vars: &[(String, String)]) -> Vec<SourceVar> {
+    let mut out = Vec::new();
+    for (k, v) in vars {
+        let Some(rest) = k.strip_prefix("IPE_SOURCES__") else {
+            continue;
+        };
+        let mut parts = rest.split("__").map(|p| p.to_ascii_lowercase());
+        let name = parts.next().unwrap_or_default();
+        out.push((k.clone(), name, parts.collect(), v.clone()));
+    }
+    out
+}
+
+fn env_name_matches(var_name: &str, source_name: &str) -> bool {
+    let norm = |s: &str| -> String {
+        s.chars()
+            .map(|c| match c {
+                '-' | '.' => '_',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect()
+    };
+    norm(var_name) == norm(source_name)
+}
+
+/// What validation reads besides the figment.
+pub struct Inputs<'a> {
+    /// Relative paths are taken relative to this directory.
+    pub base_dir: &'a Path,
+    /// Reads an environment variable (`*_env` secrets).
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// `IPE_SOURCES__…` overrides.
+    source_vars: &'a [SourceVar],
+    pub types: &'a dyn SourceTypes,
+}
+
+/// The core of loading.
+fn from_figment(figment: &Figment, inputs: &Inputs<'_>) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
 
     // Unknown top-level keys.
-    match figment.extract::<BTreeMap<String, figment::value::Value>>() {
+    const TOP: &[&str] = SECTIONS;
+    match figment.extract::<BTreeMap<String, Value>>() {
         Ok(top) => {
             for k in top.keys() {
-                if !["server", "policy", "sources"].contains(&k.as_str()) {
+                if !TOP.contains(&k.as_str()) {
                     errors.push(format!(
-                        "{k}: unknown key (expected one of server, policy, sources)"
+                        "{k}: unknown key{} (expected one of {})",
+                        suggest(k, TOP),
+                        TOP.join(", ")
                     ));
                 }
             }
         }
-        Err(e) => errors.extend(figment_errors(e, "")),
+        Err(e) => errors.extend(figment_errors(e, "", None)),
     }
 
     let raw_server: RawServer = section(figment, "server", &mut errors);
     let raw_policy: RawPolicy = section(figment, "policy", &mut errors);
+    let raw_storage: RawStorage = section(figment, "storage", &mut errors);
+    let storage = StorageConfig {
+        state_dir: raw_storage.state_dir,
+    };
+    if let Some(d) = &storage.state_dir {
+        if d.exists() && !d.is_dir() {
+            errors.push(format!(
+                "storage.state_dir: {} exists and is not a directory",
+                d.display()
+            ));
+        }
+    }
 
-    let server = validate_server(&raw_server, env, &mut errors);
+    let server = validate_server(&raw_server, inputs, &mut errors);
     let policy = Policy::from_raw(&raw_policy, None, "policy", &mut errors);
 
     let mut sources = Vec::new();
-    match figment.find_value("sources") {
-        Ok(figment::value::Value::Array(_, items)) => {
-            let mut names = HashSet::new();
-            for (i, item) in items.iter().enumerate() {
-                let path = format!("sources[{i}]");
-                match RawSource::deserialize(item) {
-                    Ok(raw) => {
-                        if let Some(s) = validate_source(&raw, &path, &policy, env, &mut errors) {
-                            if !names.insert(s.name.clone()) {
-                                errors.push(format!(
-                                    "{path}.name: duplicate source name {:?}",
-                                    s.name
-                                ));
-                            }
-                            sources.push(s);
-                        }
-                    }
-                    Err(e) => errors.extend(figment_errors(e, &path)),
-                }
-            }
+    let items = match figment.find_value("sources") {
+        Ok(Value::Array(_, items)) => items,
+        Ok(_) => {
+            errors.push("sources: must be an array of tables ([[sources]])".into());
+            Vec::new()
         }
-        Ok(_) => errors.push("sources: must be an array of tables ([[sources]])".into()),
-        Err(_) => {}
+        Err(_) => Vec::new(),
+    };
+    let mut items: Vec<Value> = items;
+    apply_source_vars(&mut items, inputs.source_vars, &mut errors);
+    let mut names = HashSet::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let path = format!("sources[{i}]");
+        if let Some(s) = validate_source(item, &path, &policy, inputs, &mut errors) {
+            if !names.insert(s.name.clone()) {
+                errors.push(format!("{path}.name: duplicate source name {:?}", s.name));
+            }
+            sources.push(s);
+        }
     }
     if sources.is_empty() && errors.is_empty() {
         errors.push("sources: at least one [[sources]] entry is required".into());
@@ -823,10 +1041,53 @@ pub fn from_figment(
         Ok(Config {
             server,
             policy,
+            storage,
             sources,
         })
     } else {
         Err(ConfigErrors { problems: errors })
+    }
+}
+
+/// Applies `IPE_SOURCES__<NAME>__<KEY>` variables to the source tables, or says why not.
+fn apply_source_vars(items: &mut [Value], vars: &[SourceVar], errors: &mut Vec<String>) {
+    for (var, name, keys, raw) in vars {
+        if keys.is_empty() {
+            errors.push(format!(
+                "{var}: name a key after the source, e.g. IPE_SOURCES__{}__INTERVAL",
+                name.to_ascii_uppercase()
+            ));
+            continue;
+        }
+        let target = items.iter_mut().find(|it| {
+            it.find_ref("name")
+                .and_then(|n| n.as_str())
+                .is_some_and(|n| env_name_matches(name, n))
+        });
+        let Some(Value::Dict(_, dict)) = target else {
+            errors.push(format!(
+                "{var}: no [[sources]] entry is named {name:?} (compared ignoring case, with - and . as _)"
+            ));
+            continue;
+        };
+        let value = Value::from_str(raw).unwrap_or_else(|_| Value::from(raw.clone()));
+        let mut d = dict;
+        for (depth, k) in keys.iter().enumerate() {
+            if depth + 1 == keys.len() {
+                d.insert(k.clone(), value);
+                break;
+            }
+            let entry = d
+                .entry(k.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            match entry {
+                Value::Dict(_, inner) => d = inner,
+                _ => {
+                    errors.push(format!("{var}: {k} is not a table"));
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -841,15 +1102,46 @@ fn section<T: Default + for<'de> Deserialize<'de>>(
     match figment.focus(key).extract::<T>() {
         Ok(v) => v,
         Err(e) => {
-            errors.extend(figment_errors(e, key));
+            errors.extend(figment_errors(e, key, None));
             T::default()
         }
     }
 }
 
+/// `" (did you mean `x`?)"` when one of `candidates` is close to `key`, else `""`.
+pub fn suggest(key: &str, candidates: &[&str]) -> String {
+    let best = candidates
+        .iter()
+        .map(|c| (edit_distance(key, c), *c))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, c)) if d > 0 && d <= (key.len().max(c.len()) / 3).max(2) => {
+            format!(" (did you mean `{c}`?)")
+        }
+        _ => String::new(),
+    }
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// Turns figment's errors into "path: message" lines, without echoing values (a value may be
-/// a misplaced secret).
-fn figment_errors(e: figment::Error, prefix: &str) -> Vec<String> {
+/// a misplaced secret). `provider` names the source type when the keys are a provider's, so an
+/// unknown key says whose keys were expected. A value from the environment names its variable.
+fn figment_errors(e: figment::Error, prefix: &str, provider: Option<&str>) -> Vec<String> {
     e.into_iter()
         .map(|e| {
             let mut path = prefix.to_string();
@@ -867,7 +1159,18 @@ fn figment_errors(e: figment::Error, prefix: &str) -> Vec<String> {
                         }
                         path.push_str(f);
                     }
-                    format!("unknown key (expected one of {})", expected.join(", "))
+                    let hint = suggest(f, expected);
+                    match provider {
+                        Some(t) => format!(
+                            "not a key of type {t}{hint} (its keys: {}, and the common ones: {})",
+                            expected.join(", "),
+                            COMMON_KEYS.join(", ")
+                        ),
+                        None => format!(
+                            "unknown key{hint} (expected one of {})",
+                            expected.join(", ")
+                        ),
+                    }
                 }
                 figment::error::Kind::InvalidType(actual, expected) => {
                     format!("expected {expected}, found {}", kind_name(actual))
@@ -882,6 +1185,17 @@ fn figment_errors(e: figment::Error, prefix: &str) -> Vec<String> {
                     "missing required key".to_string()
                 }
                 other => without_source_excerpt(&other.to_string()),
+            };
+            // A value that came from the environment: name the variable.
+            let from_env = e
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.name.contains("environment"));
+            let msg = if from_env {
+                let var = format!("IPE_{}", path.replace('.', "__").to_ascii_uppercase());
+                format!("{msg} (set by environment variable {var})")
+            } else {
+                msg
             };
             if path.is_empty() {
                 msg
@@ -917,11 +1231,7 @@ fn kind_name(a: &figment::error::Actual) -> String {
     }
 }
 
-fn validate_server(
-    raw: &RawServer,
-    env: &dyn Fn(&str) -> Option<String>,
-    errors: &mut Vec<String>,
-) -> ServerConfig {
+fn validate_server(raw: &RawServer, inputs: &Inputs<'_>, errors: &mut Vec<String>) -> ServerConfig {
     let listen_str = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listen = match parse_listen(listen_str) {
         Ok(a) => a,
@@ -930,62 +1240,69 @@ fn validate_server(
             DEFAULT_LISTEN.parse().expect("default listen address")
         }
     };
-    if let Some(p) = &raw.web_config_file {
+    let mut v = Validator::new("server".into(), errors, inputs);
+    let web_config_file = raw.web_config_file.as_deref().map(|p| v.resolve(p));
+    if let Some(p) = &web_config_file {
         if !p.exists() {
-            errors.push(format!(
-                "server.web_config_file: {} does not exist",
-                p.display()
-            ));
+            v.error("web_config_file", format!("{} does not exist", p.display()));
         }
     }
-    let api_token = read_secret(
-        "server.api_token",
+    let api_token = v.secret(
+        "api_token",
         raw.api_token_file.as_deref(),
         raw.api_token_env.as_deref(),
         false,
-        env,
-        errors,
     );
     let d = ConnLimits::default();
     let max_connections = match raw.max_connections {
         None => d.max_connections,
         Some(n @ 1..=1_000_000) => n as usize,
         Some(n) => {
-            errors.push(format!(
-                "server.max_connections: {n} is out of range (1 to 1000000)"
-            ));
+            v.error(
+                "max_connections",
+                format!("{n} is out of range (1 to 1000000)"),
+            );
             d.max_connections
         }
     };
-    let header_read_timeout = parse_duration(
-        "server.header_read_timeout",
+    let header_read_timeout = v.duration(
+        "header_read_timeout",
         raw.header_read_timeout.as_deref(),
         d.header_read_timeout,
-        errors,
     );
-    let idle_timeout = parse_duration(
-        "server.idle_timeout",
-        raw.idle_timeout.as_deref(),
-        d.idle_timeout,
-        errors,
-    );
-    for (key, v) in [
-        ("server.header_read_timeout", header_read_timeout),
-        ("server.idle_timeout", idle_timeout),
+    let idle_timeout = v.duration("idle_timeout", raw.idle_timeout.as_deref(), d.idle_timeout);
+    for (key, t) in [
+        ("header_read_timeout", header_read_timeout),
+        ("idle_timeout", idle_timeout),
     ] {
-        if v > Duration::from_secs(3600) {
-            errors.push(format!("{key}: at most 1h"));
+        if t > Duration::from_secs(3600) {
+            v.error(key, "at most 1h");
         }
     }
+    let external_url = raw
+        .external_url
+        .as_deref()
+        .and_then(|u| match url::Url::parse(u) {
+            Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => {
+                Some(u.trim_end_matches('/').to_string())
+            }
+            _ => {
+                errors.push(format!(
+                    "server.external_url: {u:?} is not an absolute http:// or https:// URL"
+                ));
+                None
+            }
+        });
     ServerConfig {
         listen,
-        web_config_file: raw.web_config_file.clone(),
+        web_config_file,
         api_token,
         limits: ConnLimits {
             max_connections,
             header_read_timeout,
             idle_timeout,
         },
+        external_url,
     }
 }
 
@@ -1005,75 +1322,38 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("invalid listen address {s:?} (expected HOST:PORT)"))
 }
 
-/// Reads a secret from `<key>_file` or `<key>_env`. Errors name the key, never the value.
-pub fn read_secret(
-    key: &str,
-    file: Option<&Path>,
-    env_name: Option<&str>,
-    required: bool,
-    env: &dyn Fn(&str) -> Option<String>,
-    errors: &mut Vec<String>,
-) -> Option<Secret> {
-    match (file, env_name) {
-        (Some(_), Some(_)) => {
-            errors.push(format!("{key}_file and {key}_env: set only one"));
-            None
+/// Parses a byte size: a plain number of bytes, or a number with `KiB`, `MiB`, `GiB`, `TiB`
+/// (or `KB`, `MB`, `GB`, `TB`, powers of 1000).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}; use e.g. \"512MiB\" or \"10GiB\""))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0f64.powi(4),
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => {
+            return Err(format!(
+                "invalid size unit in {s:?}; use KiB, MiB, GiB or TiB"
+            ))
         }
-        (Some(path), None) => match std::fs::read_to_string(path) {
-            Ok(s) => {
-                let s = s.trim_end_matches(['\n', '\r']).to_string();
-                if s.is_empty() {
-                    errors.push(format!("{key}_file: {} is empty", path.display()));
-                    None
-                } else {
-                    Some(Secret(s))
-                }
-            }
-            Err(e) => {
-                errors.push(format!("{key}_file: cannot read {}: {e}", path.display()));
-                None
-            }
-        },
-        (None, Some(name)) => match env(name) {
-            Some(v) if !v.is_empty() => Some(Secret(v.trim_end_matches(['\n', '\r']).into())),
-            _ => {
-                errors.push(format!(
-                    "{key}_env: environment variable {name} is not set or empty"
-                ));
-                None
-            }
-        },
-        (None, None) => {
-            if required {
-                errors.push(format!("{key}_file or {key}_env: required"));
-            }
-            None
-        }
+    };
+    let v = n * mult;
+    if !v.is_finite() || v < 1.0 || v > u64::MAX as f64 {
+        return Err(format!("size {s:?} out of range"));
     }
-}
-
-fn parse_duration(
-    path: &str,
-    v: Option<&str>,
-    dflt: Duration,
-    errors: &mut Vec<String>,
-) -> Duration {
-    match v {
-        None => dflt,
-        Some(s) => match humantime::parse_duration(s) {
-            Ok(d) if d.is_zero() => {
-                errors.push(format!("{path}: must be longer than zero"));
-                dflt
-            }
-            Ok(d) => d,
-            Err(e) => {
-                errors.push(format!(
-                    "{path}: invalid duration {s:?} ({e}); use e.g. \"30s\", \"15m\", \"1h\""
-                ));
-                dflt
-            }
-        },
-    }
+    Ok(v as u64)
 }
 
 /// `https://` everywhere, `http://` only for loopback hosts (tests, local mocks).
@@ -1104,6 +1384,12 @@ pub fn validate_url(path: &str, s: &str, errors: &mut Vec<String>) -> Option<Str
                 errors.push(format!("{path}: {s:?} has no host"));
                 return None;
             }
+            if u.query().is_some() || u.fragment().is_some() {
+                errors.push(format!(
+                    "{path}: {s:?} must be a base URL without a query or fragment"
+                ));
+                return None;
+            }
             Some(s.trim_end_matches('/').to_string())
         }
         Err(e) => {
@@ -1113,14 +1399,239 @@ pub fn validate_url(path: &str, s: &str, errors: &mut Vec<String>) -> Option<Str
     }
 }
 
+/// Validates a provider's keys: every problem is recorded with its key path (never with a
+/// secret's value), so `check-config` can print them all at once. Providers call these
+/// helpers from their `validate`; each returns `None` (after recording why) when the key is
+/// unusable.
+pub struct Validator<'a> {
+    path: String,
+    errors: &'a mut Vec<String>,
+    inputs: &'a Inputs<'a>,
+    before: usize,
+}
+
+impl<'a> Validator<'a> {
+    fn new(path: String, errors: &'a mut Vec<String>, inputs: &'a Inputs<'a>) -> Validator<'a> {
+        let before = errors.len();
+        Validator {
+            path,
+            errors,
+            inputs,
+            before,
+        }
+    }
+
+    /// The key path of the table, e.g. `sources[0] (okta-prod)`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Records a problem with `key` (`""` for the table itself).
+    pub fn error(&mut self, key: &str, msg: impl std::fmt::Display) {
+        if key.is_empty() {
+            self.errors.push(format!("{}: {msg}", self.path));
+        } else {
+            self.errors.push(format!("{}.{key}: {msg}", self.path));
+        }
+    }
+
+    /// Whether any problem was recorded through this validator.
+    pub fn failed(&self) -> bool {
+        self.errors.len() > self.before
+    }
+
+    /// A non-blank string, trimmed; missing or blank is a problem.
+    pub fn required(&mut self, key: &str, v: Option<&str>) -> Option<String> {
+        match v.map(str::trim) {
+            Some(v) if !v.is_empty() => Some(v.to_string()),
+            _ => {
+                self.error(key, "missing required key");
+                None
+            }
+        }
+    }
+
+    /// A required upstream base URL (`https://`, or `http://` to loopback).
+    pub fn url(&mut self, key: &str, v: Option<&str>) -> Option<String> {
+        let v = self.required(key, v)?;
+        let path = format!("{}.{key}", self.path);
+        let r = validate_url(&path, &v, self.errors);
+        if let Some(u) = &r {
+            self.api_path_mistake(key, u);
+        }
+        r
+    }
+
+    /// An upstream base URL with a provider default.
+    pub fn url_or(&mut self, key: &str, v: Option<&str>, default: &str) -> Option<String> {
+        let path = format!("{}.{key}", self.path);
+        let r = validate_url(&path, v.unwrap_or(default), self.errors);
+        if let (Some(u), Some(_)) = (&r, v) {
+            self.api_path_mistake(key, u);
+        }
+        r
+    }
+
+    /// Base URLs are the provider's root: a pasted API path (`…/api/v1`, `…/v1.0`) would be
+    /// doubled by the source.
+    fn api_path_mistake(&mut self, key: &str, url: &str) {
+        const SUFFIXES: &[&str] = &["/api/v1", "/v1.0", "/beta", "/oauth2/v1/token"];
+        if let Some(s) = SUFFIXES.iter().find(|s| url.ends_with(*s)) {
+            self.error(
+                key,
+                format!(
+                    "{url:?} ends in {s}: give the base URL only (the source adds the API path)"
+                ),
+            );
+        }
+    }
+
+    /// A duration string (`"30s"`, `"15m"`) longer than zero.
+    pub fn duration(&mut self, key: &str, v: Option<&str>, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => match humantime::parse_duration(s) {
+                Ok(d) if d.is_zero() => {
+                    self.error(key, "must be longer than zero");
+                    default
+                }
+                Ok(d) => d,
+                Err(e) => {
+                    self.error(
+                        key,
+                        format!("invalid duration {s:?} ({e}); use e.g. \"30s\", \"15m\", \"1h\""),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
+    /// A path from the configuration, relative ones resolved against the file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.inputs.base_dir.join(p)
+        }
+    }
+
+    /// A secret from `<key>_file` or `<key>_env` (trailing newline trimmed). Problems name the
+    /// key and the file or variable, never the value.
+    pub fn secret(
+        &mut self,
+        key: &str,
+        file: Option<&Path>,
+        env_name: Option<&str>,
+        required: bool,
+    ) -> Option<Secret> {
+        match (file, env_name) {
+            (Some(_), Some(_)) => {
+                self.error(&format!("{key}_file and {key}_env"), "set only one");
+                None
+            }
+            (Some(path), None) => {
+                let path = self.resolve(path);
+                match std::fs::read_to_string(&path) {
+                    Ok(s) => {
+                        let s = s.trim_end_matches(['\n', '\r']).to_string();
+                        if s.is_empty() {
+                            self.error(
+                                &format!("{key}_file"),
+                                format!("{} is empty", path.display()),
+                            );
+                            None
+                        } else {
+                            Some(Secret(s))
+                        }
+                    }
+                    Err(e) => {
+                        self.error(
+                            &format!("{key}_file"),
+                            format!("cannot read {}: {e}", path.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, Some(name)) => match (self.inputs.env)(name) {
+                Some(v) if !v.is_empty() => Some(Secret(v.trim_end_matches(['\n', '\r']).into())),
+                _ => {
+                    self.error(
+                        &format!("{key}_env"),
+                        format!("environment variable {name} is not set or empty"),
+                    );
+                    None
+                }
+            },
+            (None, None) => {
+                if required {
+                    self.error(&format!("{key}_file or {key}_env"), "required");
+                }
+                None
+            }
+        }
+    }
+
+    /// A text file the configuration names (a certificate), resolved and read.
+    pub fn file_text(&mut self, key: &str, p: &Path) -> Option<String> {
+        let path = self.resolve(p);
+        match std::fs::read_to_string(&path) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.error(key, format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    /// Mutually exclusive groups of keys, each `(description, present)`: more than one present
+    /// is a problem. Returns the index of the one present, if exactly one is.
+    pub fn one_of(&mut self, groups: &[(&str, bool)]) -> Option<usize> {
+        let present: Vec<usize> = (0..groups.len()).filter(|i| groups[*i].1).collect();
+        match present.as_slice() {
+            [i] => Some(*i),
+            [] => None,
+            _ => {
+                let names: Vec<&str> = groups.iter().map(|g| g.0).collect();
+                self.error("", format!("use either {}, not both", names.join(" or ")));
+                None
+            }
+        }
+    }
+}
+
+/// Validates one `[[sources]]` table: the common keys here, the provider's through `types`.
 fn validate_source(
-    raw: &RawSource,
+    item: Value,
     path: &str,
     global_policy: &Policy,
-    env: &dyn Fn(&str) -> Option<String>,
+    inputs: &Inputs<'_>,
     errors: &mut Vec<String>,
 ) -> Option<SourceConfig> {
     let before = errors.len();
+    let Value::Dict(_, mut dict) = item else {
+        errors.push(format!("{path}: must be a table"));
+        return None;
+    };
+    let mut common = Dict::new();
+    for k in COMMON_KEYS {
+        if let Some(v) = dict.remove(*k) {
+            common.insert(k.to_string(), v);
+        }
+    }
+    // Name the source in every message, also those about the common keys.
+    let named = match common.get("name").and_then(|n| n.as_str()) {
+        Some(n) if valid_name(n) => format!("{path} ({n})"),
+        _ => path.to_string(),
+    };
+    let raw = match RawCommon::deserialize(&Value::from(common)) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.extend(figment_errors(e, &named, None));
+            return None;
+        }
+    };
     let name = match raw.name.as_deref() {
         Some(n) if valid_name(n) => n.to_string(),
         Some(n) => {
@@ -1139,348 +1650,126 @@ fn validate_source(
         errors.push(format!("{path}.type: missing required key"));
         return None;
     };
-    let Some(keys) = provider_keys(source_type) else {
-        if PLANNED_TYPES.contains(&source_type) {
+    let types = inputs.types;
+    let Some(provider) = types.types().iter().find(|t| **t == source_type).copied() else {
+        if types.known_types().contains(&source_type) {
             errors.push(format!(
-                "{path}.type: source type {source_type:?} is not implemented in this version (implemented: file, okta, entra, sspm)"
+                "{path}.type: source type {source_type:?} is not built into this binary (built: {}; rebuild with the cargo feature {source_type:?})",
+                types.types().join(", ")
             ));
         } else {
             errors.push(format!(
-                "{path}.type: unknown source type {source_type:?} (one of file, okta, entra, google, aws_iam, github, sspm)"
+                "{path}.type: unknown source type {source_type:?}{} (one of {})",
+                suggest(source_type, types.types()),
+                types.types().join(", ")
             ));
         }
         return None;
     };
-    // Keys that belong to another source type.
-    if let Ok(serde_json::Value::Object(set)) = serde_json::to_value(raw) {
-        for k in set.keys() {
-            if !COMMON_KEYS.contains(&k.as_str()) && !keys.contains(&k.as_str()) {
-                errors.push(format!(
-                    "{path}.{k}: not a key of a {source_type} source (its keys: {})",
-                    keys.join(", ")
-                ));
-            }
-        }
-    }
-    let interval = parse_duration(
-        &format!("{path}.interval"),
+
+    let mut v = Validator::new(path.clone(), errors, inputs);
+    let min = types.min_interval(provider);
+    let interval = v.duration(
+        "interval",
         raw.interval.as_deref(),
         Duration::from_secs(15 * 60),
-        errors,
     );
-    let timeout = parse_duration(
-        &format!("{path}.timeout"),
+    if interval < min || interval > MAX_INTERVAL {
+        v.error(
+            "interval",
+            format!(
+                "{} is outside {}..{} for a {provider} source (a shorter interval would spend the provider's rate limit; a longer one is not monitoring)",
+                humantime::format_duration(interval),
+                humantime::format_duration(min),
+                humantime::format_duration(MAX_INTERVAL)
+            ),
+        );
+    }
+    let timeout = v.duration(
+        "timeout",
         raw.timeout.as_deref(),
         interval.min(Duration::from_secs(10 * 60)),
-        errors,
     );
-    let policy = match &raw.policy {
-        Some(p) => Policy::from_raw(p, Some(global_policy), &format!("{path}.policy"), errors),
-        None => global_policy.clone(),
-    };
+    if timeout > Duration::from_secs(24 * 3600) {
+        v.error("timeout", "must be at most 24h");
+    }
     let share = raw.max_rate_limit_share.unwrap_or(0.5);
     if !(share > 0.0 && share <= 1.0) {
-        errors.push(format!(
-            "{path}.max_rate_limit_share: {share} must be in (0, 1]"
-        ));
+        v.error("max_rate_limit_share", format!("{share} must be in (0, 1]"));
     }
     let concurrency = raw.concurrency.unwrap_or(4);
     if concurrency == 0 || concurrency > 64 {
-        errors.push(format!("{path}.concurrency: {concurrency} must be 1..=64"));
+        v.error("concurrency", format!("{concurrency} must be 1..=64"));
     }
     if raw.max_requests_per_poll == Some(0) {
-        errors.push(format!("{path}.max_requests_per_poll: must be at least 1"));
+        v.error("max_requests_per_poll", "must be at least 1");
     }
+    if raw.max_accounts_per_poll == Some(0) {
+        v.error("max_accounts_per_poll", "must be at least 1");
+    }
+    let max_bytes = match raw.max_bytes_per_poll.as_deref().map(parse_size) {
+        None => DEFAULT_MAX_BYTES,
+        Some(Ok(n)) => n,
+        Some(Err(e)) => {
+            v.error("max_bytes_per_poll", e);
+            DEFAULT_MAX_BYTES
+        }
+    };
     let limits = UpstreamLimits {
         max_rate_limit_share: share,
         max_requests_per_poll: raw.max_requests_per_poll,
+        max_bytes_per_poll: max_bytes,
         concurrency: concurrency as usize,
     };
-
-    let kind = match source_type {
-        "file" => {
-            let time_anchor = raw.time_anchor.as_deref().and_then(|s| {
-                crate::model::parse_ts(s)
-                    .map_err(|_| {
-                        errors.push(format!(
-                            "{path}.time_anchor: invalid RFC 3339 timestamp {s:?}"
-                        ))
-                    })
-                    .ok()
-            });
-            match &raw.path {
-                Some(p) => SourceKind::File(FileConfig {
-                    path: p.clone(),
-                    time_anchor,
-                }),
-                None => {
-                    errors.push(format!("{path}.path: missing required key"));
-                    return None;
-                }
-            }
-        }
-        "okta" => {
-            let url = match raw.url.as_deref() {
-                Some(u) => validate_url(&format!("{path}.url"), u, errors),
-                None => {
-                    errors.push(format!("{path}.url: missing required key"));
-                    None
-                }
-            };
-            let has_token = raw.token_file.is_some() || raw.token_env.is_some();
-            let has_app = raw.client_id.is_some()
-                || raw.private_key_file.is_some()
-                || raw.private_key_env.is_some();
-            let auth = if has_token && has_app {
-                errors.push(format!(
-                    "{path}: use either token_file/token_env (API token) or client_id + private_key_file (service app), not both"
-                ));
-                None
-            } else if has_app {
-                let key = read_secret(
-                    &format!("{path}.private_key"),
-                    raw.private_key_file.as_deref(),
-                    raw.private_key_env.as_deref(),
-                    true,
-                    env,
-                    errors,
-                );
-                match (&raw.client_id, key) {
-                    (Some(id), Some(key)) => Some(OktaAuth::ServiceApp {
-                        client_id: id.clone(),
-                        private_key: key,
-                        key_id: raw.key_id.clone(),
-                        scopes: raw.scopes.clone().unwrap_or_else(|| {
-                            OKTA_DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect()
-                        }),
-                    }),
-                    (None, _) => {
-                        errors.push(format!("{path}.client_id: missing required key"));
-                        None
-                    }
-                    _ => None,
-                }
-            } else {
-                read_secret(
-                    &format!("{path}.token"),
-                    raw.token_file.as_deref(),
-                    raw.token_env.as_deref(),
-                    true,
-                    env,
-                    errors,
-                )
-                .map(OktaAuth::ApiToken)
-            };
-            let factor_max_age = parse_duration(
-                &format!("{path}.factor_max_age"),
-                raw.factor_max_age.as_deref(),
-                Duration::from_secs(24 * 3600),
-                errors,
-            );
-            if raw.factor_refresh_per_poll == Some(0) {
-                errors.push(format!(
-                    "{path}.factor_refresh_per_poll: must be at least 1"
-                ));
-            }
-            match (url, auth) {
-                (Some(url), Some(auth)) => SourceKind::Okta(OktaConfig {
-                    url,
-                    auth,
-                    terminated_attribute: raw.terminated_attribute.clone(),
-                    factor_refresh_per_poll: raw.factor_refresh_per_poll,
-                    factor_max_age,
-                }),
-                _ => return None,
-            }
-        }
-        "entra" => {
-            let tenant_id = required(&path, "tenant_id", &raw.tenant_id, errors);
-            if let Some(t) = &tenant_id {
-                if !t
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
-                {
-                    errors.push(format!(
-                        "{path}.tenant_id: {t:?} must be a tenant id (GUID) or domain name"
-                    ));
-                }
-            }
-            let client_id = required(&path, "client_id", &raw.client_id, errors);
-            let authority_url = url_or_default(
-                &path,
-                "authority_url",
-                &raw.authority_url,
-                ENTRA_DEFAULT_AUTHORITY,
-                errors,
-            );
-            let graph_url = url_or_default(
-                &path,
-                "graph_url",
-                &raw.graph_url,
-                ENTRA_DEFAULT_GRAPH,
-                errors,
-            );
-            let has_secret = raw.client_secret_file.is_some() || raw.client_secret_env.is_some();
-            let has_cert = raw.certificate_file.is_some()
-                || raw.private_key_file.is_some()
-                || raw.private_key_env.is_some();
-            let auth = if has_secret && has_cert {
-                errors.push(format!(
-                    "{path}: use either client_secret_file/client_secret_env or certificate_file + private_key_file, not both"
-                ));
-                None
-            } else if has_cert {
-                let key = read_secret(
-                    &format!("{path}.private_key"),
-                    raw.private_key_file.as_deref(),
-                    raw.private_key_env.as_deref(),
-                    true,
-                    env,
-                    errors,
-                );
-                let cert = match raw.certificate_file.as_deref() {
-                    None => {
-                        errors.push(format!("{path}.certificate_file: missing required key"));
-                        None
-                    }
-                    Some(p) => match std::fs::read_to_string(p) {
-                        Ok(s) if s.contains("-----BEGIN CERTIFICATE-----") => Some(s),
-                        Ok(_) => {
-                            errors.push(format!(
-                                "{path}.certificate_file: {} holds no PEM certificate",
-                                p.display()
-                            ));
-                            None
-                        }
-                        Err(e) => {
-                            errors.push(format!(
-                                "{path}.certificate_file: cannot read {}: {e}",
-                                p.display()
-                            ));
-                            None
-                        }
-                    },
-                };
-                match (cert, key) {
-                    (Some(certificate_pem), Some(private_key)) => Some(EntraAuth::Certificate {
-                        certificate_pem,
-                        private_key,
-                    }),
-                    _ => None,
-                }
-            } else {
-                read_secret(
-                    &format!("{path}.client_secret"),
-                    raw.client_secret_file.as_deref(),
-                    raw.client_secret_env.as_deref(),
-                    true,
-                    env,
-                    errors,
-                )
-                .map(EntraAuth::ClientSecret)
-            };
-            match (tenant_id, client_id, auth, authority_url, graph_url) {
-                (
-                    Some(tenant_id),
-                    Some(client_id),
-                    Some(auth),
-                    Some(authority_url),
-                    Some(graph_url),
-                ) => SourceKind::Entra(EntraConfig {
-                    tenant_id,
-                    client_id,
-                    auth,
-                    authority_url,
-                    graph_url,
-                }),
-                _ => return None,
-            }
-        }
-        "sspm" => {
-            let client_id = required(&path, "client_id", &raw.client_id, errors);
-            let tsg_id = required(&path, "tsg_id", &raw.tsg_id, errors);
-            if let Some(t) = &tsg_id {
-                // TSG ids are numeric (pan.dev "Tenant Service Groups"); anything else would
-                // only fail later at the token endpoint with a vaguer message.
-                if !t.chars().all(|c| c.is_ascii_digit()) {
-                    errors.push(format!(
-                        "{path}.tsg_id: {t:?} must be the numeric tenant service group id"
-                    ));
-                }
-            }
-            let auth_url = url_or_default(
-                &path,
-                "auth_url",
-                &raw.auth_url,
-                SSPM_DEFAULT_AUTH_URL,
-                errors,
-            );
-            let api_url =
-                url_or_default(&path, "api_url", &raw.api_url, SSPM_DEFAULT_API_URL, errors);
-            let client_secret = read_secret(
-                &format!("{path}.client_secret"),
-                raw.client_secret_file.as_deref(),
-                raw.client_secret_env.as_deref(),
-                true,
-                env,
-                errors,
-            );
-            match (client_id, client_secret, tsg_id, auth_url, api_url) {
-                (
-                    Some(client_id),
-                    Some(client_secret),
-                    Some(tsg_id),
-                    Some(auth_url),
-                    Some(api_url),
-                ) => SourceKind::Sspm(SspmConfig {
-                    client_id,
-                    client_secret,
-                    tsg_id,
-                    auth_url,
-                    api_url,
-                }),
-                _ => return None,
-            }
-        }
-        _ => unreachable!("provider_keys covers the implemented types"),
+    let settings = types.validate(provider, dict, &mut v);
+    let policy = match &raw.policy {
+        Some(p) => Policy::from_raw(p, Some(global_policy), &format!("{path}.policy"), errors),
+        None => global_policy.clone(),
     };
     if errors.len() > before {
         return None;
     }
     Some(SourceConfig {
         name,
+        provider,
         interval,
         timeout,
         policy,
         limits,
-        kind,
+        max_accounts_per_poll: raw.max_accounts_per_poll.unwrap_or(DEFAULT_MAX_ACCOUNTS),
+        settings: settings?,
     })
 }
 
-/// A non-blank string key, trimmed; a missing or blank one is reported with its path.
-fn required(path: &str, key: &str, v: &Option<String>, errors: &mut Vec<String>) -> Option<String> {
-    match v.as_deref().map(str::trim) {
-        Some(v) if !v.is_empty() => Some(v.to_string()),
-        _ => {
-            errors.push(format!("{path}.{key}: missing required key"));
-            None
+/// Deserialises a provider's raw keys from its part of a `[[sources]]` table, recording
+/// serde's problems (an unknown key is named with the provider's key list). An unknown key
+/// is set aside and the rest read again, so the other keys are still checked.
+pub fn provider_keys<T: for<'de> Deserialize<'de>>(
+    provider: &str,
+    mut keys: Dict,
+    v: &mut Validator<'_>,
+) -> Option<T> {
+    loop {
+        match T::deserialize(&Value::from(keys.clone())) {
+            // With unknown keys set aside the problems are already recorded, and the source is
+            // refused; the rest is still validated, so every problem shows at once.
+            Ok(t) => return Some(t),
+            Err(e) => {
+                let key = match &e.kind {
+                    figment::error::Kind::UnknownField(f, _) if e.path.len() <= 1 => {
+                        Some(f.clone())
+                    }
+                    _ => None,
+                };
+                let lines = figment_errors(e, &v.path, Some(provider));
+                v.errors.extend(lines);
+                match key {
+                    Some(k) if keys.remove(&k).is_some() => {}
+                    _ => return None,
+                }
+            }
         }
     }
-}
-
-/// A URL key with a provider default, validated like every other upstream URL.
-fn url_or_default(
-    path: &str,
-    key: &str,
-    v: &Option<String>,
-    dflt: &str,
-    errors: &mut Vec<String>,
-) -> Option<String> {
-    validate_url(
-        &format!("{path}.{key}"),
-        v.as_deref().unwrap_or(dflt),
-        errors,
-    )
 }
 
 fn valid_name(n: &str) -> bool {
@@ -1494,25 +1783,86 @@ fn valid_name(n: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A provider for these tests (this module knows no real one): `path`, `url`, and a
+    /// `token_file`/`token_env` secret.
+    struct Fake;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawFake {
+        path: Option<PathBuf>,
+        url: Option<String>,
+        token_file: Option<PathBuf>,
+        token_env: Option<String>,
+    }
+
+    #[derive(Debug)]
+    #[allow(dead_code)]
+    struct FakeSettings {
+        path: PathBuf,
+        url: Option<String>,
+        token: Option<Secret>,
+    }
+
+    impl SourceTypes for Fake {
+        fn types(&self) -> &[&'static str] {
+            &["fake", "local"]
+        }
+        fn known_types(&self) -> &[&'static str] {
+            &["fake", "local", "absent"]
+        }
+        fn validate(
+            &self,
+            ty: &str,
+            keys: Dict,
+            v: &mut Validator<'_>,
+        ) -> Option<ProviderSettings> {
+            let raw: RawFake = provider_keys(ty, keys, v)?;
+            let url = raw.url.as_deref().and_then(|u| v.url("url", Some(u)));
+            let token = v.secret(
+                "token",
+                raw.token_file.as_deref(),
+                raw.token_env.as_deref(),
+                false,
+            );
+            let path = match raw.path {
+                Some(p) => v.resolve(&p),
+                None => {
+                    v.error("path", "missing required key");
+                    return None;
+                }
+            };
+            Some(Arc::new(FakeSettings { path, url, token }))
+        }
+        fn min_interval(&self, ty: &str) -> Duration {
+            if ty == "local" {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(30)
+            }
+        }
+    }
+
+    fn parse(toml: &str) -> Result<Config, ConfigErrors> {
+        from_toml_str(toml, &Fake)
+    }
+
     fn errs(toml: &str) -> Vec<String> {
-        from_toml_str(toml).unwrap_err().problems
+        parse(toml).unwrap_err().problems
     }
 
     #[test]
-    fn minimal_file_source_gets_spec_defaults() {
-        let c = from_toml_str(
-            r#"[[sources]]
-name = "demo"
-type = "file"
-path = "x.json"
-"#,
-        )
-        .unwrap();
+    fn minimal_source_gets_spec_defaults() {
+        let c =
+            parse("[[sources]]\nname = \"demo\"\ntype = \"fake\"\npath = \"x.json\"\n").unwrap();
         assert_eq!(c.server.listen.to_string(), "0.0.0.0:9863");
         let p = &c.sources[0].policy;
         assert_eq!(p.dormant_after_days, 90);
         assert_eq!(p.never_logged_in_grace_days, 30);
-        assert_eq!(p.password_max_age_days, 365);
+        assert_eq!(
+            p.password_max_age_days, 0,
+            "off by default (NIST SP 800-63B)"
+        );
         assert_eq!(p.access_key_max_age_days, 90);
         assert_eq!(p.secret_max_age_days, 180);
         assert_eq!(p.certificate_max_age_days, 365);
@@ -1521,8 +1871,14 @@ path = "x.json"
         assert_eq!((p.min_super_admins, p.max_super_admins), (2, 4));
         assert!(p.is_weak(FactorType::Sms) && p.is_weak(FactorType::Question));
         assert!(!p.is_weak(FactorType::Push));
-        assert_eq!(c.sources[0].interval, Duration::from_secs(900));
-        assert_eq!(c.sources[0].limits.max_rate_limit_share, 0.5);
+        let s = &c.sources[0];
+        assert_eq!(s.interval, Duration::from_secs(900));
+        assert_eq!(s.limits.max_rate_limit_share, 0.5);
+        assert_eq!(s.limits.max_bytes_per_poll, DEFAULT_MAX_BYTES);
+        assert_eq!(s.max_accounts_per_poll, DEFAULT_MAX_ACCOUNTS);
+        assert_eq!(s.provider(), "fake");
+        let f = s.settings::<FakeSettings>().unwrap();
+        assert_eq!(f.path, Path::new("./x.json"));
     }
 
     #[test]
@@ -1537,17 +1893,24 @@ colour = "red"
 weak_mfa_factors = ["sms", "carrier-pigeon"]
 [[sources]]
 name = "a"
-type = "file"
+type = "fake"
 interval = "soon"
 [[sources]]
 name = "b"
-type = "okta"
+type = "fake"
 url = "http://example.okta.com"
 path = "x"
+pth = "y"
 token_env = "IPE_TEST_SURELY_UNSET_VARIABLE"
 [[sources]]
 name = "c"
 type = "ldap"
+[[sources]]
+name = "d"
+type = "absent"
+[[sources]]
+name = "e"
+type = "fak"
 "#,
         );
         let all = e.join("\n");
@@ -1558,9 +1921,11 @@ type = "ldap"
             "sources[0] (a).interval: invalid duration",
             "sources[0] (a).path: missing required key",
             "sources[1] (b).url: \"http://example.okta.com\" must use https://",
-            "sources[1] (b).path: not a key of a okta source",
+            "sources[1] (b).pth: not a key of type fake (did you mean `path`?)",
             "sources[1] (b).token_env: environment variable IPE_TEST_SURELY_UNSET_VARIABLE",
-            "sources[2] (c).type: unknown source type \"ldap\"",
+            "sources[2] (c).type: unknown source type \"ldap\" (one of fake, local)",
+            "sources[3] (d).type: source type \"absent\" is not built into this binary",
+            "sources[4] (e).type: unknown source type \"fak\" (did you mean `fake`?)",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
@@ -1569,34 +1934,71 @@ type = "ldap"
     #[test]
     fn unknown_key_in_source_policy_is_named() {
         let e = errs(
-            r#"[[sources]]
-name = "a"
-type = "file"
-path = "x"
-policy = { dormant_days = 3 }
-"#,
+            "[[sources]]\nname = \"a\"\ntype = \"fake\"\npath = \"x\"\npolicy = { dormant_days = 3 }\n",
         );
         assert!(
             e.iter()
-                .any(|m| m.contains("sources[0].policy.dormant_days")),
+                .any(|m| m.contains("sources[0] (a).policy.dormant_days")),
             "{e:?}"
         );
     }
 
     #[test]
+    fn intervals_are_bounded_by_the_provider() {
+        let e =
+            errs("[[sources]]\nname = \"a\"\ntype = \"fake\"\npath = \"x\"\ninterval = \"1ns\"\n");
+        assert!(
+            e[0].contains("interval: 1ns is outside 30s..7days for a fake source"),
+            "{e:?}"
+        );
+        assert!(parse(
+            "[[sources]]\nname = \"a\"\ntype = \"local\"\npath = \"x\"\ninterval = \"1s\"\n"
+        )
+        .is_ok());
+        let e = errs(
+            "[[sources]]\nname = \"a\"\ntype = \"local\"\npath = \"x\"\ninterval = \"500ms\"\n",
+        );
+        assert!(e[0].contains("outside 1s.."), "{e:?}");
+        let e =
+            errs("[[sources]]\nname = \"a\"\ntype = \"fake\"\npath = \"x\"\ninterval = \"30d\"\n");
+        assert!(e[0].contains("interval"), "{e:?}");
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let e = errs(
+            "[[sources]]\nname = \"a\"\ntype = \"fake\"\npath = \"x\"\nmax_bytes_per_poll = \"lots\"\nmax_accounts_per_poll = 0\nconcurrency = 0\nmax_rate_limit_share = 1.5\n",
+        );
+        let all = e.join("\n");
+        for k in [
+            "max_bytes_per_poll",
+            "max_accounts_per_poll",
+            "concurrency",
+            "max_rate_limit_share",
+        ] {
+            assert!(all.contains(&format!("sources[0] (a).{k}")), "{k}: {all}");
+        }
+        let c = parse("[[sources]]\nname = \"a\"\ntype = \"fake\"\npath = \"x\"\nmax_bytes_per_poll = \"512MiB\"\n").unwrap();
+        assert_eq!(c.sources[0].limits.max_bytes_per_poll, 512 << 20);
+        assert_eq!(parse_size("2GB").unwrap(), 2_000_000_000);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert!(parse_size("0").is_err() && parse_size("5 parsecs").is_err());
+    }
+
+    #[test]
     fn per_source_policy_overrides_global() {
-        let c = from_toml_str(
+        let c = parse(
             r#"[policy]
 dormant_after_days = 60
 exclude_accounts = ["breakglass-*@example.com"]
 [[sources]]
 name = "a"
-type = "file"
+type = "fake"
 path = "x"
 policy = { dormant_after_days = 30 }
 [[sources]]
 name = "b"
-type = "file"
+type = "fake"
 path = "y"
 "#,
         )
@@ -1610,28 +2012,75 @@ path = "y"
     }
 
     #[test]
+    fn check_settings_merge_per_check_and_exceptions_add_up_per_source() {
+        let c = parse(
+            r#"[policy.checks."mfa.weak"]
+severity = "high"
+enabled = true
+[[policy.exceptions]]
+check = "mfa.missing"
+account = "kiosk-*"
+reason = "r"
+owner = "o"
+expires = "2027-01-01"
+[[sources]]
+name = "a"
+type = "fake"
+path = "x"
+policy = { checks = { "mfa.weak" = { enabled = false } }, exceptions = [{ check = "mfa.weak", account = "u-1", reason = "r2", owner = "o2", expires = "2027-02-01T00:00:00Z" }] }
+[[sources]]
+name = "b"
+type = "fake"
+path = "y"
+"#,
+        )
+        .unwrap();
+        let a = &c.sources[0].policy;
+        let w = a.check(CheckId::MfaWeak);
+        assert!(!w.enabled, "the source turns it off");
+        assert_eq!(w.severity, Severity::High, "the global severity stays");
+        assert_eq!(a.exceptions.len(), 2, "global + the source's own");
+        let b = &c.sources[1].policy;
+        assert!(b.check(CheckId::MfaWeak).enabled);
+        assert_eq!(b.exceptions.len(), 1);
+        let now = crate::model::parse_ts("2026-12-01").unwrap();
+        assert!(a.exceptions[0].covers(CheckId::MfaMissing, "KIOSK-7", "x", now));
+        assert!(a.exceptions[1].covers(CheckId::MfaWeak, "anyone", "u-1", now));
+        assert!(!a.exceptions[1].covers(CheckId::MfaWeak, "anyone", "u-2", now));
+        let later = crate::model::parse_ts("2027-01-01").unwrap();
+        assert!(
+            !a.exceptions[0].covers(CheckId::MfaMissing, "kiosk-7", "x", later),
+            "expired"
+        );
+    }
+
+    #[test]
     fn secrets_come_from_files_and_never_print() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("tok");
         std::fs::write(&f, "00supersecret\n").unwrap();
         let toml = format!(
-            r#"[[sources]]
-name = "o"
-type = "okta"
-url = "https://example.okta.com"
-token_file = "{}"
-"#,
+            "[[sources]]\nname = \"o\"\ntype = \"fake\"\npath = \"p\"\ntoken_file = \"{}\"\n",
             f.display()
         );
-        let c = from_toml_str(&toml).unwrap();
-        let SourceKind::Okta(o) = &c.sources[0].kind else {
-            panic!()
-        };
-        let OktaAuth::ApiToken(t) = &o.auth else {
-            panic!()
-        };
+        let c = parse(&toml).unwrap();
+        let t = c.sources[0]
+            .settings::<FakeSettings>()
+            .unwrap()
+            .token
+            .as_ref()
+            .unwrap();
         assert_eq!(t.expose(), "00supersecret");
         assert!(!format!("{c:?}").contains("supersecret"));
+    }
+
+    #[test]
+    fn a_base_url_with_the_api_path_is_a_mistake() {
+        let e = errs("[[sources]]\nname = \"a\"\ntype = \"fake\"\npath = \"x\"\nurl = \"https://x.okta.com/api/v1\"\n");
+        assert!(
+            e[0].contains("ends in /api/v1: give the base URL only"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -1683,27 +2132,117 @@ token_file = "{}"
         assert_eq!(e.len(), 1);
     }
 
+    fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load_file(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, toml).unwrap();
+        load_with_env(&p, &Fake, &vars(env))
+    }
+
+    const TWO: &str = "[policy]\ndormant_after_days = 90\n[[sources]]\nname = \"okta-prod\"\ntype = \"fake\"\npath = \"x\"\n[[sources]]\nname = \"b\"\ntype = \"fake\"\npath = \"/abs/y\"\n";
+
     #[test]
-    #[allow(clippy::result_large_err)]
     fn env_overrides_the_file() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "c.toml",
-                r#"[policy]
-dormant_after_days = 90
-[[sources]]
-name = "a"
-type = "file"
-path = "x"
-"#,
-            )?;
-            jail.set_env("IPE_POLICY__DORMANT_AFTER_DAYS", "60");
-            jail.set_env("IPE_SERVER__LISTEN", "127.0.0.1:1234");
-            let c = load(Path::new("c.toml")).map_err(|e| e.to_string())?;
-            assert_eq!(c.policy.dormant_after_days, 60);
-            assert_eq!(c.sources[0].policy.dormant_after_days, 60);
-            assert_eq!(c.server.listen.to_string(), "127.0.0.1:1234");
-            Ok(())
-        });
+        let c = load_file(
+            TWO,
+            &[
+                ("IPE_POLICY__DORMANT_AFTER_DAYS", "60"),
+                ("IPE_SERVER__LISTEN", "127.0.0.1:1234"),
+                ("IPE_CONFIG", "/elsewhere.toml"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.policy.dormant_after_days, 60);
+        assert_eq!(c.sources[0].policy.dormant_after_days, 60);
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:1234");
+    }
+
+    #[test]
+    fn env_overrides_a_source_by_name_or_says_why_not() {
+        let c = load_file(
+            TWO,
+            &[
+                ("IPE_SOURCES__OKTA_PROD__INTERVAL", "5m"),
+                ("IPE_SOURCES__B__POLICY__DORMANT_AFTER_DAYS", "30"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.sources[0].interval, Duration::from_secs(300));
+        assert_eq!(c.sources[1].policy.dormant_after_days, 30);
+        assert_eq!(c.sources[0].policy.dormant_after_days, 90);
+        let e = load_file(TWO, &[("IPE_SOURCES__NOPE__INTERVAL", "5m")])
+            .unwrap_err()
+            .problems;
+        assert!(
+            e[0].contains("IPE_SOURCES__NOPE__INTERVAL: no [[sources]] entry is named \"nope\""),
+            "{e:?}"
+        );
+        let e = load_file(TWO, &[("IPE_SOURCES__B__INTERVAL", "soon")])
+            .unwrap_err()
+            .problems;
+        assert!(
+            e[0].contains("sources[1] (b).interval: invalid duration"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn env_variables_that_configure_nothing_are_reported() {
+        let e = load_file(
+            TWO,
+            &[("IPE_SERVER_LISTEN", ":1"), ("IPE_SERVR__LISTEN", ":1")],
+        )
+        .unwrap_err()
+        .problems
+        .join("\n");
+        assert!(
+            e.contains("IPE_SERVER_LISTEN: environment variable with the IPE_ prefix but no `__` between levels, so it configures nothing (did you mean IPE_SERVER__LISTEN?)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("IPE_SERVR__LISTEN: unknown section \"servr\""),
+            "{e}"
+        );
+        let e = load_file(TWO, &[("IPE_POLICY__DORMANT_AFTER_DAYS", "soon")])
+            .unwrap_err()
+            .problems
+            .join("\n");
+        assert!(
+            e.contains("policy.dormant_after_days") && e.contains("IPE_POLICY__DORMANT_AFTER_DAYS"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn relative_paths_are_read_from_the_config_files_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("conf")).unwrap();
+        std::fs::write(dir.path().join("conf/tok"), "t0k\n").unwrap();
+        let p = dir.path().join("conf/c.toml");
+        std::fs::write(
+            &p,
+            "[[sources]]\nname = \"a\"\ntype = \"fake\"\npath = \"data.json\"\ntoken_file = \"tok\"\n",
+        )
+        .unwrap();
+        let c = load_with_env(&p, &Fake, &[]).unwrap();
+        let f = c.sources[0].settings::<FakeSettings>().unwrap();
+        assert_eq!(f.path, dir.path().join("conf/data.json"));
+        assert_eq!(f.token.as_ref().unwrap().expose(), "t0k");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_accepted_and_a_directory_is_named() {
+        let c = load_file(&format!("\u{feff}{TWO}"), &[]).unwrap();
+        assert_eq!(c.sources.len(), 2);
+        let dir = tempfile::tempdir().unwrap();
+        let e = load_with_env(dir.path(), &Fake, &[]).unwrap_err().problems;
+        assert!(e[0].contains("is a directory"), "{e:?}");
     }
 }

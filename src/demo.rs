@@ -529,8 +529,8 @@ pub fn write(
 mod tests {
     use super::*;
     use crate::checks::CheckId;
-    use crate::config::from_toml_str;
     use crate::report::ReportBuilder;
+    use crate::sources::config_from_toml as from_toml_str;
     use crate::sources::PollOutput;
     use time::macros::datetime;
 

@@ -1,4 +1,4 @@
-//! Prometheus exposition (SPEC §6). Built off the serving path: after every poll the whole
+//! Prometheus exposition (README "Metrics"). Built off the serving path: after every poll the whole
 //! body is encoded once from the sources' last reports and stored; a scrape serves those
 //! bytes plus the cheap `process_*` metrics. Every label combination that can occur is
 //! emitted (zero-filled) once a source has a report, so alerts never see gaps.
@@ -9,10 +9,10 @@ use std::sync::Arc;
 use prometheus::core::Collector;
 use prometheus::{Encoder, GaugeVec, Opts, Registry, TextEncoder};
 
-use crate::checks::CheckId;
+use crate::checks::{CheckId, Severity};
 use crate::model::{AccountType, CredentialType, DataKind, Status};
 use crate::report::{Report, DORMANT_REASONS, FUTURE_FIELDS, OVERPRIV_REASONS};
-use crate::state::{SourceState, BUILD};
+use crate::state::{AppState, SourceState, BUILD};
 
 const POLL_NOTE: &str = " Value from the last background poll, not computed at scrape time.";
 const PRIV: [&str; 2] = ["false", "true"];
@@ -104,6 +104,11 @@ fn families() -> Families {
     ));
     f.declare(g("identity_posture_findings", "Findings by check and severity (accounts with at least one finding of the check; tenant checks count 1 per finding)", &["check", "severity"]));
     f.declare(g(
+        "identity_posture_source_duplicate_accounts",
+        "Accounts the source returned more than once (same id) in the last poll; each is counted once",
+        &[],
+    ));
+    f.declare(g(
         "identity_posture_compliant_accounts_ratio",
         "Share of active, non-excluded accounts with no finding (0..1)",
         &[],
@@ -164,15 +169,64 @@ fn families() -> Families {
         "Build information; value is always 1",
         &["version", "revision"],
     ));
+    f.declare(Family::new(
+        "identity_posture_exporter_web_info",
+        "The exporter's server.external_url, for absolute links in alerts; value is always 1",
+        &["external_url"],
+    ));
+    f.declare(g(
+        "identity_posture_excepted_accounts",
+        "Accounts whose findings of this check are all covered by policy.exceptions (counted here, not in identity_posture_findings)",
+        &["check"],
+    ));
+    f.declare(g(
+        "identity_posture_exceptions_expiring",
+        "Exceptions (policy.exceptions) that apply to the source and expire within 14 days",
+        &[],
+    ));
+    f.declare(g(
+        "identity_posture_factors_unrecognized_status",
+        "MFA factors whose status the model does not know (read as not active)",
+        &[],
+    ));
+    f.declare(g(
+        "identity_posture_findings_new",
+        "Findings (per credential, not accounts) first seen in the last poll, excluded accounts left out",
+        &["severity"],
+    ));
+    f.declare(g(
+        "identity_posture_findings_resolved",
+        "Findings (per credential, not accounts) open in the poll before the last and gone in the last",
+        &["severity"],
+    ));
+    f.declare(g(
+        "identity_posture_oldest_open_critical_finding_age_seconds",
+        "Age, at the last poll, of the oldest critical finding still open and counted (0 when there is none)",
+        &[],
+    ));
     f
 }
 
+/// Re-encodes the metrics from every source's current state and stores them for scrapes.
+pub fn refresh(app: &AppState) {
+    app.metrics
+        .store(Arc::new(render(&app.sources, app.external_url.as_deref())));
+}
+
+/// Exceptions expiring within this many days are counted in
+/// `identity_posture_exceptions_expiring`.
+pub const EXCEPTION_WARNING_DAYS: i64 = 14;
+
 /// Encodes every metric except `process_*` for the given sources.
-pub fn render(sources: &[Arc<SourceState>]) -> Vec<u8> {
+pub fn render(sources: &[Arc<SourceState>], external_url: Option<&str>) -> Vec<u8> {
     let mut fams = families();
     let mut dynamic: BTreeMap<&'static str, Family> = BTreeMap::new();
     fams.get("identity_posture_exporter_build_info")
         .add(vec![BUILD.version.into(), BUILD.revision.into()], 1.0);
+    if let Some(u) = external_url {
+        fams.get("identity_posture_exporter_web_info")
+            .add(vec![u.to_string()], 1.0);
+    }
     for s in sources {
         let base = || vec![s.name.clone(), s.provider.to_string()];
         let lv = |extra: &[&str]| -> Vec<String> {
@@ -306,11 +360,43 @@ fn add_report(
         .add(lv(&[]), t.super_admins as f64);
     fams.get("identity_posture_excluded_accounts")
         .add(lv(&[]), t.excluded as f64);
+    fams.get("identity_posture_source_duplicate_accounts")
+        .add(lv(&[]), t.duplicates as f64);
     for c in CheckId::ALL {
         fams.get("identity_posture_findings").add(
-            lv(&[c.as_str(), c.severity().as_str()]),
+            lv(&[c.as_str(), r.policy.severity(c).as_str()]),
             t.findings[c as usize] as f64,
         );
+        fams.get("identity_posture_excepted_accounts")
+            .add(lv(&[c.as_str()]), t.excepted[c as usize] as f64);
+    }
+    if let Some(now) = r.evaluated_at {
+        let soon = now + time::Duration::days(EXCEPTION_WARNING_DAYS);
+        let expiring = r
+            .policy
+            .exceptions
+            .iter()
+            .filter(|e| e.expires > now && e.expires <= soon)
+            .count();
+        fams.get("identity_posture_exceptions_expiring")
+            .add(lv(&[]), expiring as f64);
+    }
+    fams.get("identity_posture_factors_unrecognized_status")
+        .add(lv(&[]), t.factors_unrecognized as f64);
+    let h = &r.history;
+    if h.tracked {
+        for s in Severity::ALL {
+            fams.get("identity_posture_findings_new")
+                .add(lv(&[s.as_str()]), h.new_by_severity[s as usize] as f64);
+            fams.get("identity_posture_findings_resolved")
+                .add(lv(&[s.as_str()]), h.resolved_by_severity[s as usize] as f64);
+        }
+        let age = match (h.oldest_open_critical, r.evaluated_at) {
+            (Some(first), Some(now)) => (now - first).as_seconds_f64().max(0.0),
+            _ => 0.0,
+        };
+        fams.get("identity_posture_oldest_open_critical_finding_age_seconds")
+            .add(lv(&[]), age);
     }
     fams.get("identity_posture_compliant_accounts_ratio")
         .add(lv(&[]), t.compliant_ratio());

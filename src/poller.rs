@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::config::SourceConfig;
 use crate::model::Timestamp;
 use crate::report::{FindingsHook, ReportBuilder};
-use crate::sources::{PollContext, Source};
+use crate::sources::{Deps, ErrorKind, PollContext, Source, SourceError};
 use crate::state::{AppState, SourceState};
 
 /// The injected clock (checks judge ages against it; tests pin it).
@@ -53,21 +53,70 @@ pub async fn poll_once_with(
         s.polling = true;
         s.last_attempt = Some(now);
     });
-    let mut builder = ReportBuilder::new(cfg.policy.clone(), now, retain);
+    let mut builder = ReportBuilder::new(cfg.policy.clone(), now, retain)
+        .with_max_accounts(cfg.max_accounts_per_poll);
     if let Some(h) = hook {
         builder = builder.with_hook(h);
     }
+    let limit_hit = builder.limit_hit();
     let ctx = PollContext {
         now,
         stats: &state.stats,
     };
-    let result = match tokio::time::timeout(cfg.timeout, source.poll(&ctx, &mut builder)).await {
-        Ok(Ok(out)) => Ok(builder.finish(out)),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "poll timed out after {} (source timeout)",
-            humantime::format_duration(cfg.timeout)
-        )),
+    let polled = tokio::time::timeout(cfg.timeout, async {
+        tokio::select! {
+            r = source.poll(&ctx, &mut builder) => Some(r),
+            // A source producing more accounts than allowed is stopped at once.
+            _ = limit_hit.notified() => None,
+        }
+    })
+    .await;
+    let over_limit = || {
+        SourceError::new(
+            ErrorKind::Budget,
+            format!(
+                "more than {} accounts in one poll (max_accounts_per_poll): raise it if the organisation really is this large",
+                cfg.max_accounts_per_poll
+            ),
+        )
+    };
+    let result = match polled {
+        Ok(Some(Ok(_))) if builder.over_limit() => Err(over_limit()),
+        Ok(Some(Ok(out))) => {
+            let mut report = builder.finish(out);
+            if report.tally.duplicates > 0 {
+                tracing::warn!(source = %cfg.name, duplicates = report.tally.duplicates, "the source returned some accounts more than once (same id); each is counted once");
+            }
+            if retain {
+                // History reads and writes the store: off the async workers.
+                let store = state.store.clone();
+                let name = cfg.name.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::history::apply(&store, &name, &mut report);
+                    report
+                })
+                .await
+                .map_err(|e| {
+                    SourceError::new(ErrorKind::Transport, format!("finding history failed: {e}"))
+                })
+            } else {
+                Ok(report)
+            }
+        }
+        Ok(Some(Err(e))) => Err(e),
+        Ok(None) => Err(over_limit()),
+        Err(_) => {
+            // Say what the poll was doing: the endpoint in flight, a rate-limit wait.
+            let now_unix = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
+            Err(SourceError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "poll timed out after {} (the source's timeout); {}",
+                    humantime::format_duration(cfg.timeout),
+                    state.stats.activity().describe(now_unix)
+                ),
+            ))
+        }
     };
     let elapsed = started.elapsed().as_secs_f64();
     match result {
@@ -86,13 +135,16 @@ pub async fn poll_once_with(
             Ok(())
         }
         Err(e) => {
-            tracing::warn!(source = %cfg.name, error = %e, seconds = elapsed, "poll failed; keeping the last good numbers");
+            let kind = e.kind().as_str();
+            let e = e.to_string();
+            tracing::warn!(source = %cfg.name, error = %e, kind, seconds = elapsed, "poll failed; keeping the last good numbers");
             state.update_status(|s| {
                 s.up = false;
                 s.polling = false;
                 s.failures += 1;
                 s.consecutive_failures = s.consecutive_failures.saturating_add(1);
                 s.last_error = Some(e.clone());
+                s.last_error_kind = Some(kind);
                 s.last_error_at = Some(clock());
                 s.last_duration_seconds = Some(elapsed);
             });
@@ -112,7 +164,7 @@ pub async fn poll_and_publish(
     clock: &Clock,
 ) -> Result<(), String> {
     let r = poll_once(cfg, source, state, clock, true).await;
-    app.refresh_metrics();
+    crate::metrics::refresh(app);
     state.update_status(|s| s.completed = true);
     r
 }
@@ -151,10 +203,32 @@ pub async fn run(
         let failures = state.status().consecutive_failures;
         let delay = next_delay(cfg.interval, failures, rand::rng().random::<f64>());
         tracing::debug!(source = %cfg.name, delay_seconds = delay.as_secs_f64(), "next poll scheduled");
+        let next = clock() + delay;
+        state.update_status(|s| s.next_poll = Some(next));
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
+            _ = state.poll_now.notified() => {
+                tracing::info!(source = %cfg.name, "poll requested");
+            }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// Builds every configured source (no I/O), or says which cannot be built and why.
+pub fn build_all(cfgs: &[SourceConfig], deps: &Deps) -> Result<Vec<Source>, String> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for cfg in cfgs {
+        match Source::build(cfg, deps) {
+            Ok(s) => out.push(s),
+            Err(e) => errors.push(format!("source {}: {e}", cfg.name)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors.join("\n"))
     }
 }
 
@@ -165,9 +239,9 @@ pub fn spawn_all(
     clock: &Clock,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let sources = build_all(cfgs, &Deps::default())?;
     let mut handles = Vec::new();
-    for (cfg, state) in cfgs.iter().zip(app.sources.iter()) {
-        let source = Source::new(cfg).map_err(|e| format!("source {}: {e}", cfg.name))?;
+    for ((cfg, state), source) in cfgs.iter().zip(app.sources.iter()).zip(sources) {
         handles.push(tokio::spawn(run(
             cfg.clone(),
             source,

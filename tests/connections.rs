@@ -6,14 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use identity_posture_exporter::config::{self, Config};
+use identity_posture_exporter::config::Config;
 use identity_posture_exporter::server;
+use identity_posture_exporter::sources::config_from_toml;
 use identity_posture_exporter::state::AppState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn config(server_extra: &str) -> Config {
-    config::from_toml_str(&format!(
+    config_from_toml(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n[[sources]]\nname = \"demo\"\ntype = \"file\"\npath = \"examples/demo-identities.json\"\n"
     ))
     .unwrap()
@@ -225,5 +226,55 @@ async fn a_tls_handshake_that_never_comes_is_cut_off() {
         .unwrap();
     assert!(text
         .contains("identity_posture_http_connections_closed_total{reason=\"header_timeout\"} 1\n"));
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn handlers_see_the_peer_address_and_admin_endpoints_answer_loopback_callers() {
+    use axum::extract::ConnectInfo;
+    // The listener hands every request the peer address, as axum's serve did.
+    let router =
+        axum::Router::new().route(
+            "/",
+            axum::routing::get(
+                |ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>| async move {
+                    peer.ip().to_string()
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server::conn::serve(
+        listener,
+        router,
+        None,
+        Default::default(),
+        Arc::default(),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let body = reqwest::get(format!("http://{addr}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "127.0.0.1");
+    let _ = tx.send(());
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("server stops")
+        .unwrap();
+
+    // So the admin guard (loopback callers, or authenticated ones) lets a local caller in.
+    let r = start(config("")).await;
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/-/poll/demo", r.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
     r.stop().await;
 }

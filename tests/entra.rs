@@ -2,22 +2,22 @@
 //! paged Graph reads → model → checks → findings and metrics. Every expected answer below is
 //! worked out by hand from the fixture tenant (NOW = 2026-11-28 12:00 UTC).
 
-#[path = "support/entra_mock.rs"]
-mod entra_mock;
+mod support;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use entra_mock::{
-    Collection, MockGraph, Permission, Tenant, GLOBAL_ADMIN, PRIV_ROLE_ADMIN, USER_ADMIN,
-};
-use identity_posture_exporter::config::{self, Config};
+use identity_posture_exporter::config::Config;
 use identity_posture_exporter::model::{DataKind, FactorType, Known, Status};
 use identity_posture_exporter::poller::{poll_once, Clock};
 use identity_posture_exporter::report::Report;
 use identity_posture_exporter::sources::Source;
+use identity_posture_exporter::sources::{config_from_toml, Deps};
 use identity_posture_exporter::state::AppState;
 use serde_json::{json, Value};
+use support::entra_mock::{
+    Collection, MockGraph, Permission, Tenant, GLOBAL_ADMIN, PRIV_ROLE_ADMIN, USER_ADMIN,
+};
 use time::macros::datetime;
 
 const NOW: time::OffsetDateTime = datetime!(2026-11-28 12:00 UTC);
@@ -234,7 +234,7 @@ async fn start_with(t: Tenant, auth: &str, extra: &str) -> Run {
     } else {
         auth.to_string()
     };
-    let cfg = config::from_toml_str(&format!(
+    let cfg = config_from_toml(&format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -253,7 +253,7 @@ timeout = "60s"
     ))
     .unwrap();
     let state = Arc::new(AppState::new(&cfg.sources));
-    let source = Source::new(&cfg.sources[0]).unwrap();
+    let source = Source::build(&cfg.sources[0], &Deps::default()).unwrap();
     Run {
         mock,
         cfg,
@@ -460,7 +460,7 @@ async fn non_premium_tenant_makes_last_login_and_mfa_unknown_not_findings() {
         .iter()
         .any(|g| g.name == "identity_posture_entra_pim_eligibility_available" && g.value == 0.0));
     // The metric says which data is missing, once for the source.
-    run.state.refresh_metrics();
+    identity_posture_exporter::metrics::refresh(&run.state);
     let m = String::from_utf8(run.state.metrics.load().to_vec()).unwrap();
     assert!(
         m.contains(r#"identity_posture_source_data_available{data="last_login",provider="entra",source="entra-test"} 0"#),
@@ -576,7 +576,7 @@ async fn token_endpoint_error_is_reported_without_the_secret() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("s");
     std::fs::write(&f, "not-the-secret-value").unwrap();
-    let cfg = config::from_toml_str(&format!(
+    let cfg = config_from_toml(&format!(
         r#"[[sources]]
 name = "e"
 type = "entra"
@@ -591,7 +591,7 @@ graph_url = "{b}"
     ))
     .unwrap();
     let state = AppState::new(&cfg.sources);
-    let source = Source::new(&cfg.sources[0]).unwrap();
+    let source = Source::build(&cfg.sources[0], &Deps::default()).unwrap();
     let e = poll_once(&cfg.sources[0], &source, &state.sources[0], &clock(), false)
         .await
         .unwrap_err();
@@ -609,7 +609,7 @@ async fn certificate_assertion_authenticates() {
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/entra");
     let cert = std::fs::read_to_string(format!("{data}/test-cert.pem")).unwrap();
     let public = std::fs::read_to_string(format!("{data}/test-pub.pem")).unwrap();
-    let x5t = identity_posture_exporter::sources::entra::client::x5t_s256(&cert).unwrap();
+    let x5t = identity_posture_exporter::upstream::oauth::x5t_s256(&cert).unwrap();
     // Computed independently: openssl x509 -outform DER | openssl dgst -sha256 -binary | base64url.
     assert_eq!(x5t, "fGOWvm-o_Eg0oeYXeZ54YNRXMFmYXmT-lo2kNR24p04");
     let mut t = tenant();
@@ -633,7 +633,7 @@ async fn certificate_assertion_authenticates() {
 
 #[test]
 fn entra_configuration_is_validated() {
-    let e = config::from_toml_str(
+    let e = config_from_toml(
         r#"[[sources]]
 name = "e"
 type = "entra"
@@ -651,14 +651,14 @@ token_file = "x"
         "sources[0] (e).tenant_id: missing required key",
         "use either client_secret_file/client_secret_env or certificate_file + private_key_file, not both",
         "sources[0] (e).graph_url: \"http://graph.example.com\" must use https://",
-        "sources[0] (e).token_file: not a key of a entra source",
+        "sources[0] (e).token_file: not a key of type entra",
     ] {
         assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
     }
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("s");
     std::fs::write(&f, "shh\n").unwrap();
-    let c = config::from_toml_str(&format!(
+    let c = config_from_toml(&format!(
         r#"[[sources]]
 name = "e"
 type = "entra"
@@ -669,11 +669,49 @@ client_secret_file = "{}"
         f.display()
     ))
     .unwrap();
-    let config::SourceKind::Entra(e) = &c.sources[0].kind else {
-        panic!()
-    };
+    let e = c.sources[0]
+        .settings::<identity_posture_exporter::sources::entra::EntraConfig>()
+        .unwrap();
     assert_eq!(e.authority_url, "https://login.microsoftonline.com");
     assert_eq!(e.graph_url, "https://graph.microsoft.com");
     assert!(!format!("{c:?}").contains("shh"));
     assert_eq!(c.sources[0].provider(), "entra");
+}
+
+/// The framework's promises, on the mock Graph (users in pages of two).
+#[tokio::test]
+async fn conformance() {
+    use identity_posture_exporter::sources::entra::PIM_ELIGIBILITY_AVAILABLE;
+    use support::conformance::{run, Conformance};
+    use support::harness::Harness;
+    let t = tenant();
+    let (tid, cid, secret) = (
+        t.tenant_id.clone(),
+        t.client_id.clone(),
+        t.client_secret.clone(),
+    );
+    let mock = MockGraph::start(t).await;
+    let toml = format!(
+        "[[sources]]\nname = \"entra-conf\"\ntype = \"entra\"\ntenant_id = \"{tid}\"\nclient_id = \"{cid}\"\nclient_secret_file = \"{{dir}}/secret\"\nauthority_url = \"{b}\"\ngraph_url = \"{b}\"\ntimeout = \"60s\"\n",
+        b = mock.base
+    );
+    let secret_file = format!("{secret}\n");
+    let make = || Harness::start(&[("secret", &secret_file)], &toml);
+    run(&Conformance {
+        server: &mock.server,
+        make: &make,
+        listing: "/v1.0/users",
+        optional: Some((
+            "/v1.0/reports/authenticationMethods/userRegistrationDetails",
+            DataKind::Mfa,
+            json!({"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges to complete the operation.", "innerError": {"request-id": "r-1"}}}),
+        )),
+        unauthorized: json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token validation failure. Invalid audience.", "innerError": {"request-id": "r-2"}}}),
+        secrets: &[&secret],
+        gauges: &[
+            PIM_ELIGIBILITY_AVAILABLE.name,
+            "identity_posture_source_poll_requests",
+        ],
+    })
+    .await;
 }

@@ -15,11 +15,10 @@ use std::sync::{Arc, OnceLock};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use identity_posture_exporter::config;
 use identity_posture_exporter::poller::{poll_and_publish, Clock};
 use identity_posture_exporter::server;
 use identity_posture_exporter::server::auth::WebConfig;
-use identity_posture_exporter::sources::{file, Source};
+use identity_posture_exporter::sources::{self, file, Deps, Source};
 use identity_posture_exporter::state::AppState;
 use proptest::prelude::*;
 use tower::ServiceExt;
@@ -232,14 +231,14 @@ proptest! {
 
     #[test]
     fn config_loader_survives_random_text(text in "\\PC{0,400}") {
-        let (_, peak) = peak_of(|| config::from_toml_str(&text).map(|_| ()));
+        let (_, peak) = peak_of(|| sources::config_from_toml(&text).map(|_| ()));
         prop_assert!(peak <= budget(text.len()), "{peak}");
     }
 
     #[test]
     fn config_loader_survives_config_shaped_toml(lines in prop::collection::vec(toml_line(), 0..24)) {
         let text = lines.concat();
-        let (r, peak) = peak_of(|| config::from_toml_str(&text).map(|_| ()));
+        let (r, peak) = peak_of(|| sources::config_from_toml(&text).map(|_| ()));
         prop_assert!(peak <= budget(text.len()), "{peak}");
         if let Err(e) = r {
             // Errors name keys, never echo arbitrary values back.
@@ -492,10 +491,10 @@ fn router() -> &'static axum::Router {
     static R: OnceLock<axum::Router> = OnceLock::new();
     R.get_or_init(|| {
         runtime().block_on(async {
-            let cfg = config::load(Path::new("examples/demo.toml")).unwrap();
+            let cfg = sources::load_config(Path::new("examples/demo.toml")).unwrap();
             let state = Arc::new(AppState::new(&cfg.sources));
             let clock: Clock = Arc::new(|| time::macros::datetime!(2026-11-28 00:00 UTC));
-            let src = Source::new(&cfg.sources[0]).unwrap();
+            let src = Source::build(&cfg.sources[0], &Deps::default()).unwrap();
             poll_and_publish(&cfg.sources[0], &src, &state.sources[0], &state, &clock)
                 .await
                 .unwrap();

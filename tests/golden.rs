@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use identity_posture_exporter::config;
+use identity_posture_exporter::metrics;
 use identity_posture_exporter::poller::{poll_once, Clock};
-use identity_posture_exporter::sources::Source;
+use identity_posture_exporter::sources::{load_config, Deps, Source};
 use identity_posture_exporter::state::AppState;
 use time::macros::datetime;
 
@@ -34,14 +34,14 @@ fn normalise(text: &str) -> String {
 
 #[tokio::test]
 async fn demo_metrics_match_the_golden_file() {
-    let cfg = config::load(std::path::Path::new("examples/demo.toml")).unwrap();
+    let cfg = load_config(std::path::Path::new("examples/demo.toml")).unwrap();
     let clock: Clock = Arc::new(|| datetime!(2026-11-28 00:00 UTC));
     let state = AppState::new(&cfg.sources);
-    let src = Source::new(&cfg.sources[0]).unwrap();
+    let src = Source::build(&cfg.sources[0], &Deps::default()).unwrap();
     poll_once(&cfg.sources[0], &src, &state.sources[0], &clock, false)
         .await
         .unwrap();
-    state.refresh_metrics();
+    metrics::refresh(&state);
     let got = normalise(std::str::from_utf8(&state.metrics.load()).unwrap());
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(GOLDEN, &got).unwrap();

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
-use identity_posture_exporter::config::{self, Config};
+use identity_posture_exporter::config::Config;
 use identity_posture_exporter::poller::{poll_and_publish, Clock};
 use identity_posture_exporter::server;
-use identity_posture_exporter::sources::{file, Source};
+use identity_posture_exporter::sources::{self, file, Deps, Source};
 use identity_posture_exporter::state::AppState;
 use time::macros::datetime;
 use tower::ServiceExt;
@@ -19,7 +19,7 @@ use tower::ServiceExt;
 const NOW: time::OffsetDateTime = datetime!(2026-11-28 12:00 UTC);
 
 fn file_config(path: &std::path::Path, server_extra: &str) -> Config {
-    config::from_toml_str(&format!(
+    sources::config_from_toml(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n[[sources]]\nname = \"f\"\ntype = \"file\"\npath = \"{}\"\n",
         path.display()
     ))
@@ -30,7 +30,7 @@ fn file_config(path: &std::path::Path, server_extra: &str) -> Config {
 async fn polled(cfg: &Config) -> (axum::Router, Arc<AppState>) {
     let state = Arc::new(AppState::new(&cfg.sources));
     let clock: Clock = Arc::new(|| NOW);
-    let src = Source::new(&cfg.sources[0]).unwrap();
+    let src = Source::build(&cfg.sources[0], &Deps::default()).unwrap();
     poll_and_publish(&cfg.sources[0], &src, &state.sources[0], &state, &clock)
         .await
         .unwrap();
@@ -232,29 +232,29 @@ fn a_byte_order_mark_is_accepted_in_the_config_and_in_file_data() {
         ),
     )
     .unwrap();
-    let c = config::load(&cfg).unwrap();
+    let c = sources::load_config(&cfg).unwrap();
     assert_eq!(c.sources[0].name, "f");
 }
 
 #[test]
 fn a_directory_as_config_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let e = config::load(dir.path()).unwrap_err().to_string();
+    let e = sources::load_config(dir.path()).unwrap_err().to_string();
     assert!(e.contains("is a directory"), "{e}");
-    let e = config::load(&dir.path().join("nope.toml"))
+    let e = sources::load_config(&dir.path().join("nope.toml"))
         .unwrap_err()
         .to_string();
     assert!(e.contains("no such file"), "{e}");
     let bad = dir.path().join("latin1.toml");
     std::fs::write(&bad, b"# caf\xe9\n").unwrap();
-    let e = config::load(&bad).unwrap_err().to_string();
+    let e = sources::load_config(&bad).unwrap_err().to_string();
     assert!(e.contains("not UTF-8"), "{e}");
 }
 
 #[test]
 fn server_connection_keys_have_defaults_and_bounds() {
     let base = "[[sources]]\nname = \"f\"\ntype = \"file\"\npath = \"x.json\"\n";
-    let c = config::from_toml_str(base).unwrap();
+    let c = sources::config_from_toml(base).unwrap();
     assert_eq!(c.server.limits.max_connections, 512);
     assert_eq!(
         c.server.limits.header_read_timeout,
@@ -264,7 +264,7 @@ fn server_connection_keys_have_defaults_and_bounds() {
         c.server.limits.idle_timeout,
         std::time::Duration::from_secs(120)
     );
-    let c = config::from_toml_str(&format!(
+    let c = sources::config_from_toml(&format!(
         "[server]\nmax_connections = 64\nheader_read_timeout = \"2s\"\nidle_timeout = \"30s\"\n{base}"
     ))
     .unwrap();
@@ -273,7 +273,7 @@ fn server_connection_keys_have_defaults_and_bounds() {
         c.server.limits.header_read_timeout,
         std::time::Duration::from_secs(2)
     );
-    let e = config::from_toml_str(&format!(
+    let e = sources::config_from_toml(&format!(
         "[server]\nmax_connections = 0\nheader_read_timeout = \"soon\"\nidle_timeout = \"2h\"\n{base}"
     ))
     .unwrap_err()
@@ -296,11 +296,12 @@ fn server_connection_keys_have_defaults_and_bounds() {
 
 #[test]
 fn toml_syntax_errors_keep_the_position_but_not_the_line() {
-    let e =
-        config::from_toml_str("[server]\nlisten = \"127.0.0.1:1\"\nlisten = \"hunter2-secret\"\n")
-            .unwrap_err()
-            .problems
-            .join("\n");
+    let e = sources::config_from_toml(
+        "[server]\nlisten = \"127.0.0.1:1\"\nlisten = \"hunter2-secret\"\n",
+    )
+    .unwrap_err()
+    .problems
+    .join("\n");
     assert!(e.contains("line 3"), "{e}");
     assert!(e.contains("duplicate key"), "{e}");
     assert!(!e.contains("hunter2"), "{e}");

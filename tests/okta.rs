@@ -9,16 +9,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use identity_posture_exporter::config::{
-    OktaAuth, OktaConfig, Policy, Secret, SourceConfig, SourceKind, UpstreamLimits,
-    OKTA_DEFAULT_SCOPES,
-};
+use identity_posture_exporter::config::{Secret, SourceConfig, UpstreamLimits};
 use identity_posture_exporter::model::{
     Account, CredentialType, DataKind, FactorStatus, FactorType, Known, Status, Timestamp,
 };
+use identity_posture_exporter::sources::okta::config::DEFAULT_SCOPES as OKTA_DEFAULT_SCOPES;
 use identity_posture_exporter::sources::okta::OktaSource;
-use identity_posture_exporter::sources::{PollContext, PollOutput, SourceError, SourceStats};
-use identity_posture_exporter::upstream::ManualTimer;
+use identity_posture_exporter::sources::okta::{OktaAuth, OktaConfig};
+use identity_posture_exporter::sources::{Deps, PollContext, PollOutput, Provider, SourceError};
+use identity_posture_exporter::upstream::{ManualTimer, RequestStats as SourceStats};
 use support::okta_mock::*;
 use time::OffsetDateTime;
 
@@ -34,23 +33,13 @@ fn config(
         factor_refresh_per_poll: None,
         factor_max_age: Duration::from_secs(24 * 3600),
     };
-    let mut cfg = SourceConfig {
-        name: "okta-test".into(),
-        interval: Duration::from_secs(900),
-        timeout: Duration::from_secs(600),
-        policy: Policy::default(),
-        limits: UpstreamLimits {
-            max_rate_limit_share: 0.5,
-            max_requests_per_poll: None,
-            concurrency: 4,
-        },
-        kind: SourceKind::File(identity_posture_exporter::config::FileConfig {
-            path: "unused".into(),
-            time_anchor: None,
-        }),
+    let mut cfg = SourceConfig::new("okta-test", "okta", ());
+    cfg.limits = UpstreamLimits {
+        concurrency: 4,
+        ..UpstreamLimits::default()
     };
     tweak(&mut cfg, &mut okta);
-    cfg.kind = SourceKind::Okta(okta);
+    cfg.settings = Arc::new(okta);
     cfg
 }
 
@@ -61,7 +50,12 @@ fn token() -> OktaAuth {
 fn source(cfg: &SourceConfig) -> (OktaSource, ManualTimer) {
     let timer = ManualTimer::starting_now();
     (
-        OktaSource::with_timer(cfg, Arc::new(timer.clone())).unwrap(),
+        OktaSource::build(
+            cfg,
+            cfg.settings::<OktaConfig>().unwrap(),
+            &Deps::with_timer(Arc::new(timer.clone())),
+        )
+        .unwrap(),
         timer,
     )
 }
@@ -636,7 +630,7 @@ fn okta_keys_are_accepted_by_the_config() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("tok");
     std::fs::write(&f, format!("{TOKEN}\n")).unwrap();
-    let c = identity_posture_exporter::config::from_toml_str(&format!(
+    let c = identity_posture_exporter::sources::config_from_toml(&format!(
         r#"[[sources]]
 name = "okta-prod"
 type = "okta"
@@ -649,10 +643,43 @@ terminated_attribute = "leaveDate"
         f.display()
     ))
     .unwrap();
-    let SourceKind::Okta(o) = &c.sources[0].kind else {
-        panic!()
-    };
+    let o = c.sources[0].settings::<OktaConfig>().unwrap();
     assert_eq!(o.factor_refresh_per_poll, Some(5000));
     assert_eq!(o.factor_max_age, Duration::from_secs(12 * 3600));
-    assert!(identity_posture_exporter::sources::Source::new(&c.sources[0]).is_ok());
+    assert!(
+        identity_posture_exporter::sources::Source::build(&c.sources[0], &Deps::default()).is_ok()
+    );
+}
+
+/// The framework's promises, on the mock Okta (three pages of users).
+#[tokio::test]
+async fn conformance() {
+    use identity_posture_exporter::sources::okta::{FACTOR_CACHE_COVERAGE, FACTOR_REFRESHES};
+    use support::conformance::{run, Conformance};
+    use support::harness::Harness;
+    let mock = MockOkta::start(250, 5).await;
+    let toml = format!(
+        "[[sources]]\nname = \"okta-conf\"\ntype = \"okta\"\nurl = \"{}\"\ntoken_file = \"{{dir}}/token\"\ntimeout = \"60s\"\n",
+        mock.url
+    );
+    let token_file = format!("{TOKEN}\n");
+    let make = || Harness::start(&[("token", &token_file)], &toml);
+    run(&Conformance {
+        server: &mock.server,
+        make: &make,
+        listing: "/api/v1/users",
+        optional: Some((
+            "/api/v1/iam/assignees/users",
+            DataKind::Roles,
+            serde_json::json!({"errorCode": "E0000006", "errorSummary": "You do not have permission to perform the requested action", "errorLink": "E0000006", "errorId": "oae1", "errorCauses": []}),
+        )),
+        unauthorized: serde_json::json!({"errorCode": "E0000011", "errorSummary": "Invalid token provided", "errorLink": "E0000011", "errorId": "oae2", "errorCauses": []}),
+        secrets: &[TOKEN],
+        gauges: &[
+            FACTOR_CACHE_COVERAGE.name,
+            FACTOR_REFRESHES.name,
+            "identity_posture_source_poll_requests",
+        ],
+    })
+    .await;
 }

@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use identity_posture_exporter::config::{self, Config};
+use identity_posture_exporter::config::Config;
 use identity_posture_exporter::poller::{poll_and_publish, Clock};
 use identity_posture_exporter::server;
 use identity_posture_exporter::sources::Source;
+use identity_posture_exporter::sources::{config_from_toml, Deps};
 use identity_posture_exporter::state::AppState;
 use time::macros::datetime;
 
@@ -19,7 +20,7 @@ fn clock() -> Clock {
 }
 
 fn config(path: &str, extra_server: &str) -> Config {
-    config::from_toml_str(&format!(
+    config_from_toml(&format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -61,11 +62,12 @@ impl Running {
 
 async fn start(cfg: Config) -> Running {
     let state = Arc::new(AppState::new(&cfg.sources));
+    identity_posture_exporter::metrics::refresh(&state);
     let app = server::app(state.clone(), &cfg.server).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let source = Source::new(&cfg.sources[0]).unwrap();
+    let source = Source::build(&cfg.sources[0], &Deps::default()).unwrap();
     Running {
         base: format!("http://{addr}"),
         state,

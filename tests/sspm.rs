@@ -2,25 +2,23 @@
 //! SaaS Security Identity API: configuration → token → paged reads → model → checks →
 //! findings and metrics. Expected answers are worked out by hand (NOW = 2026-11-28 12:00 UTC).
 
-#[path = "support/sspm_mock.rs"]
-mod sspm_mock;
+mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use identity_posture_exporter::config::{self, Config, SourceKind};
+use identity_posture_exporter::config::Config;
 use identity_posture_exporter::model::{
     AccountType, CredentialType, DataKind, FactorType, Known, Status,
 };
 use identity_posture_exporter::poller::{poll_once, Clock};
 use identity_posture_exporter::report::Report;
-use identity_posture_exporter::sources::sspm::client::SspmClient;
-use identity_posture_exporter::sources::sspm::SspmSource;
-use identity_posture_exporter::sources::Source;
+use identity_posture_exporter::sources::sspm::SspmConfig;
+use identity_posture_exporter::sources::{config_from_toml, Deps, Source};
 use identity_posture_exporter::state::AppState;
 use identity_posture_exporter::upstream::ManualTimer;
 use serde_json::{json, Value};
-use sspm_mock::{Fault, MockSspm, Paging, Tenant};
+use support::sspm_mock::{Fault, MockSspm, Paging, Tenant};
 use time::macros::datetime;
 
 const NOW: time::OffsetDateTime = datetime!(2026-11-28 12:00 UTC);
@@ -231,10 +229,12 @@ async fn start_with(t: Tenant, secret: Option<&str>) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
-    let cfg = config::from_toml_str(&format!(
+    let cfg = config_from_toml(&format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
+[policy]
+password_max_age_days = 365   # password age is opt-in; this test maps password rotation
 [[sources]]
 name = "sspm-test"
 type = "sspm"
@@ -250,20 +250,9 @@ timeout = "60s"
     ))
     .unwrap();
     let state = Arc::new(AppState::new(&cfg.sources));
-    let sc = &cfg.sources[0];
-    let SourceKind::Sspm(c) = &sc.kind else {
-        panic!("not an sspm source")
-    };
     let timer = ManualTimer::starting_now();
-    let client = SspmClient::with_timer(
-        c,
-        &sc.name,
-        sc.timeout,
-        sc.limits.clone(),
-        Arc::new(timer.clone()),
-    )
-    .unwrap();
-    let source = Source::Sspm(Box::new(SspmSource::with_client(client, c)));
+    let source =
+        Source::build(&cfg.sources[0], &Deps::with_timer(Arc::new(timer.clone()))).unwrap();
     Run {
         mock,
         cfg,
@@ -287,7 +276,7 @@ impl Run {
         Ok(self.state.sources[0].report.load_full().unwrap())
     }
     fn metrics(&self) -> String {
-        self.state.refresh_metrics();
+        identity_posture_exporter::metrics::refresh(&self.state);
         String::from_utf8(self.state.metrics.load().to_vec()).unwrap()
     }
 }
@@ -750,7 +739,7 @@ async fn without_idps_mfa_is_reported_unavailable_once() {
 
 #[tokio::test]
 async fn config_validates_keys_urls_tsg_and_secret() {
-    let e = config::from_toml_str(
+    let e = config_from_toml(
         r#"[[sources]]
 name = "p"
 type = "sspm"
@@ -765,13 +754,13 @@ token_file = "/x"
         "sources[0] (p).client_id: missing required key",
         "sources[0] (p).tsg_id: \"tsg-abc\" must be the numeric tenant service group id",
         "sources[0] (p).api_url: \"http://api.example.com\" must use https://",
-        "sources[0] (p).client_secret_file or sources[0] (p).client_secret_env: required",
-        "sources[0] (p).token_file: not a key of a sspm source",
+        "sources[0] (p).client_secret_file or client_secret_env: required",
+        "sources[0] (p).token_file: not a key of type sspm",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
     std::env::set_var("IPE_TEST_SSPM_SECRET", "s3cr3t");
-    let c = config::from_toml_str(
+    let c = config_from_toml(
         r#"[[sources]]
 name = "p"
 type = "sspm"
@@ -781,9 +770,7 @@ tsg_id = "1234567890"
 "#,
     )
     .unwrap();
-    let SourceKind::Sspm(s) = &c.sources[0].kind else {
-        panic!()
-    };
+    let s = c.sources[0].settings::<SspmConfig>().unwrap();
     assert_eq!(s.auth_url, "https://auth.apps.paloaltonetworks.com");
     assert_eq!(s.api_url, "https://api.sase.paloaltonetworks.com");
     assert_eq!(s.client_secret.expose(), "s3cr3t");
@@ -808,8 +795,45 @@ fn full_toml_example_is_valid() {
         .map(|l| l.trim_start_matches("# ").to_string() + "\n")
         .collect::<String>()
         .replace("/run/secrets/sspm-client-secret", secret.to_str().unwrap());
-    let c = config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{:?}\n{toml}", e.problems));
+    let c = config_from_toml(&toml).unwrap_or_else(|e| panic!("{:?}\n{toml}", e.problems));
     assert_eq!(c.sources[0].provider(), "sspm");
     // No super-admin override is needed: the source opts out of the admin-count checks.
     assert_eq!(c.sources[0].policy.min_super_admins, 2);
+}
+
+/// The framework's promises, on the mock SaaS Security (GitHub accounts in pages of two).
+/// No optional-data case: one read-only role on the TSG grants every Identity API read or
+/// none (a 403 fails the poll with the role to grant).
+#[tokio::test]
+async fn conformance() {
+    use identity_posture_exporter::sources::sspm::{ACCOUNTS, UNRECOGNIZED_VALUES};
+    use support::conformance::{run, Conformance};
+    use support::harness::Harness;
+    let t = tenant();
+    let (cid, tsg, secret) = (
+        t.client_id.clone(),
+        t.tsg_id.clone(),
+        t.client_secret.clone(),
+    );
+    let mock = MockSspm::start(t).await;
+    let toml = format!(
+        "[[sources]]\nname = \"sspm-conf\"\ntype = \"sspm\"\nclient_id = \"{cid}\"\nclient_secret_file = \"{{dir}}/secret\"\ntsg_id = \"{tsg}\"\nauth_url = \"{b}\"\napi_url = \"{b}\"\ntimeout = \"60s\"\n",
+        b = mock.base
+    );
+    let secret_file = format!("{secret}\n");
+    let make = || Harness::start(&[("secret", &secret_file)], &toml);
+    run(&Conformance {
+        server: &mock.server,
+        make: &make,
+        listing: "/sspm/identity/v1/saas_instances/inst-gh/saas_accounts",
+        optional: None,
+        unauthorized: json!({"_errors": [{"code": "E016", "message": "Not Authenticated"}]}),
+        secrets: &[&secret],
+        gauges: &[
+            ACCOUNTS.name,
+            UNRECOGNIZED_VALUES.name,
+            "identity_posture_source_poll_requests",
+        ],
+    })
+    .await;
 }

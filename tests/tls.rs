@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use identity_posture_exporter::config;
 use identity_posture_exporter::server;
+use identity_posture_exporter::sources::config_from_toml;
 use identity_posture_exporter::state::AppState;
 
 fn write_cert(dir: &std::path::Path) -> String {
@@ -17,7 +18,7 @@ fn write_cert(dir: &std::path::Path) -> String {
 }
 
 fn server_cfg(web: &std::path::Path, port: u16) -> config::Config {
-    config::from_toml_str(&format!(
+    config_from_toml(&format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nweb_config_file = \"{}\"\n[[sources]]\nname = \"demo\"\ntype = \"file\"\npath = \"examples/demo-identities.json\"\n",
         web.display()
     ))
@@ -41,6 +42,7 @@ async fn serves_https_with_the_configured_certificate() {
         .port();
     let cfg = server_cfg(&web, port);
     let state = Arc::new(AppState::new(&cfg.sources));
+    identity_posture_exporter::metrics::refresh(&state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server_cfg = cfg.server.clone();
     let task = tokio::spawn(async move {
@@ -94,7 +96,7 @@ fn unusable_tls_settings_are_refused_with_the_file_named() {
         ("tls_server_config:\n  cert_file: missing.crt\n  key_file: tls.key\n", "missing.crt"),
         ("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.crt\n", "key_file"),
         ("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  min_version: TLS10\n", "TLS10"),
-        ("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  client_auth_type: RequireAndVerifyClientCert\n", "client_ca_file"),
+        ("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: missing-ca.pem\n", "missing-ca.pem"),
         ("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  colour: blue\n", "colour"),
     ] {
         std::fs::write(&web, body).unwrap();

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use identity_posture_exporter::config::{Secret, UpstreamLimits};
-use identity_posture_exporter::sources::SourceStats;
 use identity_posture_exporter::upstream::*;
 use url::Url;
 
@@ -26,11 +25,7 @@ async fn serve(app: Router) -> Url {
 }
 
 fn limits() -> UpstreamLimits {
-    UpstreamLimits {
-        max_rate_limit_share: 0.5,
-        max_requests_per_poll: None,
-        concurrency: 4,
-    }
+    UpstreamLimits::default()
 }
 
 const T0: f64 = 1_800_000_000.0;
@@ -86,7 +81,7 @@ async fn retries_5xx_with_growing_backoff_then_succeeds() {
         .with_state(hits.clone());
     let base = serve(app).await;
     let (up, timer) = client(limits(), Auth::None);
-    let stats = SourceStats::default();
+    let stats = RequestStats::default();
     let s = up.session(&stats);
     let r = s
         .send(Request::get(base.join("x").unwrap(), "/x"))
@@ -121,7 +116,7 @@ async fn gives_up_after_max_attempts_naming_the_provider_error() {
         .with_state(hits.clone());
     let base = serve(app).await;
     let (up, _timer) = client(limits(), Auth::None);
-    let stats = SourceStats::default();
+    let stats = RequestStats::default();
     let e = up
         .session(&stats)
         .send(Request::get(
@@ -155,7 +150,7 @@ async fn client_errors_are_not_retried() {
         .with_state(hits.clone());
     let base = serve(app).await;
     let (up, timer) = client(limits(), Auth::None);
-    let stats = SourceStats::default();
+    let stats = RequestStats::default();
     let e = up
         .session(&stats)
         .send(Request::get(base.join("x").unwrap(), "/x"))
@@ -207,7 +202,7 @@ async fn rate_limited_requests_wait_for_retry_after_or_the_reset_clamped() {
             .with_state(S(Counter::default(), mode));
         let base = serve(app).await;
         let (up, timer) = client(limits(), Auth::None);
-        let stats = SourceStats::default();
+        let stats = RequestStats::default();
         up.session(&stats)
             .send(Request::get(base.join("x").unwrap(), "/x"))
             .await
@@ -232,7 +227,7 @@ async fn persistent_429_gives_up_with_e0000047() {
     );
     let base = serve(app).await;
     let (up, timer) = client(limits(), Auth::None);
-    let stats = SourceStats::default();
+    let stats = RequestStats::default();
     let e = up
         .session(&stats)
         .send(Request::get(base.join("x").unwrap(), "/x"))
@@ -271,7 +266,7 @@ async fn pacing_uses_only_the_configured_share() {
         .with_state(hits.clone());
     let base = serve(app).await;
     let (up, timer) = client(limits(), Auth::None);
-    let stats = SourceStats::default();
+    let stats = RequestStats::default();
     let s = up.session(&stats);
     for _ in 0..6 {
         s.send(Request::get(base.join("x").unwrap(), "/x"))
@@ -316,7 +311,7 @@ async fn truncated_body_is_retried_and_then_reported() {
         .with_state(S(Counter::default(), false));
     let base = serve(app).await;
     let (up, timer) = client(limits(), Auth::None);
-    let stats = SourceStats::default();
+    let stats = RequestStats::default();
     let r = up
         .session(&stats)
         .send(Request::get(base.join("x").unwrap(), "/x"))
@@ -348,7 +343,7 @@ async fn oversized_bodies_are_refused() {
     let mut opts = UpstreamOptions::new("test", limits());
     opts.max_body_bytes = 1000;
     let up = Upstream::with_timer(opts, Auth::None, Arc::new(timer)).unwrap();
-    let stats = SourceStats::default();
+    let stats = RequestStats::default();
     let e = up
         .session(&stats)
         .send(Request::get(base.join("x").unwrap(), "/x"))
@@ -403,7 +398,7 @@ async fn link_pagination_follows_next_and_detects_loops() {
         .with_state(S(false));
     let base = serve(app).await;
     let (up, _t) = client(limits(), Auth::None);
-    let stats = SourceStats::default();
+    let stats = RequestStats::default();
     let s = up.session(&stats);
     let mut p = Pager::link(Request::get(base.join("items").unwrap(), "/items"));
     let mut got = Vec::new();
@@ -458,7 +453,7 @@ async fn the_request_budget_is_per_poll() {
         },
         Auth::None,
     );
-    let stats = SourceStats::default();
+    let stats = RequestStats::default();
     let s = up.session(&stats);
     for _ in 0..3 {
         s.send(Request::get(base.join("x").unwrap(), "/x"))
@@ -506,7 +501,7 @@ async fn concurrency_is_bounded() {
         },
         Auth::None,
     );
-    let stats = SourceStats::default();
+    let stats = RequestStats::default();
     let s = up.session(&stats);
     let futs = (0..12).map(|_| s.send(Request::get(base.join("x").unwrap(), "/x")));
     for r in futures_util::future::join_all(futs).await {
@@ -565,7 +560,7 @@ async fn secrets_never_reach_errors_logs_or_debug() {
     let base = serve(app).await;
     let logs = logs();
     let (up, _t) = client(limits(), Auth::Header(Secret::new(format!("SSWS {TOKEN}"))));
-    let stats = SourceStats::default();
+    let stats = RequestStats::default();
     let e = up
         .session(&stats)
         .send(Request::get(
@@ -682,7 +677,7 @@ async fn oauth_single_flight_refresh_before_expiry_and_401_refetch() {
     let ts = TokenServer::default();
     let base = serve(token_app(ts.clone())).await;
     let (up, timer) = oauth_client(&base);
-    let stats = SourceStats::default();
+    let stats = RequestStats::default();
     let s = up.session(&stats);
     let futs = (0..10).map(|_| s.send(Request::get(base.join("api").unwrap(), "/api")));
     for r in futures_util::future::join_all(futs).await {
@@ -729,7 +724,7 @@ async fn oauth_token_errors_are_shared_and_clear() {
     };
     let base = serve(token_app(ts.clone())).await;
     let (up, _timer) = oauth_client(&base);
-    let stats = SourceStats::default();
+    let stats = RequestStats::default();
     let s = up.session(&stats);
     let futs = (0..5).map(|_| s.send(Request::get(base.join("api").unwrap(), "/api")));
     for r in futures_util::future::join_all(futs).await {

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -15,7 +14,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
@@ -44,69 +42,7 @@ impl ApiAccess {
     }
 }
 
-/// A web config file larger than this is refused.
-const MAX_WEB_CONFIG_BYTES: u64 = 1 << 20;
-
-/// The parts of an exporter-toolkit `web-config.yml` this exporter implements.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebConfig {
-    #[serde(default)]
-    pub tls_server_config: Option<super::tls::TlsServerConfig>,
-    #[serde(default)]
-    pub http_server_config: Option<HttpServerConfig>,
-    #[serde(default)]
-    pub basic_auth_users: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct HttpServerConfig {
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub http2: Option<bool>,
-}
-
-impl WebConfig {
-    pub fn load(path: &Path) -> Result<WebConfig, String> {
-        let meta =
-            std::fs::metadata(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        if meta.len() > MAX_WEB_CONFIG_BYTES {
-            return Err(format!(
-                "{}: too large for a web config ({} bytes)",
-                path.display(),
-                meta.len()
-            ));
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        WebConfig::from_yaml_str(&text, path)
-    }
-
-    /// Parses and checks web config text; `path` names it in errors and anchors relative
-    /// TLS file paths. A leading byte-order mark is ignored.
-    pub fn from_yaml_str(text: &str, path: &Path) -> Result<WebConfig, String> {
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut wc: WebConfig =
-            serde_yaml_ng::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if let Some(tls) = wc.tls_server_config.take() {
-            let base = path.parent().unwrap_or(Path::new("."));
-            let tls = tls.resolve(base);
-            // Fail at start-up, not at the first handshake.
-            super::tls::build(&tls).map_err(|e| format!("{}: {e}", path.display()))?;
-            wc.tls_server_config = Some(tls);
-        }
-        for (user, hash) in &wc.basic_auth_users {
-            if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")) {
-                return Err(format!(
-                    "{}: basic_auth_users.{user}: not a bcrypt hash",
-                    path.display()
-                ));
-            }
-        }
-        Ok(wc)
-    }
-}
+pub use super::webconfig::{HttpServerConfig, WebConfig};
 
 /// How long a verified (user, password) pair is remembered after its last use. Prometheus
 /// scrapes with the same credentials every few seconds to minutes, so a scraper stays cached.
@@ -292,6 +228,17 @@ pub struct AuthState {
     pub stats: Arc<HttpStats>,
 }
 
+impl AuthState {
+    /// The request carries the API token (`Authorization: Bearer`, compared in constant time).
+    fn token_ok(&self, headers: &HeaderMap) -> bool {
+        match &self.api {
+            ApiAccess::Token(t) => bearer(headers)
+                .is_some_and(|b| bool::from(b.as_bytes().ct_eq(t.expose().as_bytes()))),
+            _ => false,
+        }
+    }
+}
+
 /// Basic auth in front of everything (when configured), plus the configured extra headers.
 pub async fn basic_auth_layer(
     State(auth): State<Arc<AuthState>>,
@@ -335,11 +282,7 @@ pub async fn basic_auth_layer(
 /// basic auth and a bearer token cannot share one `Authorization` header.
 pub async fn api_guard(State(auth): State<Arc<AuthState>>, req: Request, next: Next) -> Response {
     let ok = match &auth.api {
-        ApiAccess::Token(t) => {
-            auth.basic.enabled()
-                || bearer(req.headers())
-                    .is_some_and(|b| bool::from(b.as_bytes().ct_eq(t.expose().as_bytes())))
-        }
+        ApiAccess::Token(_) => auth.basic.enabled() || auth.token_ok(req.headers()),
         ApiAccess::Loopback => true,
         ApiAccess::Refused => {
             return (
@@ -358,6 +301,24 @@ pub async fn api_guard(State(auth): State<Arc<AuthState>>, req: Request, next: N
             .into_response();
     }
     next.run(req).await
+}
+
+/// The admin endpoints (`/-/reload`, `/-/poll/{source}`): callers on a loopback address, or
+/// authenticated ones (basic auth, which the outer layer already checked with the same
+/// bounded, cached bcrypt check, or the API token, scheme name in any case).
+pub async fn admin_guard(State(auth): State<Arc<AuthState>>, req: Request, next: Next) -> Response {
+    let loopback = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .is_some_and(|c| c.0.ip().is_loopback());
+    if loopback || auth.token_ok(req.headers()) || auth.basic.enabled() {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::FORBIDDEN,
+        "Forbidden: admin endpoints answer loopback callers, or authenticated ones (web config basic auth or the API bearer token)\n",
+    )
+        .into_response()
 }
 
 #[cfg(test)]

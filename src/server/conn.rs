@@ -2,12 +2,13 @@
 //! connections (at the cap, the connection that has waited longest for a request is closed
 //! to make room; when all are busy the new one is refused), a header-read timeout that also
 //! covers the TLS handshake, an idle keep-alive timeout, graceful shutdown, and the counters
-//! behind the `identity_posture_http_*` metrics.
+//! behind the `identity_posture_http_*` metrics. Every request carries the peer address as
+//! axum's `ConnectInfo<SocketAddr>` (the admin endpoints answer loopback callers).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -421,6 +422,8 @@ struct ConnService {
     router: Router,
     shared: Arc<ConnShared>,
     epoch: Instant,
+    /// The client's address, handed to handlers as `ConnectInfo<SocketAddr>`.
+    peer: SocketAddr,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
@@ -432,9 +435,12 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
     fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
         let guard = BusyGuard::new(self.shared.clone(), self.epoch);
         let mut router = self.router.clone();
+        let mut req = req.map(Body::new);
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         Box::pin(async move {
             // Router is always ready and infallible.
-            let resp = match router.call(req.map(Body::new)).await {
+            let resp = match router.call(req).await {
                 Ok(r) => r,
                 Err(never) => match never {},
             };
@@ -510,7 +516,7 @@ pub async fn serve(
         );
         tasks.spawn(async move {
             let outcome = match tls {
-                None => run_conn(tcp, router, shared.clone(), epoch, limits, stop).await,
+                None => run_conn(tcp, peer, router, shared.clone(), epoch, limits, stop).await,
                 Some(cfg) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(cfg.load_full());
                     // The handshake counts against the header-read timeout.
@@ -520,7 +526,7 @@ pub async fn serve(
                     };
                     match hs {
                         Some(Ok(Ok(s))) => {
-                            run_conn(s, router, shared.clone(), epoch, limits, stop).await
+                            run_conn(s, peer, router, shared.clone(), epoch, limits, stop).await
                         }
                         Some(Ok(Err(e))) => {
                             tracing::debug!(error = %e, "TLS handshake failed");
@@ -562,6 +568,7 @@ pub async fn serve(
 /// let its in-flight request finish.
 async fn run_conn<S>(
     io: S,
+    peer: SocketAddr,
     router: Router,
     shared: Arc<ConnShared>,
     epoch: Instant,
@@ -580,6 +587,7 @@ where
         router,
         shared: shared.clone(),
         epoch,
+        peer,
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     // hyper's own header timeout is left off: ours (below) distinguishes a request that is

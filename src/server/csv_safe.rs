@@ -56,6 +56,33 @@ impl<W: Write> Writer<W> {
             .write_record(record.into_iter().map(|c| cell(c).into_owned()))
     }
 
+    /// Writes `row` (a flat struct, serialised as a map) as one record: the value of each of
+    /// `columns` in that order, absent and null values as empty cells. A column the row does
+    /// not have is an error, so a header and its rows cannot drift apart.
+    pub fn serialize_record<T: serde::Serialize>(
+        &mut self,
+        columns: &[&str],
+        row: &T,
+    ) -> Result<(), String> {
+        use serde_json::Value;
+        let Value::Object(m) = serde_json::to_value(row).map_err(|e| e.to_string())? else {
+            return Err("a CSV row must serialise as a map".into());
+        };
+        let mut cells = Vec::with_capacity(columns.len());
+        for c in columns {
+            cells.push(match m.get(*c) {
+                None => return Err(format!("CSV row has no column {c:?}")),
+                Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Bool(b)) => b.to_string(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(v @ (Value::Array(_) | Value::Object(_))) => v.to_string(),
+            });
+        }
+        self.write_record(cells.iter().map(String::as_str))
+            .map_err(|e| e.to_string())
+    }
+
     /// Flushes and returns the underlying writer.
     pub fn into_inner(self) -> Result<W, String> {
         self.inner.into_inner().map_err(|e| e.error().to_string())
@@ -110,6 +137,51 @@ mod tests {
         for not_a_number in ["-", "+", "-.", "-3+1", "-1e5", "--3", "-3 ", "+-1"] {
             assert_eq!(cell(not_a_number), format!("'{not_a_number}"));
         }
+    }
+
+    #[test]
+    fn rows_are_written_by_column_name_and_neutralised() {
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            login: &'a str,
+            days: Option<i64>,
+            privileged: Option<bool>,
+            ratio: f64,
+            excluded: bool,
+        }
+        let mut w = Writer::new(Vec::new());
+        let cols = ["excluded", "login", "days", "privileged", "ratio"];
+        w.write_record(cols).unwrap();
+        w.serialize_record(
+            &cols,
+            &Row {
+                login: "=cmd|' /C calc'!A0",
+                days: Some(-3),
+                privileged: None,
+                ratio: 0.5,
+                excluded: false,
+            },
+        )
+        .unwrap();
+        let out = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        assert_eq!(
+            out,
+            "\"excluded\",\"login\",\"days\",\"privileged\",\"ratio\"\n\"false\",\"'=cmd|' /C calc'!A0\",\"-3\",\"\",\"0.5\"\n"
+        );
+        let mut w = Writer::new(Vec::new());
+        let e = w
+            .serialize_record(
+                &["nope"],
+                &Row {
+                    login: "",
+                    days: None,
+                    privileged: None,
+                    ratio: 0.0,
+                    excluded: false,
+                },
+            )
+            .unwrap_err();
+        assert!(e.contains("nope"), "{e}");
     }
 
     #[test]

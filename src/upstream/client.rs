@@ -1,6 +1,6 @@
 //! The upstream client: one per configured source, long-lived. Every request of a poll goes
 //! through a [`Session`], which paces, budgets, bounds concurrency, authenticates, retries,
-//! caps the body, counts the request into [`SourceStats`] and logs it — in this one place.
+//! caps the body, counts the request into [`RequestStats`] and logs it — in this one place.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,14 +12,16 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use url::Url;
 
+use futures_util::future::BoxFuture;
+
 use super::error::{ProviderError, UpstreamError};
-use super::oauth::{AccessToken, TokenCache};
 use super::pacing::{Budget, Pacer, RateLimitHeaders};
 use super::redact::{redact_url, Redactor};
 use super::retry::{parse_retry_after, RetryPolicy};
+use super::stats::RequestStats;
 use super::timer::{Timer, TokioTimer};
+use super::token::AccessToken;
 use crate::config::{Secret, UpstreamLimits};
-use crate::sources::SourceStats;
 
 /// Everything that shapes a source's upstream traffic.
 #[derive(Debug, Clone)]
@@ -56,13 +58,22 @@ impl UpstreamOptions {
     }
 }
 
+/// Where a client's access tokens come from (the OAuth token cache implements it). The
+/// session asks for a token before each authenticated request, and invalidates one that the
+/// server rejected with a 401 before asking again once.
+pub trait TokenProvider: Send + Sync {
+    fn token<'a>(&'a self, s: &'a Session<'_>)
+        -> BoxFuture<'a, Result<AccessToken, UpstreamError>>;
+    fn invalidate<'a>(&'a self, token: &'a AccessToken) -> BoxFuture<'a, ()>;
+}
+
 /// How requests are authenticated.
 pub enum Auth {
     None,
     /// A fixed `Authorization` header value (`SSWS …`, `token …`).
     Header(Secret),
-    /// An OAuth access token from a shared cache (`Bearer …`); a 401 refreshes it once.
-    OAuth(Arc<TokenCache>),
+    /// An access token from a shared cache (`Bearer …`); a 401 refreshes it once.
+    OAuth(Arc<dyn TokenProvider>),
 }
 
 impl std::fmt::Debug for Auth {
@@ -157,12 +168,40 @@ pub struct Response {
 }
 
 impl Response {
-    /// Decodes the body; the error names the endpoint and the JSON path that did not fit.
+    /// Decodes the body; the error names the endpoint and the JSON path that did not fit, or
+    /// the content type when the body is not JSON at all (a proxy's or login page's HTML).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, UpstreamError> {
         let de = &mut serde_json::Deserializer::from_slice(&self.body);
-        serde_path_to_error::deserialize(de).map_err(|e| UpstreamError::Decode {
-            endpoint: self.endpoint.clone(),
-            message: super::error::sanitize(&e.to_string()),
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let ct = self
+                .headers
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+                .unwrap_or_default();
+            let starts_like_html = self
+                .body
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|b| *b == b'<');
+            let message = if ct.contains("html") || (starts_like_html && !ct.contains("json")) {
+                format!(
+                    "expected JSON but got an HTML page (content type {:?}, HTTP {}): a proxy, a login page or a wrong base URL?",
+                    if ct.is_empty() { "none" } else { ct.as_str() },
+                    self.status.as_u16()
+                )
+            } else if !ct.is_empty() && !ct.contains("json") {
+                format!(
+                    "expected JSON but the content type is {ct:?}: {}",
+                    super::error::sanitize(&e.to_string())
+                )
+            } else {
+                super::error::sanitize(&e.to_string())
+            };
+            UpstreamError::Decode {
+                endpoint: self.endpoint.clone(),
+                message,
+            }
         })
     }
 }
@@ -275,12 +314,14 @@ impl Upstream {
         self.inner.redactor.add(secret);
     }
 
-    /// Starts a poll: a fresh request budget, counting into `stats`.
-    pub fn session<'a>(&'a self, stats: &'a SourceStats) -> Session<'a> {
+    /// Starts a poll: a fresh request and byte budget, counting into `stats`.
+    pub fn session<'a>(&'a self, stats: &'a RequestStats) -> Session<'a> {
+        stats.reset_activity();
         Session {
             up: self,
             stats,
             budget: Budget::new(self.inner.opts.limits.max_requests_per_poll),
+            bytes: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -288,8 +329,10 @@ impl Upstream {
 /// One poll's view of the upstream: its request budget and the stats it counts into.
 pub struct Session<'a> {
     up: &'a Upstream,
-    stats: &'a SourceStats,
+    stats: &'a RequestStats,
     budget: Budget,
+    /// Response bytes read this poll (bounded by `max_bytes_per_poll`).
+    bytes: std::sync::atomic::AtomicU64,
 }
 
 /// Why an attempt failed, and whether another may help.
@@ -375,22 +418,19 @@ impl<'a> Session<'a> {
     pub fn upstream(&self) -> &'a Upstream {
         self.up
     }
-    pub fn stats(&self) -> &'a SourceStats {
+    pub fn stats(&self) -> &'a RequestStats {
         self.stats
     }
     pub fn budget(&self) -> &Budget {
         &self.budget
     }
-
-    /// `identity_posture_source_poll_requests`: the upstream requests this poll made, for
-    /// every network source to report the same way.
-    pub fn requests_gauge(&self) -> crate::sources::SourceGauge {
-        crate::sources::SourceGauge {
-            name: "identity_posture_source_poll_requests",
-            help: "Upstream requests made by the last background poll.",
-            labels: Vec::new(),
-            value: f64::from(self.budget.used()),
-        }
+    /// Upstream requests this poll made so far.
+    pub fn requests_made(&self) -> u32 {
+        self.budget.used()
+    }
+    /// Response bytes this poll read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sends `req`, retrying as the policy allows.
@@ -420,6 +460,11 @@ impl<'a> Session<'a> {
                     .before_request(&req.endpoint, inner.timer.now_unix())
                 {
                     if !wait.is_zero() {
+                        let until = inner.timer.now_unix() + wait.as_secs_f64();
+                        self.stats.update_activity(|a| {
+                            a.waiting_until =
+                                Some((until, "the rate-limit window to reset (pacing)"))
+                        });
                         tracing::info!(
                             source = %inner.opts.name,
                             endpoint = %req.endpoint,
@@ -428,15 +473,22 @@ impl<'a> Session<'a> {
                             "upstream pacing: this source used its share of the rate limit, waiting for the window to reset"
                         );
                         inner.timer.sleep(wait).await;
+                        self.stats.update_activity(|a| a.waiting_until = None);
                     }
                 }
             }
             self.budget.take()?;
             let token = match (&inner.auth, req.auth) {
-                (Auth::OAuth(cache), true) => Some(cache.get(self).await?),
+                (Auth::OAuth(cache), true) => Some(cache.token(self).await?),
                 _ => None,
             };
+            let label = format!("{} {}", req.method, req.endpoint);
+            self.stats.update_activity(|a| {
+                a.in_flight = Some(label);
+                a.requests += 1;
+            });
             let outcome = self.attempt(&req, token.as_ref(), attempt).await;
+            self.stats.update_activity(|a| a.in_flight = None);
             match outcome {
                 Attempt::Done(r) => return Ok(r),
                 Attempt::Fail(UpstreamError::Status { status: 401, .. })
@@ -447,6 +499,7 @@ impl<'a> Session<'a> {
                     if let (Auth::OAuth(cache), Some(t)) = (&inner.auth, &token) {
                         cache.invalidate(t).await;
                     }
+                    self.stats.update_activity(|a| a.retries += 1);
                     tracing::info!(source = %inner.opts.name, endpoint = %req.endpoint, "upstream: 401 with an access token, fetching a new token");
                 }
                 Attempt::Fail(e) => return Err(e),
@@ -474,7 +527,18 @@ impl<'a> Session<'a> {
                         reason = %err,
                         "upstream: retrying"
                     );
+                    let until = inner.timer.now_unix() + wait.as_secs_f64();
+                    let why = if is_429 {
+                        "the provider's rate limit (429)"
+                    } else {
+                        "a retry after a transient failure"
+                    };
+                    self.stats.update_activity(|a| {
+                        a.retries += 1;
+                        a.waiting_until = Some((until, why));
+                    });
                     inner.timer.sleep(wait).await;
+                    self.stats.update_activity(|a| a.waiting_until = None);
                 }
             }
         }
@@ -558,7 +622,17 @@ impl<'a> Session<'a> {
             "upstream request"
         );
         let body = match body {
-            Ok(b) => b,
+            Ok(b) => {
+                let total = self
+                    .bytes
+                    .fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed)
+                    + b.len() as u64;
+                let max = inner.opts.limits.max_bytes_per_poll;
+                if total > max {
+                    return Attempt::Fail(UpstreamError::BytesExhausted { max });
+                }
+                b
+            }
             Err(BodyError::TooLarge) => {
                 return Attempt::Fail(UpstreamError::TooLarge {
                     method: req.method.to_string(),

@@ -182,6 +182,10 @@ pub enum UpstreamError {
     /// A `next` link or cursor repeated: the provider would page forever.
     #[error("{endpoint}: pagination loop (the next page was already fetched on page {page})")]
     PaginationLoop { endpoint: String, page: u32 },
+    /// Fresh cursors, but every item of the page was already listed: the provider repeats its
+    /// data and would page forever.
+    #[error("{endpoint}: pagination loop (page {page} only repeated items already listed under a new cursor)")]
+    DataLoop { endpoint: String, page: u32 },
     /// More pages than the configured cap.
     #[error("{endpoint}: more than {max} pages; giving up")]
     TooManyPages { endpoint: String, max: u32 },
@@ -191,6 +195,9 @@ pub enum UpstreamError {
     /// The per-poll request budget (`max_requests_per_poll`) is spent.
     #[error("request budget of {max} per poll is spent (max_requests_per_poll)")]
     BudgetExhausted { max: u32 },
+    /// The per-poll response byte budget (`max_bytes_per_poll`) is spent.
+    #[error("read more than {max} response bytes in one poll (max_bytes_per_poll)")]
+    BytesExhausted { max: u64 },
     /// A URL that may not be used (http:// to a non-loopback host, unparsable).
     #[error("{0}")]
     Url(String),
@@ -225,6 +232,20 @@ impl UpstreamError {
     /// True for 401/403: the credential lacks a permission (not a failure of the provider).
     pub fn is_permission(&self) -> bool {
         matches!(self.status(), Some(401 | 403))
+    }
+    /// The endpoint (path template) the error is about, if it is about one.
+    pub fn endpoint(&self) -> Option<&str> {
+        match self {
+            UpstreamError::Status { endpoint, .. }
+            | UpstreamError::Transport { endpoint, .. }
+            | UpstreamError::TooLarge { endpoint, .. }
+            | UpstreamError::Decode { endpoint, .. }
+            | UpstreamError::PaginationLoop { endpoint, .. }
+            | UpstreamError::DataLoop { endpoint, .. }
+            | UpstreamError::TooManyPages { endpoint, .. }
+            | UpstreamError::ForeignLink { endpoint, .. } => Some(endpoint),
+            _ => None,
+        }
     }
 }
 

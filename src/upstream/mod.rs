@@ -23,7 +23,9 @@
 //! - [`retry`]: backoff with jitter; `Retry-After` parsing; clamping provider waits.
 //! - [`pacing`]: rate-limit headers per provider, the [`Pacer`], the per-poll [`Budget`].
 //! - [`paging`]: `Link` headers and body cursors, with loop and origin checks.
-//! - [`oauth`]: [`TokenCache`] and the client-credentials grant (secret or signed assertion).
+//! - [`oauth`]: [`TokenCache`], the client-credentials and JWT-bearer grants, [`JwtSigner`].
+//! - [`token`]: [`AccessToken`], a token and when it expires.
+//! - [`stats`]: [`RequestStats`], the per-source request counters and in-flight activity.
 //! - [`redact`]: URL and secret redaction for logs and errors.
 //! - [`timer`]: the clock/sleeper, injectable so tests never wait.
 //! - [`error`]: [`UpstreamError`] and the provider's error body distilled.
@@ -35,15 +37,22 @@ pub mod pacing;
 pub mod paging;
 pub mod redact;
 pub mod retry;
+pub mod stats;
 pub mod timer;
+pub mod token;
 
-pub use client::{check_url_scheme, Auth, Request, Response, Session, Upstream, UpstreamOptions};
+pub use client::{
+    check_url_scheme, Auth, Request, Response, Session, TokenProvider, Upstream, UpstreamOptions,
+};
 pub use error::{ProviderError, UpstreamError};
 pub use oauth::{
-    AccessToken, AssertionSigner, ClientAuth, ClientCredentials, TokenCache, TokenSource,
+    Claims, ClientAuth, ClientCredentials, JwtBearer, JwtSigner, TokenCache, TokenResponse,
+    TokenSource,
 };
 pub use pacing::{Budget, Pacer, RateLimitHeaders, RateLimitSnapshot, ResetKind};
 pub use paging::{next_link, NextPage, Pager};
 pub use redact::{redact_url, Redactor};
 pub use retry::RetryPolicy;
+pub use stats::{Activity, RequestStats};
 pub use timer::{ManualTimer, Timer, TokioTimer};
+pub use token::AccessToken;

@@ -1,7 +1,9 @@
 //! OAuth 2.0 access tokens for sources that use them: a [`TokenCache`] (refresh before
-//! expiry, single flight: concurrent requests wait for one fetch), and the client-credentials
-//! grant with `client_secret_basic` (SSPM), `client_secret_post` (Entra) or a signed
-//! `private_key_jwt` assertion (Okta service apps, Entra certificates).
+//! expiry, single flight: concurrent requests wait for one fetch); the client-credentials
+//! grant with `client_secret_basic` (SSPM), `client_secret_post` (Entra) or a signed client
+//! assertion (Okta service apps, Entra certificates); the JWT-bearer grant (RFC 7523, Google
+//! domain-wide delegation); and [`JwtSigner`], the one signed-JWT maker every grant (and
+//! GitHub App authentication) uses.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,33 +15,10 @@ use reqwest::header::{HeaderValue, AUTHORIZATION};
 use serde::Deserialize;
 use url::Url;
 
-use super::client::{Request, Session};
+use super::client::{Request, Session, TokenProvider};
 use super::error::UpstreamError;
+use super::token::AccessToken;
 use crate::config::Secret;
-
-/// An access token and when it stops working.
-#[derive(Debug, Clone)]
-pub struct AccessToken {
-    pub value: Secret,
-    /// As the server spelled it (`Bearer`, `DPoP`).
-    pub token_type: String,
-    pub issued_at_unix: f64,
-    pub expires_at_unix: f64,
-    pub scope: Option<String>,
-}
-
-impl AccessToken {
-    /// The `Authorization` header value.
-    pub fn authorization(&self) -> String {
-        let scheme = if self.token_type.eq_ignore_ascii_case("bearer") || self.token_type.is_empty()
-        {
-            "Bearer"
-        } else {
-            self.token_type.as_str()
-        };
-        format!("{scheme} {}", self.value.expose())
-    }
-}
 
 /// Something that can fetch a new access token, through the upstream session (so the token
 /// request is counted, logged, retried and budgeted like any other).
@@ -131,12 +110,76 @@ impl TokenCache {
     }
 
     /// Drops `token` if it is still the cached one (after the server rejected it).
-    pub async fn invalidate(&self, token: &AccessToken) {
+    pub async fn drop_token(&self, token: &AccessToken) {
         let mut st = self.state.lock().await;
         if st.token.as_ref().is_some_and(|t| t.value == token.value) {
             st.token = None;
         }
     }
+}
+
+impl TokenProvider for TokenCache {
+    fn token<'a>(
+        &'a self,
+        s: &'a Session<'_>,
+    ) -> BoxFuture<'a, Result<AccessToken, UpstreamError>> {
+        Box::pin(self.get(s))
+    }
+    fn invalidate<'a>(&'a self, token: &'a AccessToken) -> BoxFuture<'a, ()> {
+        Box::pin(self.drop_token(token))
+    }
+}
+
+/// A token endpoint's answer (RFC 6749 §5.1), the one shape every grant here reads.
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    #[serde(default)]
+    pub token_type: Option<String>,
+    /// A number per RFC 6749; some servers send a string.
+    #[serde(default)]
+    pub expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+impl TokenResponse {
+    /// The token, its lifetime counted from `now_unix` (unknown lifetimes are taken as five
+    /// minutes, so the token is refreshed early rather than used stale).
+    pub fn into_token(self, endpoint: &str, now_unix: f64) -> Result<AccessToken, UpstreamError> {
+        if self.access_token.is_empty() {
+            return Err(UpstreamError::Token(format!(
+                "{endpoint}: empty access_token"
+            )));
+        }
+        let expires_in = match &self.expires_in {
+            Some(serde_json::Value::Number(n)) => n.as_f64(),
+            Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        }
+        .filter(|e| e.is_finite() && *e > 0.0)
+        .unwrap_or(300.0)
+        .min(86_400.0);
+        Ok(AccessToken {
+            value: Secret::new(self.access_token),
+            token_type: self.token_type.unwrap_or_else(|| "Bearer".into()),
+            issued_at_unix: now_unix,
+            expires_at_unix: now_unix + expires_in,
+            scope: self.scope,
+        })
+    }
+}
+
+/// Posts a token request built by `make` (again for every attempt, so a signed assertion is
+/// fresh each time) and reads the standard token response.
+async fn token_request(
+    s: &Session<'_>,
+    endpoint: &str,
+    make: impl FnMut() -> Result<Request, UpstreamError>,
+) -> Result<AccessToken, UpstreamError> {
+    let resp = s.send_with(make).await?;
+    let t: TokenResponse = resp.json()?;
+    t.into_token(endpoint, s.upstream().timer().now_unix())
 }
 
 /// How the client authenticates at the token endpoint.
@@ -145,8 +188,9 @@ pub enum ClientAuth {
     SecretBasic(Secret),
     /// `client_id` and `client_secret` in the form.
     SecretPost(Secret),
-    /// `client_assertion` signed with the client's private key (RFC 7523).
-    PrivateKeyJwt(AssertionSigner),
+    /// `client_assertion` signed with the client's private key (RFC 7523 §2.2): `iss` = `sub`
+    /// = the client id, `aud` = the token URL.
+    PrivateKeyJwt(JwtSigner),
 }
 
 /// The client-credentials grant.
@@ -198,7 +242,11 @@ impl ClientCredentials {
                     "client_assertion_type",
                     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
                 ));
-                form.push(("client_assertion", signer.sign(&self.client_id, now_unix)?));
+                let claims = Claims::new(&self.client_id)
+                    .subject(&self.client_id)
+                    .audience(self.token_url.as_str())
+                    .with_nbf();
+                form.push(("client_assertion", signer.sign(&claims, now_unix)?));
             }
         }
         for (k, v) in &self.extra_params {
@@ -220,17 +268,6 @@ impl ClientCredentials {
     }
 }
 
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    token_type: Option<String>,
-    #[serde(default)]
-    expires_in: Option<serde_json::Value>,
-    #[serde(default)]
-    scope: Option<String>,
-}
-
 impl TokenSource for ClientCredentials {
     fn fetch<'a>(
         &'a self,
@@ -238,76 +275,152 @@ impl TokenSource for ClientCredentials {
     ) -> BoxFuture<'a, Result<AccessToken, UpstreamError>> {
         Box::pin(async move {
             let timer = s.upstream().timer().clone();
-            let resp = s.send_with(|| self.request(timer.now_unix())).await?;
-            let t: TokenResponse = resp.json()?;
-            if t.access_token.is_empty() {
-                return Err(UpstreamError::Token(format!(
-                    "{}: empty access_token",
-                    self.endpoint
-                )));
-            }
-            // Numbers per RFC 6749; some servers send strings.
-            let expires_in = match &t.expires_in {
-                Some(serde_json::Value::Number(n)) => n.as_f64(),
-                Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),
-                _ => None,
-            }
-            .filter(|e| e.is_finite() && *e > 0.0)
-            // Unknown lifetime: assume a short one and refresh early.
-            .unwrap_or(300.0)
-            .min(86_400.0);
-            let now = timer.now_unix();
-            Ok(AccessToken {
-                value: Secret::new(t.access_token),
-                token_type: t.token_type.unwrap_or_else(|| "Bearer".into()),
-                issued_at_unix: now,
-                expires_at_unix: now + expires_in,
-                scope: t.scope,
-            })
+            token_request(s, &self.endpoint, || self.request(timer.now_unix())).await
         })
     }
 }
 
-/// Signs `private_key_jwt` client assertions.
-pub struct AssertionSigner {
+/// The JWT-bearer authorization grant (RFC 7523 §2.1): the assertion itself is the grant.
+/// Google service accounts with domain-wide delegation use it (`iss` = the service account,
+/// `sub` = the user to act as, `scope`, `aud` = the token URL, one hour).
+pub struct JwtBearer {
+    pub token_url: Url,
+    pub signer: JwtSigner,
+    /// The claims signed for every request (`iat`/`exp` are set when signing).
+    pub claims: Claims,
+    pub endpoint: String,
+}
+
+impl JwtBearer {
+    fn request(&self, now_unix: f64) -> Result<Request, UpstreamError> {
+        let jwt = self.signer.sign(&self.claims, now_unix)?;
+        let form = [
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", jwt.as_str()),
+        ];
+        Ok(
+            Request::post_form(self.token_url.clone(), &self.endpoint, &form)
+                .without_auth()
+                .retry_transient(true),
+        )
+    }
+}
+
+impl TokenSource for JwtBearer {
+    fn fetch<'a>(
+        &'a self,
+        s: &'a Session<'_>,
+    ) -> BoxFuture<'a, Result<AccessToken, UpstreamError>> {
+        Box::pin(async move {
+            let timer = s.upstream().timer().clone();
+            token_request(s, &self.endpoint, || self.request(timer.now_unix())).await
+        })
+    }
+}
+
+/// The claims of a signed JWT: `iss`, optional `sub`, `aud` and `scope`; `iat`, `exp` (and
+/// `nbf`, `jti` where asked for) are added when signing.
+#[derive(Debug, Clone)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: Option<String>,
+    pub aud: Option<String>,
+    pub scope: Option<String>,
+    /// `exp` = `iat` + this.
+    pub lifetime: Duration,
+    /// `iat` this far in the past (GitHub asks for 60 s against clock drift).
+    pub backdate: Duration,
+    /// A random `jti` (servers that reject a reused assertion need one).
+    pub jti: bool,
+    /// An `nbf` equal to `iat`.
+    pub nbf: bool,
+}
+
+impl Claims {
+    /// `iss` only, five minutes, with a `jti`.
+    pub fn new(iss: impl Into<String>) -> Claims {
+        Claims {
+            iss: iss.into(),
+            sub: None,
+            aud: None,
+            scope: None,
+            lifetime: Duration::from_secs(300),
+            backdate: Duration::ZERO,
+            jti: true,
+            nbf: false,
+        }
+    }
+    pub fn subject(mut self, sub: impl Into<String>) -> Claims {
+        self.sub = Some(sub.into());
+        self
+    }
+    pub fn audience(mut self, aud: impl Into<String>) -> Claims {
+        self.aud = Some(aud.into());
+        self
+    }
+    pub fn scope(mut self, scope: impl Into<String>) -> Claims {
+        self.scope = Some(scope.into());
+        self
+    }
+    pub fn lifetime(mut self, d: Duration) -> Claims {
+        self.lifetime = d;
+        self
+    }
+    pub fn backdate(mut self, d: Duration) -> Claims {
+        self.backdate = d;
+        self
+    }
+    pub fn without_jti(mut self) -> Claims {
+        self.jti = false;
+        self
+    }
+    pub fn with_nbf(mut self) -> Claims {
+        self.nbf = true;
+        self
+    }
+}
+
+/// Signs JWTs with a private key: RS256 (or PS256) for RSA keys, ES256/ES384 for EC keys, from
+/// PEM (PKCS#1 / PKCS#8 RSA, PKCS#8 / SEC1 EC) or a JWK. Optional header fields: `kid`,
+/// `typ`, and the certificate thumbprint `x5t#S256`.
+pub struct JwtSigner {
     key: EncodingKey,
     alg: Algorithm,
     kid: Option<String>,
-    /// `x5t` header (Entra certificate credentials).
-    pub x5t: Option<String>,
-    audience: String,
-    lifetime: Duration,
+    typ: Option<String>,
+    x5t_s256: Option<String>,
 }
 
-impl std::fmt::Debug for AssertionSigner {
+impl std::fmt::Debug for JwtSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AssertionSigner")
+        f.debug_struct("JwtSigner")
             .field("alg", &self.alg)
             .field("kid", &self.kid)
-            .field("audience", &self.audience)
             .finish_non_exhaustive()
     }
 }
 
 #[derive(serde::Serialize)]
-struct AssertionClaims<'a> {
+struct ClaimSet<'a> {
     iss: &'a str,
-    sub: &'a str,
-    aud: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
     iat: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
     exp: u64,
-    jti: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
 }
 
-impl AssertionSigner {
-    /// From a private key in PEM (PKCS#1 / PKCS#8 RSA, PKCS#8 / SEC1 EC) or JWK (RSA, EC
-    /// P-256/P-384) form. `kid` overrides the JWK's own `kid`. The key is tried once here,
-    /// so a bad key is a configuration error, not a failed poll.
-    pub fn from_key(
-        private_key: &Secret,
-        kid: Option<String>,
-        audience: impl Into<String>,
-    ) -> Result<AssertionSigner, UpstreamError> {
+impl JwtSigner {
+    /// From a private key. `kid` overrides a JWK's own `kid`. The key is tried once here, so a
+    /// bad key is a configuration error, not a failed poll.
+    pub fn from_key(private_key: &Secret, kid: Option<String>) -> Result<JwtSigner, UpstreamError> {
         let text = private_key.expose().trim();
         let (candidates, jwk_kid): (Vec<(EncodingKey, Algorithm)>, Option<String>) =
             if text.starts_with('{') {
@@ -330,51 +443,99 @@ impl AssertionSigner {
             };
         let mut signer = None;
         for (key, alg) in candidates {
-            let s = AssertionSigner {
+            let s = JwtSigner {
                 key,
                 alg,
                 kid: kid.clone().or_else(|| jwk_kid.clone()),
-                x5t: None,
-                audience: String::new(),
-                lifetime: Duration::from_secs(300),
+                typ: None,
+                x5t_s256: None,
             };
-            if s.sign("probe", 0.0).is_ok() {
+            if s.sign(&Claims::new("probe"), 0.0).is_ok() {
                 signer = Some(s);
                 break;
             }
         }
-        let mut s = signer.ok_or_else(|| {
+        signer.ok_or_else(|| {
             UpstreamError::Token(
                 "private key could not be used for signing (expected an RSA or EC P-256/P-384 private key)".into(),
             )
-        })?;
-        s.audience = audience.into();
-        Ok(s)
+        })
+    }
+
+    /// An RSA key signing with RSASSA-PSS (PS256), as the Microsoft identity platform's
+    /// certificate credentials ask.
+    pub fn rsa_pss(mut self) -> Result<JwtSigner, UpstreamError> {
+        if !matches!(self.alg, Algorithm::RS256 | Algorithm::PS256) {
+            return Err(UpstreamError::Token(
+                "private key is not an RSA private key".into(),
+            ));
+        }
+        self.alg = Algorithm::PS256;
+        Ok(self)
+    }
+    /// Adds `typ` to the header.
+    pub fn with_typ(mut self, typ: &str) -> JwtSigner {
+        self.typ = Some(typ.into());
+        self
+    }
+    /// Adds the certificate's `x5t#S256` thumbprint to the header.
+    pub fn with_certificate(mut self, certificate_pem: &str) -> Result<JwtSigner, UpstreamError> {
+        self.x5t_s256 = Some(x5t_s256(certificate_pem).map_err(UpstreamError::Token)?);
+        Ok(self)
     }
 
     pub fn algorithm(&self) -> Algorithm {
         self.alg
     }
 
-    /// A fresh assertion: `iss` = `sub` = client id, `aud`, `iat`, `exp` (5 minutes), a
-    /// random `jti` (servers reject a reused one).
-    pub fn sign(&self, client_id: &str, now_unix: f64) -> Result<String, UpstreamError> {
+    /// Signs `claims` issued at `now_unix`.
+    pub fn sign(&self, claims: &Claims, now_unix: f64) -> Result<String, UpstreamError> {
         let mut header = Header::new(self.alg);
         header.kid = self.kid.clone();
-        header.x5t = self.x5t.clone();
-        let now = now_unix.max(0.0) as u64;
-        let jti: u128 = rand::random();
-        let claims = AssertionClaims {
-            iss: client_id,
-            sub: client_id,
-            aud: &self.audience,
-            iat: now,
-            exp: now + self.lifetime.as_secs(),
-            jti: format!("{jti:032x}"),
+        header.typ = self.typ.clone().or(header.typ);
+        header.x5t_s256 = self.x5t_s256.clone();
+        let iat = (now_unix.max(0.0) as u64).saturating_sub(claims.backdate.as_secs());
+        let set = ClaimSet {
+            iss: &claims.iss,
+            sub: claims.sub.as_deref(),
+            aud: claims.aud.as_deref(),
+            scope: claims.scope.as_deref(),
+            iat,
+            nbf: claims.nbf.then_some(iat),
+            exp: now_unix.max(0.0) as u64 + claims.lifetime.as_secs(),
+            jti: claims
+                .jti
+                .then(|| format!("{:032x}", rand::random::<u128>())),
         };
-        jsonwebtoken::encode(&header, &claims, &self.key)
-            .map_err(|e| UpstreamError::Token(format!("cannot sign the client assertion: {e}")))
+        jsonwebtoken::encode(&header, &set, &self.key)
+            .map_err(|e| UpstreamError::Token(format!("cannot sign the assertion: {e}")))
     }
+}
+
+/// The DER bytes of the first `CERTIFICATE` block of a PEM text.
+pub fn certificate_der(pem: &str) -> Result<Vec<u8>, String> {
+    let start = pem
+        .find("-----BEGIN CERTIFICATE-----")
+        .ok_or("no PEM certificate")?
+        + "-----BEGIN CERTIFICATE-----".len();
+    let end = pem[start..]
+        .find("-----END CERTIFICATE-----")
+        .ok_or("unterminated PEM certificate")?
+        + start;
+    let b64: String = pem[start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("invalid PEM certificate: {e}"))
+}
+
+/// `x5t#S256`: base64url SHA-256 thumbprint of the certificate's DER encoding.
+pub fn x5t_s256(certificate_pem: &str) -> Result<String, String> {
+    let der = certificate_der(certificate_pem)?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -493,6 +654,42 @@ mod tests {
     }
 
     #[test]
+    fn claims_carry_what_each_grant_needs() {
+        let key = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/entra/test-key.pem"
+        ))
+        .unwrap();
+        let s = JwtSigner::from_key(&Secret::new(key), Some("k1".into())).unwrap();
+        assert_eq!(s.algorithm(), Algorithm::RS256);
+        let c = Claims::new("svc@p.iam.gserviceaccount.com")
+            .subject("admin@example.com")
+            .audience("https://oauth2.googleapis.com/token")
+            .scope("a b")
+            .lifetime(Duration::from_secs(3600))
+            .backdate(Duration::from_secs(60))
+            .without_jti();
+        let jwt = s.sign(&c, 1_000_000.0).unwrap();
+        let h = jsonwebtoken::decode_header(&jwt).unwrap();
+        assert_eq!(h.kid.as_deref(), Some("k1"));
+        let payload = jwt.split('.').nth(1).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v["iss"], "svc@p.iam.gserviceaccount.com");
+        assert_eq!(v["sub"], "admin@example.com");
+        assert_eq!(v["scope"], "a b");
+        assert_eq!(v["iat"], 999_940);
+        assert_eq!(v["exp"], 1_003_600);
+        assert!(v.get("jti").is_none() && v.get("nbf").is_none());
+        let pss = s.rsa_pss().unwrap();
+        assert_eq!(pss.algorithm(), Algorithm::PS256);
+    }
+
+    #[test]
     fn garbage_keys_are_config_errors() {
         for k in [
             "nope",
@@ -500,7 +697,7 @@ mod tests {
             "{\"kty\":\"RSA\",\"n\":\"AQAB\"}",
             "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
         ] {
-            let e = AssertionSigner::from_key(&Secret::new(k), None, "aud").unwrap_err();
+            let e = JwtSigner::from_key(&Secret::new(k), None).unwrap_err();
             assert!(matches!(e, UpstreamError::Token(_)), "{k}: {e}");
             assert!(!e.to_string().contains("AAAA"));
         }

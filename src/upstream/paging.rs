@@ -1,9 +1,11 @@
 //! Pagination: `Link: <…>; rel="next"` headers (Okta, GitHub) and cursors in the body
 //! (Okta `_links.next.href`, Graph `@odata.nextLink`, Google `nextPageToken`). A [`Pager`]
-//! refuses a `next` that repeats (a provider bug would otherwise page forever), one that
+//! refuses a `next` that repeats (a provider bug would otherwise page forever), a page whose
+//! items were all listed already under a fresh cursor (the same bug, disguised), one that
 //! points at another origin (it would receive our credentials), and more pages than a cap.
 
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 
 use reqwest::header::HeaderMap;
 use url::Url;
@@ -87,6 +89,8 @@ pub struct Pager {
     current_url: Url,
     mode: PageMode,
     seen: HashSet<String>,
+    /// Hashes of the item ids listed so far (see [`Pager::note_items`]).
+    items: HashSet<u64>,
     pages: u32,
     max_pages: u32,
 }
@@ -110,9 +114,36 @@ impl Pager {
             first,
             mode,
             seen,
+            items: HashSet::new(),
             pages: 0,
             max_pages: DEFAULT_MAX_PAGES,
         }
+    }
+
+    /// Records the ids of the items on the page just fetched. A page that has items but not
+    /// one new id is a provider repeating its data under fresh cursors: it would be followed
+    /// for ever (and every copy counted), so it fails with [`UpstreamError::DataLoop`].
+    /// Returns how many ids were new.
+    pub fn note_items<'i>(
+        &mut self,
+        ids: impl IntoIterator<Item = &'i str>,
+    ) -> Result<usize, UpstreamError> {
+        let (mut total, mut new) = (0usize, 0usize);
+        for id in ids {
+            total += 1;
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            id.hash(&mut h);
+            if self.items.insert(h.finish()) {
+                new += 1;
+            }
+        }
+        if total > 0 && new == 0 {
+            return Err(UpstreamError::DataLoop {
+                endpoint: self.first.endpoint.clone(),
+                page: self.pages,
+            });
+        }
+        Ok(new)
     }
 
     pub fn with_max_pages(mut self, max: u32) -> Pager {
@@ -269,6 +300,16 @@ mod tests {
             ))
             .unwrap_err();
         assert!(matches!(e, UpstreamError::PaginationLoop { .. }));
+    }
+
+    #[test]
+    fn a_page_of_items_already_listed_is_a_data_loop() {
+        let mut p = pager();
+        assert_eq!(p.note_items(["a", "b"]).unwrap(), 2);
+        assert_eq!(p.note_items(["b", "c"]).unwrap(), 1);
+        assert_eq!(p.note_items([]).unwrap(), 0, "an empty page is no loop");
+        let e = p.note_items(["a", "c"]).unwrap_err();
+        assert!(matches!(e, UpstreamError::DataLoop { .. }), "{e}");
     }
 
     #[test]

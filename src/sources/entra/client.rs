@@ -6,17 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::graph::Page;
-use crate::config::{EntraAuth, EntraConfig, UpstreamLimits};
-use crate::sources::SourceStats;
+use super::config::{EntraAuth, EntraConfig};
+use super::wire::Page;
+use crate::config::UpstreamLimits;
 use crate::upstream::{
-    AccessToken, Auth, ClientAuth, ClientCredentials, NextPage, Pager, Request, Session,
-    TokenCache, TokenSource, Upstream, UpstreamError, UpstreamOptions,
+    Auth, ClientAuth, ClientCredentials, JwtSigner, NextPage, Pager, Request, RequestStats,
+    Session, Timer, TokenCache, Upstream, UpstreamError, UpstreamOptions,
 };
 
 /// Scope of an app-only Graph token (`{graph}/.default`).
@@ -27,134 +25,25 @@ pub fn scope(graph_url: &str) -> String {
 /// Tokens are renewed this long before they expire (at most half their lifetime early).
 const REFRESH_BEFORE: Duration = Duration::from_secs(300);
 
-/// A failed Graph read, classified the way the Entra source needs: refused for want of a
-/// licence or permission (the data is unknown, the poll goes on) or failed (the poll fails).
-#[derive(Debug, Clone)]
-pub struct FetchError(pub UpstreamError);
-
-impl From<UpstreamError> for FetchError {
-    fn from(e: UpstreamError) -> FetchError {
-        FetchError(e)
+/// Refused for want of a licence or a permission (the data is unknown, the poll goes on):
+/// 403, or a 400 naming a licence.
+pub fn is_refusal(e: &UpstreamError) -> bool {
+    match e.status() {
+        Some(403) => true,
+        Some(400) => e.provider_code().is_some_and(|c| {
+            c.contains("Premium") || c.contains("License") || c.contains("NonPremium")
+        }),
+        _ => false,
     }
 }
 
-impl FetchError {
-    pub fn status(&self) -> Option<u16> {
-        self.0.status()
-    }
-    /// Graph's `error.code` (or the token endpoint's `error`).
-    pub fn code(&self) -> Option<&str> {
-        self.0.provider_code()
-    }
-    /// The endpoint (path template) the error is about.
-    pub fn what(&self) -> &str {
-        match &self.0 {
-            UpstreamError::Status { endpoint, .. }
-            | UpstreamError::Transport { endpoint, .. }
-            | UpstreamError::TooLarge { endpoint, .. }
-            | UpstreamError::Decode { endpoint, .. }
-            | UpstreamError::PaginationLoop { endpoint, .. }
-            | UpstreamError::TooManyPages { endpoint, .. }
-            | UpstreamError::ForeignLink { endpoint, .. } => endpoint,
-            _ => "",
-        }
-    }
-    /// Refused for want of a licence or a permission: 403, or a 400 naming a licence.
-    pub fn is_refusal(&self) -> bool {
-        match self.status() {
-            Some(403) => true,
-            Some(400) => self.code().is_some_and(|c| {
-                c.contains("Premium") || c.contains("License") || c.contains("NonPremium")
-            }),
-            _ => false,
-        }
-    }
-    /// Graph's answer for a tenant without Entra ID P1/P2 (or a B2C tenant).
-    pub fn is_non_premium(&self) -> bool {
-        self.code().is_some_and(|c| {
-            c == "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
-                || c.contains("PremiumLicense")
-                || c.contains("NonPremium")
-        })
-    }
-}
-
-impl std::fmt::Display for FetchError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// The certificate credential: a fresh PS256 assertion with `x5t#S256` per token request,
-/// sent through the upstream session (so it is counted, retried and budgeted).
-struct CertificateGrant {
-    token_url: Url,
-    endpoint: String,
-    client_id: String,
-    scope: String,
-    certificate_pem: String,
-    private_key_pem: crate::config::Secret,
-}
-
-#[derive(serde::Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    token_type: Option<String>,
-    #[serde(default)]
-    expires_in: Option<f64>,
-}
-
-impl CertificateGrant {
-    fn request(&self) -> Result<Request, UpstreamError> {
-        let jwt = client_assertion(
-            &self.client_id,
-            self.token_url.as_str(),
-            &self.certificate_pem,
-            self.private_key_pem.expose(),
-        )
-        .map_err(UpstreamError::Token)?;
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.as_str()),
-            ("scope", self.scope.as_str()),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", jwt.as_str()),
-        ];
-        Ok(
-            Request::post_form(self.token_url.clone(), &self.endpoint, &form)
-                .without_auth()
-                .retry_transient(true),
-        )
-    }
-}
-
-impl TokenSource for CertificateGrant {
-    fn fetch<'a>(
-        &'a self,
-        s: &'a Session<'_>,
-    ) -> BoxFuture<'a, Result<AccessToken, UpstreamError>> {
-        Box::pin(async move {
-            let resp = s.send_with(|| self.request()).await?;
-            let t: TokenResponse = resp.json()?;
-            let now = s.upstream().timer().now_unix();
-            let lifetime = t
-                .expires_in
-                .filter(|e| e.is_finite() && *e > 0.0)
-                .unwrap_or(300.0)
-                .min(86_400.0);
-            Ok(AccessToken {
-                value: crate::config::Secret::new(t.access_token),
-                token_type: t.token_type.unwrap_or_else(|| "Bearer".into()),
-                issued_at_unix: now,
-                expires_at_unix: now + lifetime,
-                scope: None,
-            })
-        })
-    }
+/// Graph's answer for a tenant without Entra ID P1/P2 (or a B2C tenant).
+pub fn is_non_premium(e: &UpstreamError) -> bool {
+    e.provider_code().is_some_and(|c| {
+        c == "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+            || c.contains("PremiumLicense")
+            || c.contains("NonPremium")
+    })
 }
 
 /// A long-lived Graph client for one source.
@@ -170,6 +59,7 @@ impl GraphClient {
         name: &str,
         timeout: Duration,
         limits: UpstreamLimits,
+        timer: Arc<dyn Timer>,
     ) -> Result<GraphClient, String> {
         let token_url = Url::parse(&format!(
             "{}/{}/oauth2/v2.0/token",
@@ -177,44 +67,36 @@ impl GraphClient {
             cfg.tenant_id
         ))
         .map_err(|e| format!("invalid token URL: {e}"))?;
-        let scope = scope(&cfg.graph_url);
-        let source: Box<dyn TokenSource> = match &cfg.auth {
-            EntraAuth::ClientSecret(secret) => {
-                let mut cc = ClientCredentials::new(
-                    token_url,
-                    cfg.client_id.clone(),
-                    ClientAuth::SecretPost(secret.clone()),
-                );
-                cc.scope = Some(scope);
-                Box::new(cc)
-            }
+        let auth = match &cfg.auth {
+            EntraAuth::ClientSecret(secret) => ClientAuth::SecretPost(secret.clone()),
+            // Microsoft identity platform "certificate credentials": PS256, `typ` JWT,
+            // `x5t#S256`; `aud` = the token endpoint, `iss` = `sub` = the client id. The key
+            // and certificate are tried here, so a bad one is reported at start-up.
             EntraAuth::Certificate {
                 certificate_pem,
                 private_key,
-            } => {
-                // Checked once here, so a bad key or certificate is reported at start-up.
-                client_assertion(
-                    &cfg.client_id,
-                    token_url.as_str(),
-                    certificate_pem,
-                    private_key.expose(),
-                )?;
-                Box::new(CertificateGrant {
-                    endpoint: token_url.path().to_string(),
-                    token_url,
-                    client_id: cfg.client_id.clone(),
-                    scope,
-                    certificate_pem: certificate_pem.clone(),
-                    private_key_pem: private_key.clone(),
-                })
-            }
+            } => ClientAuth::PrivateKeyJwt(
+                JwtSigner::from_key(private_key, None)
+                    .and_then(JwtSigner::rsa_pss)
+                    .and_then(|s| s.with_typ("JWT").with_certificate(certificate_pem))
+                    .map_err(|e| format!("certificate credential: {e}"))?,
+            ),
         };
-        let tokens = Arc::new(TokenCache::new(source).with_refresh_before(REFRESH_BEFORE));
+        let with_assertion = matches!(auth, ClientAuth::PrivateKeyJwt(_));
+        let mut cc = ClientCredentials::new(token_url, cfg.client_id.clone(), auth);
+        cc.scope = Some(scope(&cfg.graph_url));
+        if with_assertion {
+            // Entra wants the client id beside an assertion too.
+            cc.extra_params
+                .push(("client_id".into(), cfg.client_id.clone()));
+        }
+        let tokens = Arc::new(TokenCache::new(Box::new(cc)).with_refresh_before(REFRESH_BEFORE));
         let mut opts = UpstreamOptions::new(name, limits);
         // Graph's directory APIs publish no remaining-budget headers: 429 + Retry-After only.
         opts.rate_limit_headers = None;
         opts.request_timeout = timeout.min(Duration::from_secs(120));
-        let up = Upstream::new(opts, Auth::OAuth(tokens.clone())).map_err(|e| e.to_string())?;
+        let up = Upstream::with_timer(opts, Auth::OAuth(tokens.clone()), timer)
+            .map_err(|e| e.to_string())?;
         if let EntraAuth::ClientSecret(s) = &cfg.auth {
             up.add_secret(s.expose());
         }
@@ -223,6 +105,11 @@ impl GraphClient {
             tokens,
             graph_url: cfg.graph_url.clone(),
         })
+    }
+
+    /// Scrubs the client's known secrets from `text`.
+    pub fn redact(&self, text: &str) -> String {
+        self.up.redact(text)
     }
 
     pub fn graph_url(&self) -> &str {
@@ -235,13 +122,13 @@ impl GraphClient {
     }
 
     /// One poll's session: a fresh request budget, counting into `stats`.
-    pub fn session<'a>(&'a self, stats: &'a SourceStats) -> Session<'a> {
+    pub fn session<'a>(&'a self, stats: &'a RequestStats) -> Session<'a> {
         self.up.session(stats)
     }
 
-    fn request(&self, url: &str, endpoint: &str) -> Result<Request, FetchError> {
+    fn request(&self, url: &str, endpoint: &str) -> Result<Request, UpstreamError> {
         let u = Url::parse(url)
-            .map_err(|e| FetchError(UpstreamError::Url(format!("{endpoint}: invalid URL: {e}"))))?;
+            .map_err(|e| UpstreamError::Url(format!("{endpoint}: invalid URL: {e}")))?;
         Ok(Request::get(u, endpoint))
     }
 
@@ -251,28 +138,31 @@ impl GraphClient {
         s: &Session<'_>,
         url: &str,
         endpoint: &str,
-    ) -> Result<T, FetchError> {
+    ) -> Result<T, UpstreamError> {
         let resp = s.send(self.request(url, endpoint)?).await?;
-        Ok(resp.json()?)
+        resp.json()
     }
 
     /// Follows `@odata.nextLink` from `first`, handing each page's items to `f` (never
     /// collected here); returns the number of pages. `first_page` is a page already fetched
-    /// from `first` (see `stream_users`), if any.
+    /// from `first` (see `stream_users`), if any. `id` names an item, so that a page
+    /// repeating items already listed under a fresh `$skiptoken` is caught as a loop.
     pub async fn for_each_page<T: DeserializeOwned>(
         &self,
         s: &Session<'_>,
         first: &str,
         endpoint: &str,
         first_page: Option<Page<T>>,
+        id: fn(&T) -> Option<&str>,
         mut f: impl FnMut(Vec<T>),
-    ) -> Result<u32, FetchError> {
+    ) -> Result<u32, UpstreamError> {
         let mut pager = Pager::body(self.request(first, endpoint)?);
         let mut pages = 0;
         if let Some(p) = first_page {
             // Already fetched from `first`: continue from its nextLink.
             pages += 1;
             let next = p.next_link.filter(|n| !n.is_empty());
+            pager.note_items(p.value.iter().filter_map(id))?;
             f(p.value);
             pager.set_next(match next {
                 Some(n) => NextPage::Url(n),
@@ -283,6 +173,7 @@ impl GraphClient {
             let page: Page<T> = resp.json()?;
             pages += 1;
             let next = page.next_link.filter(|n| !n.is_empty());
+            pager.note_items(page.value.iter().filter_map(id))?;
             f(page.value);
             pager.set_next(match next {
                 Some(n) => NextPage::Url(n),
@@ -298,66 +189,12 @@ impl GraphClient {
         s: &Session<'_>,
         first: &str,
         endpoint: &str,
-    ) -> Result<Vec<T>, FetchError> {
+    ) -> Result<Vec<T>, UpstreamError> {
         let mut all = Vec::new();
-        self.for_each_page(s, first, endpoint, None, |items| all.extend(items))
+        self.for_each_page(s, first, endpoint, None, |_| None, |items| all.extend(items))
             .await?;
         Ok(all)
     }
-}
-
-/// The certificate's DER bytes from PEM (the first `CERTIFICATE` block).
-pub fn certificate_der(pem: &str) -> Result<Vec<u8>, String> {
-    let start = pem
-        .find("-----BEGIN CERTIFICATE-----")
-        .ok_or("no PEM certificate")?
-        + "-----BEGIN CERTIFICATE-----".len();
-    let end = pem[start..]
-        .find("-----END CERTIFICATE-----")
-        .ok_or("unterminated PEM certificate")?
-        + start;
-    let b64: String = pem[start..end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| format!("invalid PEM certificate: {e}"))
-}
-
-/// `x5t#S256`: base64url SHA-256 thumbprint of the certificate's DER encoding.
-pub fn x5t_s256(certificate_pem: &str) -> Result<String, String> {
-    let der = certificate_der(certificate_pem)?;
-    let digest = ring::digest::digest(&ring::digest::SHA256, &der);
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()))
-}
-
-/// The signed client assertion for the certificate credential (Microsoft identity platform
-/// "certificate credentials": header `alg` PS256, `typ` JWT, `x5t#S256`; claims `aud` = the
-/// token endpoint, `iss` = `sub` = client id, `jti`, `nbf`, `iat`, `exp`).
-pub fn client_assertion(
-    client_id: &str,
-    token_url: &str,
-    certificate_pem: &str,
-    private_key_pem: &str,
-) -> Result<String, String> {
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::PS256);
-    header.typ = Some("JWT".into());
-    header.x5t_s256 = Some(x5t_s256(certificate_pem)?);
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let jti: u128 = rand::random();
-    let claims = serde_json::json!({
-        "aud": token_url,
-        "iss": client_id,
-        "sub": client_id,
-        "jti": format!("{jti:032x}"),
-        "nbf": now,
-        "iat": now,
-        "exp": now + 600,
-    });
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes())
-        .map_err(|_| "private key is not an RSA private key in PEM".to_string())?;
-    jsonwebtoken::encode(&header, &claims, &key).map_err(|e| format!("cannot sign: {e}"))
 }
 
 #[cfg(test)]
@@ -365,16 +202,16 @@ mod tests {
     use super::*;
     use crate::upstream::ProviderError;
 
-    fn e(status: u16, body: &str) -> FetchError {
-        FetchError(UpstreamError::Status {
+    fn e(status: u16, body: &str) -> UpstreamError {
+        UpstreamError::Status {
             method: "GET".into(),
             endpoint: "/v1.0/users".into(),
             status,
             detail: Box::new(ProviderError::parse(body.as_bytes())),
-        })
+        }
     }
 
-    fn graph(status: u16, code: &str) -> FetchError {
+    fn graph(status: u16, code: &str) -> UpstreamError {
         e(
             status,
             &format!(
@@ -386,14 +223,14 @@ mod tests {
     #[test]
     fn refusals_and_failures_are_told_apart() {
         let np = graph(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant");
-        assert!(np.is_refusal() && np.is_non_premium());
+        assert!(is_refusal(&np) && is_non_premium(&np));
         let denied = graph(403, "Authorization_RequestDenied");
-        assert!(denied.is_refusal() && !denied.is_non_premium());
-        assert!(graph(400, "AadPremiumLicenseRequired").is_refusal());
-        assert!(!graph(400, "BadRequest").is_refusal());
-        assert!(!graph(500, "InternalServerError").is_refusal());
-        assert!(!graph(401, "InvalidAuthenticationToken").is_refusal());
-        assert_eq!(denied.what(), "/v1.0/users");
+        assert!(is_refusal(&denied) && !is_non_premium(&denied));
+        assert!(is_refusal(&graph(400, "AadPremiumLicenseRequired")));
+        assert!(!is_refusal(&graph(400, "BadRequest")));
+        assert!(!is_refusal(&graph(500, "InternalServerError")));
+        assert!(!is_refusal(&graph(401, "InvalidAuthenticationToken")));
+        assert_eq!(denied.endpoint(), Some("/v1.0/users"));
     }
 
     #[test]
@@ -417,21 +254,23 @@ mod tests {
     }
 
     #[test]
-    fn assertion_has_ps256_and_x5t_s256() {
+    fn certificate_credentials_sign_ps256_with_the_thumbprint() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/entra");
         let cert = std::fs::read_to_string(format!("{dir}/test-cert.pem")).unwrap();
         let key = std::fs::read_to_string(format!("{dir}/test-key.pem")).unwrap();
-        let jwt = client_assertion(
-            "cid",
-            "https://login.example/t/oauth2/v2.0/token",
-            &cert,
-            &key,
-        )
-        .unwrap();
+        let signer = JwtSigner::from_key(&crate::config::Secret::new(key), None)
+            .and_then(JwtSigner::rsa_pss)
+            .and_then(|s| s.with_typ("JWT").with_certificate(&cert))
+            .unwrap();
+        let jwt = signer
+            .sign(&crate::upstream::Claims::new("cid").audience("u"), 0.0)
+            .unwrap();
         let h = jsonwebtoken::decode_header(&jwt).unwrap();
         assert_eq!(h.alg, jsonwebtoken::Algorithm::PS256);
         assert_eq!(h.typ.as_deref(), Some("JWT"));
-        assert_eq!(h.x5t_s256, Some(x5t_s256(&cert).unwrap()));
-        assert!(client_assertion("cid", "u", &cert, "not a key").is_err());
+        assert_eq!(
+            h.x5t_s256,
+            Some(crate::upstream::oauth::x5t_s256(&cert).unwrap())
+        );
     }
 }

@@ -10,7 +10,7 @@ use crate::model::{
     Known, Mfa, Role, Status, Timestamp,
 };
 
-use super::graph::{Application, KeyCredential, PasswordCredential, ServicePrincipal, User};
+use super::wire::{Application, KeyCredential, PasswordCredential, ServicePrincipal, User};
 
 /// `methodsRegistered` values (userRegistrationDetails) → the model's factor types.
 ///
@@ -449,7 +449,7 @@ pub fn map_workload(
 
 #[cfg(test)]
 mod tests {
-    use super::super::graph::SignInActivity;
+    use super::super::wire::SignInActivity;
     use super::*;
     use time::macros::datetime;
 

@@ -2,28 +2,39 @@
 //! v1.0 with app-only credentials. Users, MFA registration, directory roles (active, PIM
 //! eligible, via groups), app credentials and the tenant's MFA policy, mapped into the model.
 //!
-//! Layout: `graph.rs` (wire types) · `map.rs` (pure mapping) · `policy.rs` (MFA policy
-//! gaps) · `client.rs` (token + GET + paging; the seam to the shared upstream layer).
+//! Layout: `config.rs` (keys) · `wire.rs` (Graph shapes, lenient) · `map.rs` (pure
+//! mapping) · `policy.rs` (MFA policy gaps) · `client.rs` (token + GET + paging; the seam to
+//! the shared upstream layer). See docs/entra.md.
 
 pub mod client;
-pub mod graph;
+pub mod config;
 pub mod map;
 pub mod policy;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::upstream::Session;
-use client::{FetchError, GraphClient};
-use graph::{
+use crate::upstream::{Session, UpstreamError};
+use client::{is_non_premium, is_refusal, GraphClient};
+pub use config::{EntraAuth, EntraConfig, RawEntraConfig};
+use map::{IdMap, RoleGrant, UserContext};
+use wire::{
     Application, ConditionalAccessPolicy, DirectoryObject, RoleAssignment, RoleDefinition,
     SecurityDefaults, ServicePrincipal, User, UserRegistrationDetails,
 };
-use map::{IdMap, RoleGrant, UserContext};
 
-use super::{AccountSink, PollContext, PollOutput, SourceError, SourceGauge};
-use crate::config::{EntraConfig, SourceConfig};
+use super::{
+    optional, AccountSink, Deps, GaugeDesc, PollContext, PollOutput, Provider, SourceError,
+    POLL_REQUESTS,
+};
+use crate::config::{SourceConfig, Validator};
 use crate::model::{DataAvailability, DataKind, TenantFacts};
+
+pub const PIM_ELIGIBILITY_AVAILABLE: GaugeDesc = GaugeDesc::new(
+    "identity_posture_entra_pim_eligibility_available",
+    "1 if PIM-eligible role assignments could be read (they count as privileged), 0 if not (licence or permission); from the last background poll.",
+);
 
 /// `$top` for every collection that accepts it (999 is the documented maximum for users,
 /// applications and service principals, also with `signInActivity` selected).
@@ -73,24 +84,65 @@ fn endpoint(url: &str) -> String {
     }
 }
 
-fn refusal_reason(e: &FetchError, what: &str, permission: &str) -> String {
-    if e.is_non_premium() {
+fn refusal_reason(e: &UpstreamError, what: &str, permission: &str) -> String {
+    if is_non_premium(e) {
         format!("{what}: Graph refused — the tenant has no Entra ID P1/P2 licence ({e})")
     } else {
         format!("{what}: Graph refused — grant the application permission {permission} ({e})")
     }
 }
 
-impl EntraSource {
-    pub fn new(sc: &SourceConfig, cfg: &EntraConfig) -> Result<EntraSource, SourceError> {
-        let client = GraphClient::new(cfg, &sc.name, sc.timeout, sc.limits.clone())
-            .map_err(|e| SourceError::new(format!("entra: {e}")))?;
+/// A refusal of optional data, explained; `None` for any other error.
+fn refused(e: &UpstreamError, what: &str, permission: &str) -> Option<String> {
+    is_refusal(e).then(|| refusal_reason(e, what, permission))
+}
+
+/// A failed read as the poll's error.
+fn fail(e: UpstreamError, client: &GraphClient) -> SourceError {
+    let hint = match e.status() {
+        Some(401) => Some("the token was rejected: check tenant_id, client_id and that the secret or certificate is current".to_string()),
+        Some(400) if e.endpoint().is_some_and(|p| p.ends_with("/token")) => Some(
+            "the identity platform refused the client credentials: check tenant_id, client_id and the secret or certificate".to_string(),
+        ),
+        Some(403) => Some("grant the application the permissions listed in docs/entra.md (admin consent)".to_string()),
+        _ => None,
+    };
+    SourceError::upstream("entra", &e, hint, |m| client.redact(m))
+}
+
+impl Provider for EntraSource {
+    const TYPE: &'static str = "entra";
+    type Raw = RawEntraConfig;
+    type Config = EntraConfig;
+
+    fn validate(raw: RawEntraConfig, v: &mut Validator<'_>) -> Option<EntraConfig> {
+        config::validate(raw, v)
+    }
+
+    fn build(sc: &SourceConfig, cfg: &EntraConfig, deps: &Deps) -> Result<Self, SourceError> {
+        let client = GraphClient::new(
+            cfg,
+            &sc.name,
+            sc.timeout,
+            sc.limits.clone(),
+            deps.timer.clone(),
+        )
+        .map_err(|e| SourceError::config(format!("entra: {e}")))?;
         Ok(EntraSource { client })
     }
 
-    /// For tests and benchmarks: a source over a prepared client (e.g. fast retries).
-    pub fn with_client(client: GraphClient) -> EntraSource {
-        EntraSource { client }
+    async fn poll(
+        &self,
+        ctx: &PollContext<'_>,
+        sink: &mut dyn AccountSink,
+    ) -> Result<PollOutput, SourceError> {
+        self.read(ctx, sink).await
+    }
+}
+
+impl EntraSource {
+    pub fn client(&self) -> &GraphClient {
+        &self.client
     }
 
     /// Every item of a small collection at `path_and_query` (below `/v1.0`).
@@ -98,7 +150,7 @@ impl EntraSource {
         &self,
         s: &Session<'_>,
         path_and_query: &str,
-    ) -> Result<Vec<T>, FetchError> {
+    ) -> Result<Vec<T>, UpstreamError> {
         let url = self.url(path_and_query);
         self.client.collect(s, &url, &endpoint(&url)).await
     }
@@ -107,7 +159,7 @@ impl EntraSource {
         &self,
         s: &Session<'_>,
         path_and_query: &str,
-    ) -> Result<T, FetchError> {
+    ) -> Result<T, UpstreamError> {
         let url = self.url(path_and_query);
         self.client.get(s, &url, &endpoint(&url)).await
     }
@@ -120,7 +172,7 @@ impl EntraSource {
         )
     }
 
-    pub async fn poll(
+    async fn read(
         &self,
         ctx: &PollContext<'_>,
         sink: &mut dyn AccountSink,
@@ -132,50 +184,33 @@ impl EntraSource {
             self.fetch_workloads(&s),
             self.fetch_policy(&s),
         );
-        let fail = |e: FetchError| SourceError::new(format!("entra: {e}"));
+        let fail = |e: UpstreamError| fail(e, &self.client);
         let mut availability = DataAvailability::default();
-        let roles = match roles {
-            Ok(r) => Some(r),
-            Err(e) if e.is_refusal() => {
-                // Members of role-assignable groups need a permission of their own; without
-                // them group-held roles are unknown, so no role data is claimed at all.
-                let (what, permission) = if e.what().contains("/groups/") {
-                    ("members of role-assignable groups", "GroupMember.Read.All")
-                } else {
-                    (
-                        "directory role assignments",
-                        "RoleManagement.Read.Directory",
-                    )
-                };
-                availability.set_missing(DataKind::Roles, refusal_reason(&e, what, permission));
-                None
+        let roles = optional(&mut availability, Some(DataKind::Roles), roles, |e| {
+            // Members of role-assignable groups need a permission of their own; without
+            // them group-held roles are unknown, so no role data is claimed at all.
+            if e.endpoint().unwrap_or_default().contains("/groups/") {
+                refused(e, "members of role-assignable groups", "GroupMember.Read.All")
+            } else {
+                refused(e, "directory role assignments", "RoleManagement.Read.Directory")
             }
-            Err(e) => return Err(fail(e)),
-        };
-        let mfa = match mfa {
-            Ok(m) => Some(m),
-            Err(e) if e.is_refusal() => {
-                availability.set_missing(
-                    DataKind::Mfa,
-                    refusal_reason(
-                        &e,
-                        "MFA registration report (userRegistrationDetails)",
-                        "AuditLog.Read.All",
-                    ),
-                );
-                None
-            }
-            Err(e) => return Err(fail(e)),
-        };
+        })
+        .map_err(fail)?;
+        let mfa = optional(&mut availability, Some(DataKind::Mfa), mfa, |e| {
+            refused(
+                e,
+                "MFA registration report (userRegistrationDetails)",
+                "AuditLog.Read.All",
+            )
+        })
+        .map_err(fail)?;
         let (security_defaults, ca) = tenant.map_err(fail)?;
         let mut gauges = Vec::new();
         if let Some(r) = &roles {
-            gauges.push(SourceGauge {
-                name: "identity_posture_entra_pim_eligibility_available",
-                help: "1 if PIM-eligible role assignments could be read (they count as privileged), 0 if not (licence or permission); from the last background poll.",
-                labels: vec![],
-                value: if r.eligibility_missing.is_some() { 0.0 } else { 1.0 },
-            });
+            gauges.push(PIM_ELIGIBILITY_AVAILABLE.sample(
+                vec![],
+                if r.eligibility_missing.is_some() { 0.0 } else { 1.0 },
+            ));
             if let Some(why) = &r.eligibility_missing {
                 tracing::warn!(reason = %why, "entra: PIM-eligible roles not read; only active assignments count");
             }
@@ -260,7 +295,7 @@ impl EntraSource {
                     }
                 }
             }
-            Err(e) if e.is_refusal() => {
+            Err(e) if is_refusal(&e) => {
                 availability.set_missing(
                     DataKind::Credentials,
                     refusal_reason(
@@ -273,7 +308,7 @@ impl EntraSource {
             Err(e) => return Err(fail(e)),
         }
 
-        gauges.push(s.requests_gauge());
+        gauges.push(POLL_REQUESTS.sample(vec![], f64::from(s.requests_made())));
         Ok(PollOutput {
             availability,
             tenant: TenantFacts {
@@ -293,7 +328,7 @@ impl EntraSource {
         availability: &mut DataAvailability,
         sink: &mut dyn AccountSink,
         map: impl Fn(&User, bool) -> crate::model::Account,
-    ) -> Result<bool, FetchError> {
+    ) -> Result<bool, UpstreamError> {
         let mut fields: Vec<&str> = USER_FIELDS.to_vec();
         let mut sign_in_known = true;
         loop {
@@ -302,12 +337,12 @@ impl EntraSource {
                 fields.join(",")
             ));
             // The first page decides the $select; later pages follow nextLink.
-            let first: Result<graph::Page<User>, FetchError> =
+            let first: Result<wire::Page<User>, UpstreamError> =
                 self.client.get(s, &url, "/v1.0/users").await;
             match first {
                 Ok(page) => {
                     self.client
-                        .for_each_page::<User>(s, &url, "/v1.0/users", Some(page), |users| {
+                        .for_each_page::<User>(s, &url, "/v1.0/users", Some(page), |u| Some(u.id.as_str()), |users| {
                             for u in &users {
                                 sink.push(map(u, sign_in_known));
                             }
@@ -315,7 +350,7 @@ impl EntraSource {
                         .await?;
                     return Ok(sign_in_known);
                 }
-                Err(e) if e.is_refusal() && fields.contains(&"signInActivity") => {
+                Err(e) if is_refusal(&e) && fields.contains(&"signInActivity") => {
                     fields.retain(|f| *f != "signInActivity");
                     sign_in_known = false;
                     availability.set_missing(
@@ -327,7 +362,7 @@ impl EntraSource {
                         ),
                     );
                 }
-                Err(e) if e.is_refusal() && fields.contains(&"employeeLeaveDateTime") => {
+                Err(e) if is_refusal(&e) && fields.contains(&"employeeLeaveDateTime") => {
                     tracing::warn!(error = %e, "entra: employeeLeaveDateTime refused; leave dates not read (needs User-LifeCycleInfo.Read.All)");
                     fields.retain(|f| *f != "employeeLeaveDateTime");
                 }
@@ -337,12 +372,12 @@ impl EntraSource {
     }
 
     /// Registered MFA factors per user id, as factor bit sets.
-    async fn fetch_registration(&self, s: &Session<'_>) -> Result<IdMap<u16>, FetchError> {
+    async fn fetch_registration(&self, s: &Session<'_>) -> Result<IdMap<u16>, UpstreamError> {
         // The list documents `$filter` only (no `$select`/`$top`): page size is Graph's.
         let url = self.url("/reports/authenticationMethods/userRegistrationDetails");
         let mut out = IdMap::default();
         self.client
-            .for_each_page::<UserRegistrationDetails>(s, &url, &endpoint(&url), None, |rows| {
+            .for_each_page::<UserRegistrationDetails>(s, &url, &endpoint(&url), None, |r| Some(r.id.as_str()), |rows| {
                 for r in rows {
                     let bits = map::factor_bits(r.methods_registered.iter().flatten());
                     out.insert(&r.id, bits);
@@ -352,7 +387,7 @@ impl EntraSource {
         Ok(out)
     }
 
-    async fn fetch_roles(&self, s: &Session<'_>) -> Result<Roles, FetchError> {
+    async fn fetch_roles(&self, s: &Session<'_>) -> Result<Roles, UpstreamError> {
         let defs: Vec<RoleDefinition> = self
             .list(
                 s,
@@ -394,7 +429,7 @@ impl EntraSource {
             .await
         {
             Ok(v) => (v, None),
-            Err(e) if e.is_refusal() => (
+            Err(e) if is_refusal(&e) => (
                 Vec::new(),
                 Some(refusal_reason(
                     &e,
@@ -467,7 +502,7 @@ impl EntraSource {
     async fn fetch_workloads(
         &self,
         s: &Session<'_>,
-    ) -> Result<(Vec<Application>, Vec<ServicePrincipal>), FetchError> {
+    ) -> Result<(Vec<Application>, Vec<ServicePrincipal>), UpstreamError> {
         let apps = self.list(s, &format!(
                     "/applications?$select=id,appId,displayName,createdDateTime,passwordCredentials,keyCredentials&$top={PAGE_SIZE}"
                 ))
@@ -485,13 +520,13 @@ impl EntraSource {
     async fn fetch_policy(
         &self,
         s: &Session<'_>,
-    ) -> Result<(Option<bool>, Option<(Vec<ConditionalAccessPolicy>, bool)>), FetchError> {
+    ) -> Result<(Option<bool>, Option<(Vec<ConditionalAccessPolicy>, bool)>), UpstreamError> {
         let defaults = match self
             .get_one::<SecurityDefaults>(s, "/policies/identitySecurityDefaultsEnforcementPolicy")
             .await
         {
             Ok(d) => d.is_enabled,
-            Err(e) if e.is_refusal() => {
+            Err(e) if is_refusal(&e) => {
                 tracing::warn!(error = %e, "entra: security defaults not readable (Policy.Read.All)");
                 None
             }
@@ -507,8 +542,8 @@ impl EntraSource {
         {
             Ok(p) => Some((p, false)),
             // A tenant without P1 cannot have conditional access policies at all.
-            Err(e) if e.is_non_premium() => Some((Vec::new(), true)),
-            Err(e) if e.is_refusal() => {
+            Err(e) if is_non_premium(&e) => Some((Vec::new(), true)),
+            Err(e) if is_refusal(&e) => {
                 tracing::warn!(error = %e, "entra: conditional access policies not readable (Policy.Read.All)");
                 None
             }

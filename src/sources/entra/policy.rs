@@ -2,7 +2,7 @@
 //! require MFA (or an authentication strength) for all users and for admin roles?
 //! Each gap is a sentence naming what is missing; they become `tenant.mfa_policy_gap` findings.
 
-use super::graph::ConditionalAccessPolicy;
+use super::wire::ConditionalAccessPolicy;
 
 /// Role template id of Global Administrator (the same in every tenant).
 pub const GLOBAL_ADMIN_TEMPLATE: &str = "62e90394-69f5-4237-9190-012177145e10";
@@ -190,7 +190,7 @@ pub fn mfa_policy_gaps(inp: &PolicyInputs<'_>) -> Option<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::graph::{
+    use super::super::wire::{
         AuthenticationStrength, CaApplications, CaConditions, CaGrantControls, CaLocations, CaUsers,
     };
     use super::*;

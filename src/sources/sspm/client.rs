@@ -10,12 +10,12 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use super::config::SspmConfig;
 use super::wire::Page;
-use crate::config::{SspmConfig, UpstreamLimits};
-use crate::sources::SourceStats;
+use crate::config::UpstreamLimits;
 use crate::upstream::{
-    Auth, ClientAuth, ClientCredentials, Request, Session, Timer, TokenCache, TokioTimer, Upstream,
-    UpstreamError, UpstreamOptions,
+    Auth, ClientAuth, ClientCredentials, Request, RequestStats, Session, Timer, TokenCache,
+    Upstream, UpstreamError, UpstreamOptions,
 };
 
 /// The token endpoint below `auth_url` (pan.dev `AuthService.yaml`:
@@ -62,17 +62,9 @@ pub struct Walk {
 }
 
 impl SspmClient {
+    /// The client for one tenant; `timer` is the clock and sleeper (tests inject a virtual
+    /// one, so no test really waits).
     pub fn new(
-        cfg: &SspmConfig,
-        name: &str,
-        timeout: Duration,
-        limits: UpstreamLimits,
-    ) -> Result<SspmClient, String> {
-        SspmClient::with_timer(cfg, name, timeout, limits, Arc::new(TokioTimer))
-    }
-
-    /// As [`SspmClient::new`] with an injected clock/sleeper (tests: no real waiting).
-    pub fn with_timer(
         cfg: &SspmConfig,
         name: &str,
         timeout: Duration,
@@ -110,8 +102,13 @@ impl SspmClient {
         self.tokens.fetch_count()
     }
 
-    pub fn session<'a>(&'a self, stats: &'a SourceStats) -> Session<'a> {
+    pub fn session<'a>(&'a self, stats: &'a RequestStats) -> Session<'a> {
         self.up.session(stats)
+    }
+
+    /// Scrubs the client's known secrets from `text`.
+    pub fn redact(&self, text: &str) -> String {
+        self.up.redact(text)
     }
 
     /// `{api_url}/sspm/identity/v1/<segments…>?<query>`; ids are percent-encoded as path

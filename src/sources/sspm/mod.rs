@@ -2,28 +2,88 @@
 //! SASE OAuth2 client-credentials grant. Accounts of every onboarded SaaS instance, IdP users
 //! with their MFA state (newest MFA activity), elevation, orphaned accounts and credential age.
 //!
-//! Layout: `wire.rs` (API types, lenient) · `map.rs` (pure mapping and tallies) · `client.rs`
-//! (token, GET, `limit`/`page` paging on the shared upstream layer). Read-only: only `GET`s
-//! of the Identity API and the token `POST` are ever sent. See docs/sspm.md.
+//! Layout: `config.rs` (keys) · `wire.rs` (API types, lenient) · `map.rs` (pure mapping and
+//! tallies) · `client.rs` (token, GET, `limit`/`page` paging on the shared upstream layer).
+//! Read-only: only `GET`s of the Identity API and the token `POST` are ever sent. See
+//! docs/sspm.md.
 
 pub mod client;
+pub mod config;
 pub mod map;
 pub mod wire;
 
 use std::collections::HashSet;
 
 use client::SspmClient;
+pub use config::{RawSspmConfig, SspmConfig};
 use map::{AppCounts, IdpCtx, InstanceCtx, NewestPerUser, Tally};
 use wire::{FeatureState, Idp, MfaActivity, Page, SaasAccount, SaasInstance, FEATURES};
 
-use super::{AccountSink, PollContext, PollOutput, SourceError, SourceGauge};
-use crate::config::{SourceConfig, SspmConfig};
+use super::{
+    AccountSink, Deps, GaugeDesc, PollContext, PollOutput, Provider, SourceError, SourceGauge,
+    POLL_REQUESTS,
+};
+use crate::config::{SourceConfig, Validator};
 use crate::model::{DataAvailability, DataKind, TenantFacts, Timestamp};
 use crate::upstream::{Session, UpstreamError};
+
+pub const ACCOUNTS: GaugeDesc = GaugeDesc::new(
+    "identity_posture_sspm_accounts",
+    "Accounts read from SaaS Security per SaaS app type (at most 20 apps per source, the rest as app=\"other\"); account_type as SaaS Security reports it (isNonHuman).",
+);
+pub const UNRECOGNIZED_VALUES: GaugeDesc = GaugeDesc::new(
+    "identity_posture_sspm_unrecognized_values",
+    "Values the SSPM source could not map, by field (mfa_strength, mfa_factors: read as other/unknown; timestamp: unreadable date-time, read as unknown; item: record skipped). Non-zero after a change on Palo Alto Networks' side.",
+);
+pub const FEATURE_LAST_SCAN: GaugeDesc = GaugeDesc::new(
+    "identity_posture_sspm_feature_last_scan_timestamp_seconds",
+    "When SaaS Security last scanned this IdP feature (lastScannedAt, unix seconds): alert on time() minus this to catch stale upstream scans.",
+);
+pub const FEATURE_STATUS: GaugeDesc = GaugeDesc::new(
+    "identity_posture_sspm_feature_status",
+    "1 for the status SaaS Security reports for this IdP feature (feature_state status).",
+);
+pub const INSTANCE_LAST_SCAN: GaugeDesc = GaugeDesc::new(
+    "identity_posture_sspm_instance_last_scan_timestamp_seconds",
+    "Newest latestScanTime of this SaaS instance's accounts (unix seconds): alert on time() minus this to catch stale upstream scans.",
+);
 
 pub struct SspmSource {
     client: SspmClient,
     tsg_id: String,
+}
+
+impl Provider for SspmSource {
+    const TYPE: &'static str = "sspm";
+    type Raw = RawSspmConfig;
+    type Config = SspmConfig;
+
+    fn validate(raw: RawSspmConfig, v: &mut Validator<'_>) -> Option<SspmConfig> {
+        config::validate(raw, v)
+    }
+
+    fn build(sc: &SourceConfig, cfg: &SspmConfig, deps: &Deps) -> Result<Self, SourceError> {
+        let client = SspmClient::new(
+            cfg,
+            &sc.name,
+            sc.timeout,
+            sc.limits.clone(),
+            deps.timer.clone(),
+        )
+        .map_err(|e| SourceError::config(format!("sspm: {e}")))?;
+        Ok(SspmSource {
+            client,
+            tsg_id: cfg.tsg_id.clone(),
+        })
+    }
+
+    async fn poll(
+        &self,
+        ctx: &PollContext<'_>,
+        sink: &mut dyn AccountSink,
+    ) -> Result<PollOutput, SourceError> {
+        self.read(ctx, sink).await
+    }
 }
 
 /// Decodes a small unpaged list (`/idps`, `/saas_instances`), skipping non-objects.
@@ -43,20 +103,6 @@ fn unix(t: Timestamp) -> f64 {
 }
 
 impl SspmSource {
-    pub fn new(sc: &SourceConfig, cfg: &SspmConfig) -> Result<SspmSource, SourceError> {
-        let client = SspmClient::new(cfg, &sc.name, sc.timeout, sc.limits.clone())
-            .map_err(|e| SourceError::new(format!("sspm: {e}")))?;
-        Ok(SspmSource::with_client(client, cfg))
-    }
-
-    /// For tests and benchmarks: a source over a prepared client (e.g. a virtual clock).
-    pub fn with_client(client: SspmClient, cfg: &SspmConfig) -> SspmSource {
-        SspmSource {
-            client,
-            tsg_id: cfg.tsg_id.clone(),
-        }
-    }
-
     pub fn client(&self) -> &SspmClient {
         &self.client
     }
@@ -80,10 +126,13 @@ impl SspmSource {
             ),
             _ => String::new(),
         };
-        SourceError::new(format!("sspm: {what}: {e}{hint}"))
+        let hint = hint.strip_prefix(" — ").map(str::to_string);
+        SourceError::upstream(&format!("sspm: {what}"), &e, hint, |m| {
+            self.client.redact(m)
+        })
     }
 
-    pub async fn poll(
+    async fn read(
         &self,
         ctx: &PollContext<'_>,
         sink: &mut dyn AccountSink,
@@ -92,7 +141,6 @@ impl SspmSource {
         let mut tally = Tally::default();
         let mut apps = AppCounts::default();
         let mut gauges = Vec::new();
-        let mut seen = Seen::default();
 
         // Identity providers: their users' MFA state, and their scan freshness.
         let idps: Vec<Idp> = match self.client.get::<Page>(&s, &["idps"], &[], "/idps").await {
@@ -111,7 +159,7 @@ impl SspmSource {
                 idp_name: idp.display_name.as_deref(),
                 app_type: idp.app_type.as_deref(),
             };
-            self.read_idp_users(&s, &ictx, &mut tally, &mut apps, &mut seen, sink)
+            self.read_idp_users(&s, &ictx, &mut tally, &mut apps, sink)
                 .await?;
             self.read_feature_states(&s, &ictx, &mut tally, &mut gauges)
                 .await;
@@ -136,55 +184,46 @@ impl SspmSource {
                 inst,
                 &mut tally,
                 &mut apps,
-                &mut seen,
                 &mut gauges,
                 sink,
             )
             .await?;
         }
 
+        // Classes no account carries are marked missing by the report, in these words.
         let mut availability = DataAvailability::default();
-        if !seen.logins {
-            availability.set_missing(
-                DataKind::LastLogin,
-                "no SaaS app onboarded in SaaS Security reports login times (lastLoginTime); IdP MFA activity is not a sign-in history",
-            );
-        }
+        availability.if_absent(
+            DataKind::LastLogin,
+            "no SaaS app onboarded in SaaS Security reports login times (lastLoginTime); IdP MFA activity is not a sign-in history",
+        );
         if idps.is_empty() {
             availability.set_missing(
                 DataKind::Mfa,
                 "no identity provider is onboarded in SaaS Security (/idps is empty); MFA state comes from IdP MFA activity",
             );
-        } else if !seen.mfa {
-            availability.set_missing(
-                DataKind::Mfa,
-                "no IdP MFA activity record carried a readable MFA state (mfaStrength / mfaFactors)",
-            );
         }
-        if !seen.credentials {
-            availability.set_missing(
-                DataKind::Credentials,
-                "no SaaS account carries lastCredentialsRotated or credentialsExpiresAt",
-            );
-        }
-        if !seen.roles {
-            availability.set_missing(
-                DataKind::Roles,
-                "no SaaS account carries isElevated and no MFA activity carries the admin flag",
-            );
-        }
+        availability.if_absent(
+            DataKind::Mfa,
+            "no IdP MFA activity record carried a readable MFA state (mfaStrength / mfaFactors)",
+        );
+        availability.if_absent(
+            DataKind::Credentials,
+            "no SaaS account carries lastCredentialsRotated or credentialsExpiresAt",
+        );
+        availability.if_absent(
+            DataKind::Roles,
+            "no SaaS account carries isElevated and no MFA activity carries the admin flag",
+        );
 
         for (app, t, p, n) in apps.samples() {
-            gauges.push(SourceGauge {
-                name: "identity_posture_sspm_accounts",
-                help: "Accounts read from SaaS Security per SaaS app type (at most 20 apps per source, the rest as app=\"other\"); account_type as SaaS Security reports it (isNonHuman).",
-                labels: vec![
+            gauges.push(ACCOUNTS.sample(
+                vec![
                     ("app", app),
                     ("account_type", t.as_str().into()),
                     ("privileged", p.to_string()),
                 ],
-                value: n as f64,
-            });
+                n as f64,
+            ));
         }
         for field in map::TALLY_FIELDS {
             let n = tally.count(field);
@@ -196,14 +235,9 @@ impl SspmSource {
                     "sspm: values outside the documented/known set (read as `other` or unknown); please report them"
                 );
             }
-            gauges.push(SourceGauge {
-                name: "identity_posture_sspm_unrecognized_values",
-                help: "Values the SSPM source could not map, by field (mfa_strength, mfa_factors: read as other/unknown; timestamp: unreadable date-time, read as unknown; item: record skipped). Non-zero after a change on Palo Alto Networks' side.",
-                labels: vec![("field", field.into())],
-                value: n as f64,
-            });
+            gauges.push(UNRECOGNIZED_VALUES.sample(vec![("field", field.into())], n as f64));
         }
-        gauges.push(s.requests_gauge());
+        gauges.push(POLL_REQUESTS.sample(vec![], f64::from(s.requests_made())));
         Ok(PollOutput {
             availability,
             // SaaS Security's API exposes no MFA policy: gaps unknown.
@@ -222,7 +256,6 @@ impl SspmSource {
         idp: &IdpCtx<'_>,
         tally: &mut Tally,
         apps: &mut AppCounts,
-        seen: &mut Seen,
         sink: &mut dyn AccountSink,
     ) -> Result<(), SourceError> {
         let mut newest = NewestPerUser::default();
@@ -263,8 +296,6 @@ impl SspmSource {
         let app = map::app_label(idp.app_type);
         for (key, (ts, rec)) in users {
             let a = map::map_idp_user(&key, ts, &rec, idp, tally);
-            seen.mfa |= a.mfa.is_some();
-            seen.roles |= a.roles.is_some();
             apps.add(&app, &a);
             sink.push(a);
         }
@@ -305,22 +336,12 @@ impl SspmSource {
                 ("feature", feature.to_ascii_lowercase()),
             ];
             if let Some(t) = map::instant(&st.last_scanned_at, tally).value() {
-                gauges.push(SourceGauge {
-                    name: "identity_posture_sspm_feature_last_scan_timestamp_seconds",
-                    help: "When SaaS Security last scanned this IdP feature (lastScannedAt, unix seconds): alert on time() minus this to catch stale upstream scans.",
-                    labels: labels.clone(),
-                    value: unix(*t),
-                });
+                gauges.push(FEATURE_LAST_SCAN.sample(labels.clone(), unix(*t)));
             }
             if let Some(status) = &st.status {
                 let mut l = labels;
                 l.push(("status", status.to_ascii_lowercase()));
-                gauges.push(SourceGauge {
-                    name: "identity_posture_sspm_feature_status",
-                    help: "1 for the status SaaS Security reports for this IdP feature (feature_state status).",
-                    labels: l,
-                    value: 1.0,
-                });
+                gauges.push(FEATURE_STATUS.sample(l, 1.0));
             }
         }
     }
@@ -334,7 +355,6 @@ impl SspmSource {
         inst: &SaasInstance,
         tally: &mut Tally,
         apps: &mut AppCounts,
-        seen: &mut Seen,
         gauges: &mut Vec<SourceGauge>,
         sink: &mut dyn AccountSink,
     ) -> Result<(), SourceError> {
@@ -399,7 +419,6 @@ impl SspmSource {
                 "sspm: no account of this SaaS instance has a login time; last login unknown"
             );
         }
-        seen.logins |= ictx.reports_logins;
         let app = map::app_label(inst.app_type.as_deref());
         let mut last_scan: Option<Timestamp> = None;
         for raw in &accounts {
@@ -409,16 +428,12 @@ impl SspmSource {
             if let Some(t) = map::instant(&raw.latest_scan_time, &mut Tally::default()).value() {
                 last_scan = Some(last_scan.map_or(*t, |l| l.max(*t)));
             }
-            seen.credentials |= a.credentials.is_some();
-            seen.roles |= a.roles.is_some();
             apps.add(&app, &a);
             sink.push(a);
         }
         if let Some(t) = last_scan {
-            gauges.push(SourceGauge {
-                name: "identity_posture_sspm_instance_last_scan_timestamp_seconds",
-                help: "Newest latestScanTime of this SaaS instance's accounts (unix seconds): alert on time() minus this to catch stale upstream scans.",
-                labels: vec![
+            gauges.push(INSTANCE_LAST_SCAN.sample(
+                vec![
                     ("saas_instance", id.to_string()),
                     (
                         "saas_instance_name",
@@ -426,18 +441,9 @@ impl SspmSource {
                     ),
                     ("app", app.clone()),
                 ],
-                value: unix(t),
-            });
+                unix(t),
+            ));
         }
         Ok(())
     }
-}
-
-/// Which data classes any record of the poll carried.
-#[derive(Debug, Default)]
-struct Seen {
-    logins: bool,
-    mfa: bool,
-    credentials: bool,
-    roles: bool,
 }

@@ -1,4 +1,4 @@
-//! The `file` source: reads the normalised model from disk, as a JSON object
+//! The `file` source's reader: the normalised model from disk, as a JSON object
 //! (`{"accounts": [...], "tenant": {...}}`) or as NDJSON (one account per line).
 //! Both forms are streamed (never held as one string); errors name the file, the line or
 //! account index, and the field.
@@ -10,108 +10,20 @@ use std::path::Path;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{AccountSink, PollContext, PollOutput, SourceError};
-use crate::config::FileConfig;
-use crate::model::{Account, DataAvailability, DataKind, Known, TenantFacts, Timestamp};
-
-/// Accounts are handed from the reading thread to the poll in batches of this size.
-const BATCH: usize = 1024;
+use crate::model::{Account, Known, TenantFacts, Timestamp};
+use crate::sources::{ErrorKind, SourceError};
 
 /// An NDJSON line longer than this is an error, not an allocation of unbounded size.
 pub const MAX_LINE_BYTES: usize = 16 << 20;
 
-pub struct FileSource {
-    cfg: FileConfig,
+/// A file that does not hold the format.
+fn bad(msg: String) -> SourceError {
+    SourceError::new(ErrorKind::Decode, msg)
 }
 
-/// Which of the optional data classes appeared at least once.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Presence {
-    pub accounts: u64,
-    pub last_login: u64,
-    pub mfa: u64,
-    pub credentials: u64,
-    pub roles: u64,
-}
-
-impl Presence {
-    fn see(&mut self, a: &Account) {
-        self.accounts += 1;
-        self.last_login += u64::from(!a.last_login.is_unknown());
-        self.mfa += u64::from(a.mfa.is_some());
-        self.credentials += u64::from(a.credentials.is_some());
-        self.roles += u64::from(a.roles.is_some());
-    }
-
-    /// A data class is missing when the file has accounts but none of them carries it.
-    pub fn availability(&self, path: &Path) -> DataAvailability {
-        let mut av = DataAvailability::default();
-        if self.accounts == 0 {
-            return av;
-        }
-        for (kind, n, key) in [
-            (DataKind::LastLogin, self.last_login, "last_login"),
-            (DataKind::Mfa, self.mfa, "mfa"),
-            (DataKind::Credentials, self.credentials, "credentials"),
-            (DataKind::Roles, self.roles, "roles"),
-        ] {
-            if n == 0 {
-                av.set_missing(
-                    kind,
-                    format!("no account in {} has the `{key}` key", path.display()),
-                );
-            }
-        }
-        av
-    }
-}
-
-impl FileSource {
-    pub fn new(cfg: FileConfig) -> FileSource {
-        FileSource { cfg }
-    }
-
-    pub async fn poll(
-        &self,
-        ctx: &PollContext<'_>,
-        sink: &mut dyn AccountSink,
-    ) -> Result<PollOutput, SourceError> {
-        let path = self.cfg.path.clone();
-        let shift = self.cfg.time_anchor.map(|anchor| ctx.now - anchor);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Account>>(4);
-        let reader = tokio::task::spawn_blocking(move || {
-            let mut batch = Vec::with_capacity(BATCH);
-            let res = read_path(&path, &mut |mut a: Account| {
-                if let Some(d) = shift {
-                    shift_account(&mut a, d);
-                }
-                batch.push(a);
-                if batch.len() == BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    // A closed channel means the poll was abandoned (timeout): stop reading.
-                    return tx.blocking_send(full).is_ok();
-                }
-                true
-            });
-            if !batch.is_empty() {
-                let _ = tx.blocking_send(batch);
-            }
-            res
-        });
-        while let Some(batch) = rx.recv().await {
-            for a in batch {
-                sink.push(a);
-            }
-        }
-        let (presence, tenant) = reader.await.map_err(|e| {
-            SourceError::new(format!("{}: reader failed: {e}", self.cfg.path.display()))
-        })??;
-        Ok(PollOutput {
-            availability: presence.availability(&self.cfg.path),
-            tenant,
-            gauges: Vec::new(),
-        })
-    }
+/// A file that cannot be read.
+fn io_error(msg: String) -> SourceError {
+    SourceError::new(ErrorKind::Transport, msg)
 }
 
 /// Moves every timestamp of an account by `d` (for `time_anchor`).
@@ -143,14 +55,14 @@ pub fn shift_account(a: &mut Account, d: time::Duration) {
 pub fn read_path(
     path: &Path,
     f: &mut dyn FnMut(Account) -> bool,
-) -> Result<(Presence, TenantFacts), SourceError> {
+) -> Result<TenantFacts, SourceError> {
     let file = File::open(path)
-        .map_err(|e| SourceError::new(format!("{}: cannot open: {e}", path.display())))?;
+        .map_err(|e| io_error(format!("{}: cannot open: {e}", path.display())))?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let ndjson = match path.extension().and_then(|e| e.to_str()) {
         Some("ndjson" | "jsonl") => true,
         _ => looks_like_ndjson(&mut reader)
-            .map_err(|e| SourceError::new(format!("{}: cannot read: {e}", path.display())))?,
+            .map_err(|e| io_error(format!("{}: cannot read: {e}", path.display())))?,
     };
     if ndjson {
         read_ndjson(reader, path, f)
@@ -183,7 +95,7 @@ fn looks_like_ndjson<R: Read>(r: &mut BufReader<R>) -> std::io::Result<bool> {
 fn skip_bom<R: Read>(r: &mut BufReader<R>, path: &Path) -> Result<(), SourceError> {
     let buf = r
         .fill_buf()
-        .map_err(|e| SourceError::new(format!("{}: cannot read: {e}", path.display())))?;
+        .map_err(|e| io_error(format!("{}: cannot read: {e}", path.display())))?;
     if buf.starts_with(b"\xEF\xBB\xBF") {
         r.consume(3);
     }
@@ -195,9 +107,8 @@ pub fn read_ndjson<R: Read>(
     mut reader: BufReader<R>,
     path: &Path,
     f: &mut dyn FnMut(Account) -> bool,
-) -> Result<(Presence, TenantFacts), SourceError> {
+) -> Result<TenantFacts, SourceError> {
     skip_bom(&mut reader, path)?;
-    let mut presence = Presence::default();
     let mut line = Vec::with_capacity(4096);
     let mut lineno = 0u64;
     loop {
@@ -206,7 +117,7 @@ pub fn read_ndjson<R: Read>(
             .take(MAX_LINE_BYTES as u64 + 1)
             .read_until(b'\n', &mut line)
             .map_err(|e| {
-                SourceError::new(format!(
+                io_error(format!(
                     "{}: line {}: read error: {e}",
                     path.display(),
                     lineno + 1
@@ -217,7 +128,7 @@ pub fn read_ndjson<R: Read>(
         }
         lineno += 1;
         if line.len() > MAX_LINE_BYTES {
-            return Err(SourceError::new(format!(
+            return Err(bad(format!(
                 "{}: line {lineno}: longer than {} MiB (one account per line expected)",
                 path.display(),
                 MAX_LINE_BYTES >> 20
@@ -236,20 +147,19 @@ pub fn read_ndjson<R: Read>(
                     Ok(_) => "unexpected parse failure".to_string(),
                     Err(e) => describe(e.path().to_string(), e.inner()),
                 };
-                return Err(SourceError::new(format!(
+                return Err(bad(format!(
                     "{}: line {lineno}: {err}",
                     path.display()
                 )));
             }
         };
         validate_account(&account)
-            .map_err(|e| SourceError::new(format!("{}: line {lineno}: {e}", path.display())))?;
-        presence.see(&account);
+            .map_err(|e| bad(format!("{}: line {lineno}: {e}", path.display())))?;
         if !f(account) {
             break;
         }
     }
-    Ok((presence, TenantFacts::default()))
+    Ok(TenantFacts::default())
 }
 
 fn trim_ascii(mut s: &[u8]) -> &[u8] {
@@ -299,11 +209,10 @@ pub fn read_object<R: Read>(
     mut reader: BufReader<R>,
     path: &Path,
     f: &mut dyn FnMut(Account) -> bool,
-) -> Result<(Presence, TenantFacts), SourceError> {
+) -> Result<TenantFacts, SourceError> {
     skip_bom(&mut reader, path)?;
     let mut state = ObjectState {
         f,
-        presence: Presence::default(),
         tenant: TenantFacts::default(),
         index: 0,
         semantic: None,
@@ -318,7 +227,7 @@ pub fn read_object<R: Read>(
     };
     let p = path.display();
     if let Some(e) = state.semantic.take() {
-        return Err(SourceError::new(format!(
+        return Err(bad(format!(
             "{p}: accounts[{}]: {e}",
             state.index
         )));
@@ -333,24 +242,23 @@ pub fn read_object<R: Read>(
             } else {
                 format!("field `{field}`: {e}")
             };
-            return Err(SourceError::new(format!("{p}: {msg}")));
+            return Err(bad(format!("{p}: {msg}")));
         }
     }
     if !state.stopped {
         de.end()
-            .map_err(|e| SourceError::new(format!("{p}: trailing data after the document: {e}")))?;
+            .map_err(|e| bad(format!("{p}: trailing data after the document: {e}")))?;
         if !state.saw_accounts {
-            return Err(SourceError::new(format!(
+            return Err(bad(format!(
                 "{p}: no `accounts` array (expected {{\"accounts\": [...]}} or NDJSON)"
             )));
         }
     }
-    Ok((state.presence, state.tenant))
+    Ok(state.tenant)
 }
 
 struct ObjectState<'f> {
     f: &'f mut dyn FnMut(Account) -> bool,
-    presence: Presence,
     tenant: TenantFacts,
     index: usize,
     semantic: Option<String>,
@@ -413,7 +321,6 @@ impl<'de> Visitor<'de> for AccountsSeed<'_, '_> {
                 self.0.semantic = Some(e.clone());
                 return Err(serde::de::Error::custom(e));
             }
-            self.0.presence.see(&a);
             self.0.index += 1;
             if !(self.0.f)(a) {
                 self.0.stopped = true;
@@ -427,7 +334,7 @@ impl<'de> Visitor<'de> for AccountsSeed<'_, '_> {
 /// Reads a whole file into memory (tests, `check-config`).
 pub fn read_all(path: &Path) -> Result<(Vec<Account>, TenantFacts), SourceError> {
     let mut v = Vec::new();
-    let (_, t) = read_path(path, &mut |a| {
+    let t = read_path(path, &mut |a| {
         v.push(a);
         true
     })?;
@@ -488,11 +395,11 @@ mod tests {
 
     #[test]
     fn ndjson_error_names_file_line_and_field() {
-        let bad = r#"{"id":"3","login":"c@x","account_type":"human","status":"active","mfa":{"factors":[{"type":"webauthn","status":"sleepy"}]}}"#;
+        let bad = r#"{"id":"3","login":"c@x","account_type":"human","status":"active","mfa":{"factors":[{"type":"webauthn","status":"active","since":"sleepy"}]}}"#;
         let (_d, p) = write("x.ndjson", &format!("{A1}\n{bad}\n"));
         let e = read_all(&p).unwrap_err().to_string();
         assert!(e.contains("x.ndjson: line 2"), "{e}");
-        assert!(e.contains("mfa.factors[0].status"), "{e}");
+        assert!(e.contains("mfa.factors[0]"), "{e}");
     }
 
     #[test]
@@ -540,21 +447,5 @@ mod tests {
             r#"{"id":"1","login":"","account_type":"human","status":"active"}"#,
         );
         assert!(read_all(&p).unwrap_err().to_string().contains("login"));
-    }
-
-    #[test]
-    fn availability_reports_classes_no_account_carries() {
-        let (_d, p) = write("a.ndjson", &format!("{A1}\n{A2}\n"));
-        let mut pr = Presence::default();
-        read_path(&p, &mut |a| {
-            pr.see(&a);
-            true
-        })
-        .unwrap();
-        let av = pr.availability(&p);
-        assert!(av.is_available(DataKind::LastLogin));
-        assert!(av.is_available(DataKind::Mfa));
-        assert!(!av.is_available(DataKind::Credentials));
-        assert!(!av.is_available(DataKind::Roles));
     }
 }

@@ -4,67 +4,17 @@
 
 use serde::Deserialize;
 
+use crate::sources::lenient;
+
 /// One page of a Graph collection: `{"value": [...], "@odata.nextLink": "..."}`.
 #[derive(Debug, Deserialize)]
 #[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub struct Page<T> {
     #[serde(default = "Vec::new")]
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub value: Vec<T>,
     #[serde(rename = "@odata.nextLink", default)]
     pub next_link: Option<String>,
-}
-
-/// Graph's error body: `{"error": {"code", "message", "innerError": {"request-id", "date"}}}`
-/// (Microsoft Learn, "Microsoft Graph error responses and resource types").
-#[derive(Debug, Default, Deserialize)]
-pub struct ErrorBody {
-    #[serde(default)]
-    pub error: Option<ErrorDetail>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct ErrorDetail {
-    #[serde(default)]
-    pub code: Option<String>,
-    #[serde(default)]
-    pub message: Option<String>,
-    #[serde(rename = "innerError", alias = "innererror", default)]
-    pub inner_error: Option<InnerError>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct InnerError {
-    #[serde(rename = "request-id", default)]
-    pub request_id: Option<String>,
-    #[serde(rename = "client-request-id", default)]
-    pub client_request_id: Option<String>,
-    #[serde(default)]
-    pub date: Option<String>,
-}
-
-/// The token endpoint's answer (client credentials grant).
-#[derive(Debug, Deserialize)]
-pub struct TokenResponse {
-    pub access_token: String,
-    #[serde(default)]
-    pub expires_in: Option<u64>,
-    #[serde(default)]
-    pub token_type: Option<String>,
-}
-
-/// The token endpoint's error (`error`, `error_description`, `error_codes`, `trace_id`,
-/// `correlation_id`).
-#[derive(Debug, Default, Deserialize)]
-pub struct TokenError {
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub error_description: Option<String>,
-    #[serde(default)]
-    pub trace_id: Option<String>,
-    #[serde(default)]
-    pub correlation_id: Option<String>,
 }
 
 /// `microsoft.graph.user` (the `$select`ed subset).
@@ -81,7 +31,7 @@ pub struct User {
     pub last_password_change_date_time: Option<String>,
     /// Absent when not `$select`ed (no licence / permission); present but `null` when the
     /// user has never signed in.
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "lenient::nullable")]
     pub sign_in_activity: Option<Option<SignInActivity>>,
     pub employee_leave_date_time: Option<String>,
     pub department: Option<String>,
@@ -177,9 +127,9 @@ pub struct Application {
     pub app_id: Option<String>,
     pub display_name: Option<String>,
     pub created_date_time: Option<String>,
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub password_credentials: Vec<PasswordCredential>,
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub key_credentials: Vec<KeyCredential>,
 }
 
@@ -195,9 +145,9 @@ pub struct ServicePrincipal {
     /// `Application`, `ManagedIdentity`, `Legacy`, `SocialIdp`.
     pub service_principal_type: Option<String>,
     pub app_owner_organization_id: Option<String>,
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub password_credentials: Vec<PasswordCredential>,
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub key_credentials: Vec<KeyCredential>,
 }
 
@@ -229,44 +179,44 @@ pub struct CaConditions {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CaUsers {
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub include_users: Vec<String>,
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub exclude_users: Vec<String>,
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub include_groups: Vec<String>,
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub exclude_groups: Vec<String>,
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub include_roles: Vec<String>,
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub exclude_roles: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CaApplications {
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub include_applications: Vec<String>,
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub exclude_applications: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CaLocations {
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub include_locations: Vec<String>,
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub exclude_locations: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CaPlatforms {
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub include_platforms: Vec<String>,
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub exclude_platforms: Vec<String>,
 }
 
@@ -277,7 +227,7 @@ pub struct CaGrantControls {
     pub operator: Option<String>,
     /// `block`, `mfa`, `compliantDevice`, `domainJoinedDevice`, `approvedApplication`,
     /// `compliantApplication`, `passwordChange`, `riskRemediation`.
-    #[serde(deserialize_with = "null_vec")]
+    #[serde(deserialize_with = "lenient::null_vec")]
     pub built_in_controls: Vec<String>,
     pub authentication_strength: Option<AuthenticationStrength>,
 }
@@ -294,24 +244,6 @@ pub struct AuthenticationStrength {
 #[serde(rename_all = "camelCase", default)]
 pub struct SecurityDefaults {
     pub is_enabled: Option<bool>,
-}
-
-/// A collection that Graph may send as `null`: read as empty.
-fn null_vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
-}
-
-/// Distinguishes a key that is absent (`None`) from one that is `null` (`Some(None)`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Ok(Some(Option::<T>::deserialize(d)?))
 }
 
 #[cfg(test)]
@@ -337,19 +269,5 @@ mod tests {
             serde_json::from_str(r#"{"@odata.context":"x","value":[{"id":"b"}]}"#).unwrap();
         assert_eq!(p.value.len(), 1);
         assert!(p.next_link.is_none());
-    }
-
-    #[test]
-    fn graph_error_body_parses() {
-        let e: ErrorBody = serde_json::from_str(
-            r#"{"error":{"code":"Authentication_RequestFromNonPremiumTenantOrB2CTenant","message":"Neither tenant is B2C or tenant doesn't have premium license","innerError":{"date":"2026-11-28T12:00:00","request-id":"r-1","client-request-id":"c-1"}}}"#,
-        )
-        .unwrap();
-        let d = e.error.unwrap();
-        assert_eq!(d.inner_error.unwrap().request_id.as_deref(), Some("r-1"));
-        assert!(d
-            .code
-            .unwrap()
-            .starts_with("Authentication_RequestFromNonPremium"));
     }
 }

@@ -1,0 +1,251 @@
+//! The Okta factor cache: factors are per user (one request each), so they are kept between
+//! polls and refreshed oldest-first within a per-poll budget (requests and half the poll's
+//! time), plus at once for users named in factor-change System Log events. A user whose
+//! factors were never fetched has unknown MFA, never "no MFA".
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+
+use super::client::{permission_hint, OktaClient, FACTORS};
+use crate::model::{Account, Factor, Mfa, Timestamp};
+use crate::upstream::{Session, UpstreamError};
+
+struct CacheEntry {
+    factors: Vec<Factor>,
+    /// When the factors were fetched (unix seconds).
+    fetched_at: i64,
+    /// The poll generation that last saw this user active; older entries are pruned.
+    seen: u64,
+}
+
+#[derive(Default)]
+struct State {
+    cache: HashMap<String, CacheEntry>,
+    generation: u64,
+    /// Start of the next System Log window for factor-change events.
+    log_since: Option<Timestamp>,
+    /// Active users and listing pages at the last poll (to plan the budget).
+    last_active: usize,
+    last_pages: u32,
+}
+
+/// The cache, long-lived inside the source.
+#[derive(Default)]
+pub struct FactorCache {
+    state: Mutex<State>,
+}
+
+/// One poll's refresh plan and bookkeeping, shared by the concurrent fetches.
+pub struct FactorRun {
+    /// Refreshes still allowed this poll.
+    left: AtomicUsize,
+    deadline: Instant,
+    /// Set on a 401/403 from the factors endpoint: no further attempts this poll.
+    forbidden: Mutex<Option<String>>,
+    stopped: AtomicBool,
+    refreshed: AtomicU32,
+    failed: AtomicU32,
+    /// Users to refresh whatever their cache age: factor-change events, and the oldest entries.
+    wanted: HashSet<String>,
+    now_unix: i64,
+    pub generation: u64,
+}
+
+impl FactorRun {
+    /// Why factors could not be read at all this poll, if they could not.
+    pub fn forbidden(&self) -> Option<String> {
+        self.forbidden
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    pub fn refreshed(&self) -> u32 {
+        self.refreshed.load(Ordering::Relaxed)
+    }
+    pub fn failed(&self) -> u32 {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// What the cache holds after a poll.
+pub struct Coverage {
+    pub covered: usize,
+    pub oldest: Option<i64>,
+}
+
+impl FactorCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the next System Log window starts (`None` before the first poll).
+    pub fn log_since(&self) -> Option<Timestamp> {
+        self.lock().log_since
+    }
+
+    /// Plans this poll's refreshes: the users in `wanted` (factor-change events) and the
+    /// entries older than `max_age`, oldest first, within `per_poll` and what the request
+    /// budget leaves after the listing.
+    pub fn plan(
+        &self,
+        mut wanted: HashSet<String>,
+        per_poll: Option<u32>,
+        remaining_requests: Option<u32>,
+        now_unix: i64,
+        max_age: Duration,
+        deadline: Instant,
+    ) -> FactorRun {
+        let (generation, planned_old, budget) = {
+            let mut st = self.lock();
+            st.generation += 1;
+            let mut budget = per_poll.map(|n| n as usize).unwrap_or(usize::MAX);
+            if let Some(rem) = remaining_requests {
+                // Keep enough for the listing (last poll's pages, twice over, plus slack).
+                let reserve = st.last_pages as usize * 2 + 10;
+                budget = budget.min((rem as usize).saturating_sub(reserve));
+            }
+            // Entries older than max_age, oldest first, leaving room for users not cached yet.
+            let uncached = st.last_active.saturating_sub(st.cache.len());
+            let room = budget.saturating_sub(wanted.len() + uncached);
+            let stale_before = now_unix - max_age.as_secs() as i64;
+            let mut old: Vec<(&String, i64)> = st
+                .cache
+                .iter()
+                .filter(|(_, v)| v.fetched_at <= stale_before)
+                .map(|(k, v)| (k, v.fetched_at))
+                .collect();
+            let take = room.min(old.len());
+            if take > 0 && take < old.len() {
+                old.select_nth_unstable_by_key(take - 1, |(_, t)| *t);
+            }
+            let planned: Vec<String> = old[..take].iter().map(|(k, _)| (*k).clone()).collect();
+            (st.generation, planned, budget)
+        };
+        wanted.extend(planned_old);
+        FactorRun {
+            left: AtomicUsize::new(budget),
+            deadline,
+            forbidden: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+            refreshed: AtomicU32::new(0),
+            failed: AtomicU32::new(0),
+            wanted,
+            now_unix,
+            generation,
+        }
+    }
+
+    /// Whether this user's factors are fetched now (taking one from the refresh budget).
+    pub fn claim(&self, id: &str, run: &FactorRun) -> bool {
+        if run.stopped.load(Ordering::Relaxed) {
+            return false;
+        }
+        if Instant::now() >= run.deadline {
+            run.stopped.store(true, Ordering::Relaxed);
+            return false;
+        }
+        let needed = run.wanted.contains(id) || !self.lock().cache.contains_key(id);
+        if !needed {
+            return false;
+        }
+        run.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// The cached factors (marking the entry as still in use), or `None` = unknown.
+    pub fn cached(&self, id: &str, generation: u64) -> Option<Mfa> {
+        let mut st = self.lock();
+        let e = st.cache.get_mut(id)?;
+        e.seen = generation;
+        Some(Mfa {
+            factors: e.factors.clone(),
+            enforced: None,
+        })
+    }
+
+    /// Fetches the factors of `accounts` (concurrently), storing them in the cache; an
+    /// account whose fetch failed keeps its cached factors (or unknown).
+    pub async fn refresh(
+        &self,
+        client: &OktaClient,
+        s: &Session<'_>,
+        accounts: Vec<Account>,
+        run: &FactorRun,
+        concurrency: usize,
+    ) -> Vec<Account> {
+        stream::iter(accounts)
+            .map(|mut a| async move {
+                let r = if run.stopped.load(Ordering::Relaxed) {
+                    None
+                } else {
+                    Some(client.fetch_factors(s, &a.id).await)
+                };
+                match r {
+                    Some(Ok(factors)) => {
+                        run.refreshed.fetch_add(1, Ordering::Relaxed);
+                        self.lock().cache.insert(
+                            a.id.clone(),
+                            CacheEntry {
+                                factors: factors.clone(),
+                                fetched_at: run.now_unix,
+                                seen: run.generation,
+                            },
+                        );
+                        a.mfa = Some(Mfa {
+                            factors,
+                            enforced: None,
+                        });
+                        return a;
+                    }
+                    Some(Err(e)) if e.status() == Some(403) => {
+                        run.stopped.store(true, Ordering::Relaxed);
+                        let mut f = run.forbidden.lock().unwrap_or_else(|e| e.into_inner());
+                        f.get_or_insert_with(|| format!("{e} — {}", permission_hint(FACTORS)));
+                    }
+                    Some(Err(UpstreamError::BudgetExhausted { .. })) => {
+                        run.stopped.store(true, Ordering::Relaxed);
+                    }
+                    Some(Err(e)) if e.status() == Some(404) => {}
+                    Some(Err(e)) => {
+                        run.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(source = %client.name(), error = %e, "okta: factor request failed");
+                        if matches!(e.status(), Some(401 | 429)) {
+                            // Credential rejected, or a rate limit not recovering: leave the
+                            // rest for the next poll.
+                            run.stopped.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    None => {}
+                }
+                a.mfa = self.cached(&a.id, run.generation);
+                a
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await
+    }
+
+    /// Prunes users no longer active, records what the next poll needs, reports coverage.
+    pub fn finish(
+        &self,
+        run: &FactorRun,
+        active: usize,
+        pages: u32,
+        next_log_since: Timestamp,
+    ) -> Coverage {
+        let mut st = self.lock();
+        st.cache.retain(|_, e| e.seen == run.generation);
+        st.last_active = active;
+        st.last_pages = pages;
+        st.log_since = Some(next_log_since);
+        Coverage {
+            covered: st.cache.len(),
+            oldest: st.cache.values().map(|e| e.fetched_at).min(),
+        }
+    }
+}
