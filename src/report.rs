@@ -12,6 +12,7 @@ use crate::config::Policy;
 use crate::model::{
     Account, AccountType, CredentialType, DataAvailability, FactorStatus, Known, Status, Timestamp,
 };
+use crate::retained::{Head, Retained, RetainedBuilder};
 use crate::sources::{AccountSink, PollOutput, SourceGauge};
 
 pub const DORMANT_REASONS: [&str; 3] = ["inactive", "never_logged_in", "terminated"];
@@ -117,15 +118,63 @@ pub struct AccountMeta {
     pub privileged: bool,
 }
 
-/// A finding and the account it belongs to (`None` for tenant findings).
-#[derive(Debug, Clone)]
+/// A finding and the account it belongs to (`None` for tenant findings), as a report keeps
+/// it: 28 bytes, its subject interned in the report's symbols (see [`Report::subject`]).
+#[derive(Debug, Clone, Copy)]
 pub struct StoredFinding {
     pub account: Option<u32>,
-    pub finding: Finding,
+    pub check: CheckId,
+    pub credential_type: Option<CredentialType>,
     /// The exception covering it: an index into the report's `policy.exceptions`.
     pub excepted: Option<u16>,
-    /// When the finding was first seen (finding history); the poll's time when it is new.
-    pub first_seen: Option<Timestamp>,
+    /// `i32::MIN`: none (ages in days always fit: timestamps end at year 9999).
+    days: i32,
+    /// A symbol of the report's accounts, or `u32::MAX`: none.
+    subject: u32,
+    /// An index into the report's `times`, or `u32::MAX`: not stamped by history yet.
+    first_seen: u32,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl StoredFinding {
+    fn new(account: Option<u32>, f: &Finding, subject: u32, excepted: Option<u16>) -> Self {
+        StoredFinding {
+            account,
+            check: f.check,
+            credential_type: f.credential_type,
+            excepted,
+            days: f.days.map_or(i32::MIN, |d| {
+                d.clamp(i64::from(i32::MIN + 1), i64::from(i32::MAX)) as i32
+            }),
+            subject,
+            first_seen: NONE,
+        }
+    }
+
+    pub fn days(&self) -> Option<i64> {
+        (self.days != i32::MIN).then_some(i64::from(self.days))
+    }
+}
+
+/// A finding's fields, borrowed: what [`FindingRecord`] is made from.
+#[derive(Debug, Clone, Copy)]
+pub struct FindingRef<'a> {
+    pub check: CheckId,
+    pub subject: Option<&'a str>,
+    pub credential_type: Option<CredentialType>,
+    pub days: Option<i64>,
+}
+
+impl<'a> From<&'a Finding> for FindingRef<'a> {
+    fn from(f: &'a Finding) -> Self {
+        FindingRef {
+            check: f.check,
+            subject: f.subject.as_deref(),
+            credential_type: f.credential_type,
+            days: f.days,
+        }
+    }
 }
 
 /// The result of one successful poll of one source.
@@ -137,13 +186,13 @@ pub struct Report {
     pub tally: Tally,
     pub availability: DataAvailability,
     pub gauges: Vec<SourceGauge>,
-    /// Retained accounts (empty when not retaining).
-    pub accounts: Vec<Account>,
+    /// Retained accounts, compact (empty when not retaining).
+    pub accounts: Retained,
     pub meta: Vec<AccountMeta>,
     /// Sorted by account id, then check; tenant findings first.
     pub findings: Vec<StoredFinding>,
-    /// Account id → index in `accounts`.
-    pub index: HashMap<String, u32>,
+    /// The distinct first sightings of the findings (`StoredFinding::first_seen` indexes it).
+    times: Vec<Timestamp>,
     /// What finding history says about this poll (filled in by [`crate::history`]).
     pub history: HistorySummary,
 }
@@ -181,9 +230,61 @@ pub struct ResolvedFinding {
 
 impl Report {
     pub fn account_id(&self, f: &StoredFinding) -> &str {
-        f.account
-            .map(|i| self.accounts[i as usize].id.as_str())
-            .unwrap_or("")
+        f.account.map(|i| self.accounts.id(i)).unwrap_or("")
+    }
+
+    /// Account `i`, decoded.
+    pub fn account(&self, i: u32) -> Option<Account> {
+        self.accounts.get(i)
+    }
+
+    /// The index of the account with this id.
+    pub fn find_id(&self, id: &str) -> Option<u32> {
+        self.accounts.find_id(id)
+    }
+
+    /// What the finding is about inside the account (a credential id, a role name).
+    pub fn subject(&self, f: &StoredFinding) -> Option<&str> {
+        (f.subject != NONE).then(|| self.accounts.symbols().get(f.subject))
+    }
+
+    /// When the finding was first seen (finding history); the poll's time when it is new.
+    pub fn first_seen(&self, f: &StoredFinding) -> Option<Timestamp> {
+        self.times.get(f.first_seen as usize).copied()
+    }
+
+    /// Stamps finding `i` as first seen at `t` (finding history).
+    pub fn set_first_seen(&mut self, i: usize, t: Timestamp) {
+        let idx = match self.times.iter().rposition(|x| *x == t) {
+            Some(p) => p as u32,
+            None => {
+                self.times.push(t);
+                (self.times.len() - 1) as u32
+            }
+        };
+        if let Some(f) = self.findings.get_mut(i) {
+            f.first_seen = idx;
+        }
+    }
+
+    /// The finding's fields, borrowed from the report.
+    pub fn finding_ref<'a>(&'a self, f: &StoredFinding) -> FindingRef<'a> {
+        FindingRef {
+            check: f.check,
+            subject: self.subject(f),
+            credential_type: f.credential_type,
+            days: f.days(),
+        }
+    }
+
+    /// The finding as the checks made it.
+    pub fn finding(&self, f: &StoredFinding) -> Finding {
+        Finding {
+            check: f.check,
+            subject: self.subject(f).map(Into::into),
+            credential_type: f.credential_type,
+            days: f.days(),
+        }
     }
 
     /// One finding in the shape the API, the findings view and `collect --format json` share
@@ -196,7 +297,7 @@ impl Report {
     ) -> FindingRecord<'a> {
         let acct = f
             .account
-            .map(|i| (&self.accounts[i as usize], self.meta[i as usize]));
+            .and_then(|i| Some((self.accounts.head(i)?, *self.meta.get(i as usize)?)));
         let exception = f
             .excepted
             .and_then(|i| self.policy.exceptions.get(usize::from(i)));
@@ -204,22 +305,31 @@ impl Report {
             source,
             provider,
             acct,
-            &f.finding,
+            self.finding_ref(f),
             exception,
             &self.policy,
-            f.first_seen,
+            self.first_seen(f),
             self.is_new(f),
         )
     }
 
     /// First seen in this poll (history has no earlier sighting).
     pub fn is_new(&self, f: &StoredFinding) -> bool {
-        f.first_seen.is_some() && f.first_seen == self.evaluated_at
+        let first = self.first_seen(f);
+        first.is_some() && first == self.evaluated_at
+    }
+
+    /// The account's type, exclusion and privilege.
+    pub fn meta(&self, i: u32) -> Option<AccountMeta> {
+        self.meta.get(i as usize).copied()
     }
 
     /// Whether a finding counts (not on an excluded account, not covered by an exception).
     pub fn counts(&self, f: &StoredFinding) -> bool {
-        f.excepted.is_none() && !f.account.is_some_and(|i| self.meta[i as usize].excluded)
+        f.excepted.is_none()
+            && !f
+                .account
+                .is_some_and(|i| self.meta(i).is_some_and(|m| m.excluded))
     }
 }
 
@@ -265,8 +375,8 @@ impl<'a> FindingRecord<'a> {
     pub fn new(
         source: &'a str,
         provider: &'a str,
-        acct: Option<(&'a Account, AccountMeta)>,
-        f: &'a Finding,
+        acct: Option<(Head<'a>, AccountMeta)>,
+        f: FindingRef<'a>,
         exception: Option<&'a crate::config::Exception>,
         policy: &Policy,
         first_seen: Option<Timestamp>,
@@ -276,9 +386,9 @@ impl<'a> FindingRecord<'a> {
             source,
             provider,
             scope: if acct.is_some() { "account" } else { "tenant" },
-            account_id: acct.map(|(a, _)| a.id.as_str()),
-            login: acct.map(|(a, _)| a.login.as_str()),
-            display_name: acct.and_then(|(a, _)| a.display_name.as_deref()),
+            account_id: acct.map(|(a, _)| a.id),
+            login: acct.map(|(a, _)| a.login),
+            display_name: acct.and_then(|(a, _)| a.display_name),
             account_type: acct.map(|(_, m)| m.account_type.as_str()),
             status: acct.map(|(a, _)| a.status.as_str()),
             privileged: acct.map(|(_, m)| m.privileged),
@@ -289,12 +399,12 @@ impl<'a> FindingRecord<'a> {
             exception_expires: exception.map(|e| crate::model::format_ts(e.expires)),
             check: f.check.as_str(),
             severity: policy.severity(f.check).as_str(),
-            subject: f.subject.as_deref(),
+            subject: f.subject,
             credential_type: f.credential_type.map(|c| c.as_str()),
             days: f.days,
             first_seen: first_seen.map(crate::model::format_ts),
             new,
-            detail: f.describe(),
+            detail: checks::describe(f.check, f.subject, f.credential_type, f.days),
             remediation: checks::catalog::remediation(f.check, provider),
         }
     }
@@ -352,8 +462,8 @@ impl AccountFindings<'_> {
             FindingRecord::new(
                 source,
                 provider,
-                Some((self.account, self.meta)),
-                f,
+                Some((Head::of(self.account), self.meta)),
+                f.into(),
                 exception,
                 self.policy,
                 Some(self.now),
@@ -377,7 +487,7 @@ pub struct ReportBuilder {
     scratch: Vec<Finding>,
     /// Parallel to `scratch`: the exception covering each finding.
     scratch_excepted: Vec<Option<u16>>,
-    accounts: Vec<Account>,
+    accounts: RetainedBuilder,
     meta: Vec<AccountMeta>,
     findings: Vec<StoredFinding>,
     /// Accounts seen, and how many carried each data class (`DataKind::ALL` order): data
@@ -410,7 +520,7 @@ impl ReportBuilder {
             tally: Tally::default(),
             scratch: Vec::with_capacity(16),
             scratch_excepted: Vec::with_capacity(16),
-            accounts: Vec::new(),
+            accounts: RetainedBuilder::new(now),
             meta: Vec::new(),
             findings: Vec::new(),
             seen: 0,
@@ -486,17 +596,16 @@ impl ReportBuilder {
             }
         }
         if self.retain {
-            let idx = self.accounts.len() as u32;
+            let idx = self.accounts.push(&a);
             for (f, excepted) in self.scratch.drain(..).zip(self.scratch_excepted.drain(..)) {
-                self.findings.push(StoredFinding {
-                    account: Some(idx),
-                    finding: f,
-                    excepted,
-                    first_seen: None,
-                });
+                let subject = match &f.subject {
+                    Some(s) => self.accounts.subject(s),
+                    None => NONE,
+                };
+                self.findings
+                    .push(StoredFinding::new(Some(idx), &f, subject, excepted));
             }
             self.meta.push(meta);
-            self.accounts.push(a);
         }
     }
 
@@ -565,39 +674,44 @@ impl ReportBuilder {
                     self.tally.findings[c] += 1;
                     self.tally.finding_rows[c] += 1;
                 }
-                StoredFinding {
-                    account: None,
-                    finding: f,
-                    excepted,
-                    first_seen: None,
-                }
+                let subject = match &f.subject {
+                    Some(s) => self.accounts.subject(s),
+                    None => NONE,
+                };
+                StoredFinding::new(None, &f, subject, excepted)
             })
             .collect();
-        let mut index = HashMap::with_capacity(self.accounts.len());
-        for (i, a) in self.accounts.iter().enumerate() {
-            index.entry(a.id.clone()).or_insert(i as u32);
+        let accounts = self.accounts.finish();
+        // Accounts in id order, then each account's findings by check and subject: the
+        // rank of each account in id order makes the sort compare integers.
+        let mut rank = vec![0u32; accounts.len()];
+        for (r, i) in accounts.by_id().iter().enumerate() {
+            rank[*i as usize] = r as u32;
         }
-        let accounts = &self.accounts;
+        let syms = accounts.symbols();
+        let subj = |f: &StoredFinding| (f.subject != NONE).then(|| syms.get(f.subject));
         self.findings.sort_by(|x, y| {
-            let ix = x.account.map(|i| accounts[i as usize].id.as_str());
-            let iy = y.account.map(|i| accounts[i as usize].id.as_str());
-            ix.cmp(&iy)
-                .then(x.account.cmp(&y.account))
-                .then(x.finding.check.cmp(&y.finding.check))
-                .then(x.finding.subject.cmp(&y.finding.subject))
+            let rx = x.account.map(|i| rank[i as usize]);
+            let ry = y.account.map(|i| rank[i as usize]);
+            rx.cmp(&ry)
+                .then(x.check.cmp(&y.check))
+                .then_with(|| subj(x).cmp(&subj(y)))
         });
+        drop(rank);
         let mut findings = tenant;
         findings.append(&mut self.findings);
+        findings.shrink_to_fit();
+        self.meta.shrink_to_fit();
         Report {
             evaluated_at: Some(self.now),
             policy: self.policy,
             tally: self.tally,
             availability: out.availability,
             gauges: out.gauges,
-            accounts: self.accounts,
+            accounts,
             meta: self.meta,
             findings,
-            index,
+            times: Vec::new(),
             history: HistorySummary::default(),
         }
     }
@@ -817,10 +931,7 @@ severity = "low"
         );
         let r = with(p, NOW, vec![no_mfa("a"), active("b")]);
         assert_eq!(r.tally.findings[CheckId::MfaMissing as usize], 0);
-        assert!(r
-            .findings
-            .iter()
-            .all(|f| f.finding.check != CheckId::MfaMissing));
+        assert!(r.findings.iter().all(|f| f.check != CheckId::MfaMissing));
         assert_eq!(r.tally.compliant, 2, "a has no other finding");
         // The MFA gauges describe factors, not findings: still counted.
         assert_eq!(r.tally.without_mfa[0][0], 1);
@@ -1033,14 +1144,14 @@ expires = "2026-12-01T00:00:00Z"
             .findings
             .iter()
             .filter(|f| f.account == Some(1))
-            .map(|f| f.finding.check)
+            .map(|f| f.check)
             .collect();
         assert!(
             !checks.contains(&CheckId::CredentialUnrotated),
             "{checks:?}"
         );
         assert!(!checks.contains(&CheckId::PrivilegeUnused), "{checks:?}");
-        assert!(r.findings.iter().all(|f| f.finding.days.unwrap_or(0) >= 0));
+        assert!(r.findings.iter().all(|f| f.days().unwrap_or(0) >= 0));
     }
 
     #[test]

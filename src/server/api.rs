@@ -3,7 +3,7 @@
 //! filter), one account, and compliance per framework. The findings filter and selection
 //! here also feed the HTML findings view, so both always list the same findings.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -281,16 +281,16 @@ impl Filter {
     }
 
     pub fn matches(&self, r: &Report, f: &StoredFinding) -> bool {
-        if self.check.is_some_and(|c| f.finding.check != c)
+        if self.check.is_some_and(|c| f.check != c)
             || self
                 .severity
-                .is_some_and(|sv| r.policy.severity(f.finding.check) != sv)
+                .is_some_and(|sv| r.policy.severity(f.check) != sv)
             || self.excepted.is_some_and(|e| f.excepted.is_some() != e)
             || self.new.is_some_and(|n| r.is_new(f) != n)
         {
             return false;
         }
-        let meta = f.account.map(|i| r.meta[i as usize]);
+        let meta = f.account.and_then(|i| r.meta(i));
         if let Some(at) = self.account_type {
             if meta.is_none_or(|m| m.account_type != at) {
                 return false;
@@ -307,13 +307,11 @@ impl Filter {
             }
         }
         if let Some(q) = &self.q {
-            let Some(a) = f.account.map(|i| &r.accounts[i as usize]) else {
+            let Some(a) = f.account.and_then(|i| r.accounts.head(i)) else {
                 return false;
             };
             let hit = a.login.to_lowercase().contains(q)
-                || a.display_name
-                    .as_deref()
-                    .is_some_and(|d| d.to_lowercase().contains(q));
+                || a.display_name.is_some_and(|d| d.to_lowercase().contains(q));
             if !hit {
                 return false;
             }
@@ -381,10 +379,10 @@ type Key<'a> = (Option<&'a str>, Option<u32>, CheckId, Option<&'a str>);
 /// Sort key of a stored finding (the order `Report::findings` is in).
 fn key<'a>(r: &'a Report, f: &'a StoredFinding) -> Key<'a> {
     (
-        f.account.map(|i| r.accounts[i as usize].id.as_str()),
+        f.account.map(|i| r.accounts.id(i)),
         f.account,
-        f.finding.check,
-        f.finding.subject.as_deref(),
+        f.check,
+        r.subject(f),
     )
 }
 
@@ -454,7 +452,8 @@ pub fn select(
         let Some(r) = s.report.load_full() else {
             continue;
         };
-        let mut seen_accounts = HashSet::new();
+        // Findings are sorted by account: an account's findings are next to each other.
+        let mut last_account = None;
         for (i, f) in r.findings.iter().enumerate() {
             if !filter.matches(&r, f) {
                 continue;
@@ -462,7 +461,8 @@ pub fn select(
             sel.total += 1;
             match f.account {
                 Some(a) => {
-                    if seen_accounts.insert(a) {
+                    if last_account != Some(a) {
+                        last_account = Some(a);
                         sel.accounts += 1;
                     }
                 }
@@ -496,10 +496,10 @@ pub fn select(
             let f = &r.findings[*i];
             sel.next_cursor = Some(encode_cursor(&Cursor {
                 source: s.name.clone(),
-                account_id: f.account.map(|a| r.accounts[a as usize].id.clone()),
+                account_id: f.account.map(|a| r.accounts.id(a).to_string()),
                 account_index: f.account,
-                check: f.finding.check.as_str().to_string(),
-                subject: f.finding.subject.as_deref().map(str::to_string),
+                check: f.check.as_str().to_string(),
+                subject: r.subject(f).map(str::to_string),
             }));
         }
     }
@@ -551,12 +551,8 @@ pub async fn findings(
 
 /// Finds an account by id, or else by login (case-insensitive).
 pub fn find_account(r: &Report, id_or_login: &str) -> Option<u32> {
-    r.index.get(id_or_login).copied().or_else(|| {
-        r.accounts
-            .iter()
-            .position(|a| a.login.eq_ignore_ascii_case(id_or_login))
-            .map(|i| i as u32)
-    })
+    r.find_id(id_or_login)
+        .or_else(|| r.accounts.find_login(id_or_login))
 }
 
 /// The source and its last report, or a 404 that says which is missing.
@@ -588,7 +584,12 @@ pub async fn account(
             format!("no account {id:?} in source {source:?}"),
         )
     })?;
-    let meta = r.meta[idx as usize];
+    let (Some(meta), Some(account)) = (r.meta(idx), r.account(idx)) else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no account {id:?} in source {source:?}"),
+        ));
+    };
     let findings: Vec<FindingRecord> = r
         .findings
         .iter()
@@ -598,7 +599,7 @@ pub async fn account(
     Ok(Json(json!({
         "source": s.name,
         "provider": s.provider,
-        "account": r.accounts[idx as usize],
+        "account": account,
         "effective_account_type": meta.account_type.as_str(),
         "privileged": meta.privileged,
         "excluded": meta.excluded,

@@ -124,7 +124,7 @@ impl Harness {
         let r = self.report();
         r.findings
             .iter()
-            .map(|f| (r.account_id(f).to_string(), f.finding.check.as_str()))
+            .map(|f| (r.account_id(f).to_string(), f.check.as_str()))
             .collect()
     }
 
