@@ -8,6 +8,7 @@ pub mod auth;
 pub mod compliance;
 pub mod conn;
 pub mod csv_safe;
+pub mod gzip;
 pub mod tls;
 pub mod views;
 pub mod webconfig;
@@ -38,6 +39,8 @@ pub type Reloader = Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> +
 pub struct ServerState {
     pub live: Arc<Live>,
     pub reloader: Option<Reloader>,
+    /// `/metrics` compressed once per poll for scrapers that accept gzip.
+    pub gzip: gzip::GzipCache,
 }
 
 impl ServerState {
@@ -60,6 +63,7 @@ pub fn app(state: Arc<AppState>, server: &ServerConfig) -> Result<Router, String
     let shared = Arc::new(ServerState {
         live: Arc::new(Live::new(state)),
         reloader: None,
+        gzip: Default::default(),
     });
     app_with(shared, server, web_config(server)?, Arc::default())
 }
@@ -70,7 +74,11 @@ pub fn app_live(
     reloader: Option<Reloader>,
     server: &ServerConfig,
 ) -> Result<Router, String> {
-    let shared = Arc::new(ServerState { live, reloader });
+    let shared = Arc::new(ServerState {
+        live,
+        reloader,
+        gzip: Default::default(),
+    });
     app_with(shared, server, web_config(server)?, Arc::default())
 }
 
@@ -200,7 +208,11 @@ async fn serve_tokio(
     let mut web = web_config(server)?;
     let tls_cfg = web.tls_server_config.take();
     let stats = Arc::new(HttpStats::default());
-    let shared = Arc::new(ServerState { live, reloader });
+    let shared = Arc::new(ServerState {
+        live,
+        reloader,
+        gzip: Default::default(),
+    });
     let router = app_with(shared, server, web, stats.clone())?;
     let tls = match &tls_cfg {
         None => None,
@@ -244,15 +256,31 @@ async fn serve_tokio(
 async fn metrics_handler(
     State(state): State<Arc<ServerState>>,
     Extension(http): Extension<Arc<HttpStats>>,
+    headers: header::HeaderMap,
 ) -> Response {
     let cached = state.app().metrics.load_full();
     let process = metrics::process_metrics();
     let http = http.render();
+    let vary = (header::VARY, "Accept-Encoding");
+    if gzip::accepts_gzip(&headers) {
+        let mut live = http;
+        live.extend_from_slice(&process);
+        let body = state.gzip.encode(&cached, &live);
+        return (
+            [
+                (header::CONTENT_TYPE, metrics::CONTENT_TYPE),
+                (header::CONTENT_ENCODING, "gzip"),
+                vary,
+            ],
+            body,
+        )
+            .into_response();
+    }
     let mut body = Vec::with_capacity(cached.len() + process.len() + http.len());
     body.extend_from_slice(&cached);
     body.extend_from_slice(&http);
     body.extend_from_slice(&process);
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE), vary], body).into_response()
 }
 async fn ready(State(state): State<Arc<ServerState>>) -> Response {
     let state = state.app();
