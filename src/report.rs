@@ -193,6 +193,8 @@ pub struct Report {
     pub findings: Vec<StoredFinding>,
     /// The distinct first sightings of the findings (`StoredFinding::first_seen` indexes it).
     times: Vec<Timestamp>,
+    /// Accounts with at least one finding, plus one per tenant finding.
+    finding_accounts: u64,
     /// What finding history says about this poll (filled in by [`crate::history`]).
     pub history: HistorySummary,
 }
@@ -231,6 +233,12 @@ pub struct ResolvedFinding {
 impl Report {
     pub fn account_id(&self, f: &StoredFinding) -> &str {
         f.account.map(|i| self.accounts.id(i)).unwrap_or("")
+    }
+
+    /// Accounts with at least one finding, plus one per tenant finding (what
+    /// `/api/v1/findings` reports as `accounts` without a filter).
+    pub fn finding_accounts(&self) -> u64 {
+        self.finding_accounts
     }
 
     /// Account `i`, decoded.
@@ -702,6 +710,14 @@ impl ReportBuilder {
         findings.append(&mut self.findings);
         findings.shrink_to_fit();
         self.meta.shrink_to_fit();
+        let mut finding_accounts = 0u64;
+        let mut last = None;
+        for f in &findings {
+            if f.account.is_none() || f.account != last {
+                finding_accounts += 1;
+            }
+            last = f.account;
+        }
         Report {
             evaluated_at: Some(self.now),
             policy: self.policy,
@@ -712,6 +728,7 @@ impl ReportBuilder {
             meta: self.meta,
             findings,
             times: Vec::new(),
+            finding_accounts,
             history: HistorySummary::default(),
         }
     }

@@ -280,6 +280,18 @@ impl Filter {
         })
     }
 
+    /// No filter but the source: every finding matches.
+    pub fn is_all(&self) -> bool {
+        self.check.is_none()
+            && self.severity.is_none()
+            && self.account_type.is_none()
+            && self.privileged.is_none()
+            && self.excluded.is_none()
+            && self.excepted.is_none()
+            && self.new.is_none()
+            && self.q.is_none()
+    }
+
     pub fn matches(&self, r: &Report, f: &StoredFinding) -> bool {
         if self.check.is_some_and(|c| f.check != c)
             || self
@@ -448,37 +460,57 @@ pub fn select(
     };
     let mut matched = 0usize;
     let mut more = false;
+    let all = filter.is_all();
     for s in sources {
         let Some(r) = s.report.load_full() else {
             continue;
         };
-        // Findings are sorted by account: an account's findings are next to each other.
-        let mut last_account = None;
-        for (i, f) in r.findings.iter().enumerate() {
-            if !filter.matches(&r, f) {
-                continue;
-            }
-            sel.total += 1;
-            match f.account {
-                Some(a) => {
-                    if last_account != Some(a) {
-                        last_account = Some(a);
-                        sel.accounts += 1;
+        // Totals for the whole filter. Without a filter they were counted with the report.
+        if all {
+            sel.total += r.findings.len() as u64;
+            sel.accounts += r.finding_accounts();
+        } else {
+            // Findings are sorted by account: an account's findings are next to each other.
+            let mut last_account = None;
+            for f in r.findings.iter().filter(|f| filter.matches(&r, f)) {
+                sel.total += 1;
+                match f.account {
+                    Some(a) => {
+                        if last_account != Some(a) {
+                            last_account = Some(a);
+                            sel.accounts += 1;
+                        }
                     }
+                    None => sel.accounts += 1,
                 }
-                None => sel.accounts += 1,
             }
-            if let (Some(c), Some(ck)) = (&cursor, cursor_check) {
-                let ckey: Key = (
-                    c.account_id.as_deref(),
-                    c.account_index,
-                    ck,
-                    c.subject.as_deref(),
-                );
-                if s.name.as_str() < c.source.as_str() || (s.name == c.source && key(&r, f) <= ckey)
-                {
+        }
+        if more {
+            continue;
+        }
+        // The page: findings are in key order, so a cursor is found by binary search.
+        let begin = match (&cursor, cursor_check) {
+            (Some(c), Some(ck)) => {
+                if s.name.as_str() < c.source.as_str() {
                     continue;
                 }
+                if s.name == c.source {
+                    let ckey: Key = (
+                        c.account_id.as_deref(),
+                        c.account_index,
+                        ck,
+                        c.subject.as_deref(),
+                    );
+                    r.findings.partition_point(|f| key(&r, f) <= ckey)
+                } else {
+                    0
+                }
+            }
+            _ => 0,
+        };
+        for (i, f) in r.findings.iter().enumerate().skip(begin) {
+            if !filter.matches(&r, f) {
+                continue;
             }
             matched += 1;
             if matched <= skip {
@@ -488,6 +520,7 @@ pub fn select(
                 sel.rows.push((s.clone(), r.clone(), i));
             } else {
                 more = true;
+                break;
             }
         }
     }
