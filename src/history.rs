@@ -111,6 +111,125 @@ fn stamp(
     report.set_first_seen(i, first_seen);
 }
 
+/// The report's findings in key order (indexes into `findings`).
+fn key_order(r: &Report) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..r.findings.len() as u32).collect();
+    order.sort_by(|a, b| {
+        key_bytes(r, &r.findings[*a as usize]).cmp(key_bytes(r, &r.findings[*b as usize]))
+    });
+    order
+}
+
+/// [`apply`], given the source's previous report. With the store in memory (no
+/// `storage.state_dir`), the previous report already holds every open finding with its first
+/// sighting, so history is worked out from it, and the store keeps only the per-source
+/// summary: a million open findings are not held twice. With the store on disk (history
+/// survives restarts), the stored entries are used as in [`apply`].
+pub fn apply_with_previous(
+    store: &Store,
+    source: &str,
+    report: &mut Report,
+    previous: Option<&Report>,
+) {
+    if store.path().is_some() {
+        return apply(store, source, report);
+    }
+    let Some(now) = report.evaluated_at else {
+        return;
+    };
+    let meta: Option<Meta> = store.get(META, source, VERSION);
+    let last_poll = meta.as_ref().and_then(|m| m.last_poll);
+    let mut summary = crate::report::HistorySummary {
+        tracked: true,
+        ..Default::default()
+    };
+    let mut resolved: Vec<ResolvedFinding> = Vec::new();
+    let new_order = key_order(report);
+    let old_order = previous.map(key_order).unwrap_or_default();
+    let (mut i, mut j) = (0usize, 0usize);
+    loop {
+        let ord = match (new_order.get(i), old_order.get(j), previous) {
+            (Some(&a), Some(&b), Some(prev)) => key_bytes(report, &report.findings[a as usize])
+                .cmp(key_bytes(prev, &prev.findings[b as usize])),
+            (Some(_), _, _) => std::cmp::Ordering::Less,
+            (None, Some(_), Some(_)) => std::cmp::Ordering::Greater,
+            _ => break,
+        };
+        match ord {
+            std::cmp::Ordering::Less => {
+                let idx = new_order[i] as usize;
+                let f = report.findings[idx];
+                let excluded = f
+                    .account
+                    .and_then(|a| report.meta(a))
+                    .is_some_and(|m| m.excluded);
+                if !excluded {
+                    let severity = report.policy.severity(f.check);
+                    summary.new += 1;
+                    summary.new_by_severity[severity as usize] += 1;
+                }
+                stamp(report, idx, now, &mut summary);
+                i += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let idx = new_order[i] as usize;
+                let first_seen = previous
+                    .and_then(|p| p.first_seen(&p.findings[old_order[j] as usize]))
+                    .unwrap_or(now);
+                stamp(report, idx, first_seen, &mut summary);
+                i += 1;
+                j += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                // In the previous poll, not in this one: resolved.
+                if let Some(prev) = previous {
+                    let f = prev.findings[old_order[j] as usize];
+                    let excluded = f
+                        .account
+                        .and_then(|a| prev.meta(a))
+                        .is_some_and(|m| m.excluded);
+                    if !excluded {
+                        let severity = prev.policy.severity(f.check);
+                        summary.resolved_by_severity[severity as usize] += 1;
+                        if resolved.len() < MAX_RESOLVED {
+                            let account_id = f.account.map(|a| prev.accounts.id(a).to_string());
+                            resolved.push(ResolvedFinding {
+                                account_id,
+                                login: f.account.map(|a| prev.accounts.login(a).to_string()),
+                                check: f.check.as_str().to_string(),
+                                severity: severity.as_str().to_string(),
+                                subject: prev
+                                    .subject(&f)
+                                    .filter(|s| !s.is_empty())
+                                    .map(str::to_string),
+                                first_seen: prev.first_seen(&f),
+                                last_seen: last_poll,
+                            });
+                        }
+                    }
+                }
+                j += 1;
+            }
+        }
+    }
+    let written = store.update::<Entry, _>(META, source, VERSION, |_, w| {
+        w.put(
+            META,
+            source,
+            VERSION,
+            &Meta {
+                last_poll: Some(now),
+                resolved: resolved.clone(),
+            },
+        )
+    });
+    if let Err(e) = written {
+        tracing::warn!(source, error = %e, "cannot record finding history; this poll's history is not kept");
+    }
+    summary.resolved = resolved;
+    report.history = summary;
+}
+
 /// Stamps `report`'s findings with their first sighting and fills `report.history`, then
 /// records this poll in `store`. A store write that fails is logged; the report is still
 /// right for this poll.
@@ -279,5 +398,45 @@ mod tests {
             "still first seen at the first poll"
         );
         assert!(!r2.is_new(a));
+    }
+
+    /// In memory, history comes from the previous report instead of stored entries: the
+    /// same first sightings, new and resolved findings, over three polls.
+    #[test]
+    fn history_from_the_previous_report_matches_the_stored_history() {
+        let polls = [
+            vec![no_mfa("a"), no_mfa("b"), active("d")],
+            vec![no_mfa("a"), active("b"), no_mfa("c")],
+            vec![active("a"), no_mfa("b"), no_mfa("c"), no_mfa("e")],
+        ];
+        let (stored, memory) = (Store::in_memory(), Store::in_memory());
+        let mut previous: Option<Report> = None;
+        for (n, accounts) in polls.iter().enumerate() {
+            let t = NOW + time::Duration::hours(n as i64);
+            let mut a = report(t, accounts.clone());
+            apply(&stored, "s", &mut a);
+            let mut b = report(t, accounts.clone());
+            apply_with_previous(&memory, "s", &mut b, previous.as_ref());
+            assert_eq!(a.history.new, b.history.new, "poll {n}");
+            assert_eq!(a.history.resolved, b.history.resolved, "poll {n}");
+            assert_eq!(a.history.new_by_severity, b.history.new_by_severity);
+            assert_eq!(
+                a.history.resolved_by_severity,
+                b.history.resolved_by_severity
+            );
+            assert_eq!(
+                a.history.oldest_open_critical,
+                b.history.oldest_open_critical
+            );
+            let stamps = |r: &Report| -> Vec<_> {
+                r.findings
+                    .iter()
+                    .map(|f| (r.account_id(f).to_string(), f.check, r.first_seen(f)))
+                    .collect()
+            };
+            assert_eq!(stamps(&a), stamps(&b), "poll {n}");
+            previous = Some(b);
+        }
+        assert!(previous.unwrap().history.resolved.len() == 1);
     }
 }

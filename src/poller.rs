@@ -91,8 +91,14 @@ pub async fn poll_once_with(
                 // History reads and writes the store: off the async workers.
                 let store = state.store.clone();
                 let name = cfg.name.clone();
+                let previous = state.report.load_full();
                 tokio::task::spawn_blocking(move || {
-                    crate::history::apply(&store, &name, &mut report);
+                    crate::history::apply_with_previous(
+                        &store,
+                        &name,
+                        &mut report,
+                        previous.as_deref(),
+                    );
                     report
                 })
                 .await
@@ -125,6 +131,9 @@ pub async fn poll_once_with(
             tracing::info!(source = %cfg.name, accounts, seconds = elapsed, "poll succeeded");
             crate::report::log_future_timestamps(&cfg.name, &report.tally);
             state.report.store(Some(Arc::new(report)));
+            // The previous report is freed here (unless a request still reads it): give the
+            // pages back so they do not add to the next poll's peak.
+            crate::retained::release_free_memory();
             state.update_status(|s| {
                 s.up = true;
                 s.polling = false;

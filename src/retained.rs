@@ -28,6 +28,17 @@ const MAX_CREDENTIAL_IDS: u32 = 1024;
 /// Distinct finding subjects de-duplicated; past it each is stored on its own.
 const MAX_SUBJECTS: u32 = 1 << 16;
 
+/// Returns freed heap memory to the operating system (glibc keeps it in its arenas
+/// otherwise, and a large report's worth of freed pages would count towards the next poll's
+/// peak). Called after a report is swapped out.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Interned strings: index → string, and (while building) string → index.
 #[derive(Debug, Default)]
 pub struct Symbols {

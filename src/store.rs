@@ -13,6 +13,10 @@ use serde::Serialize;
 /// The database file inside `state_dir`.
 pub const FILE_NAME: &str = "state.redb";
 
+/// redb's page cache (its default is 1 GiB). History is read and written once per poll, in
+/// key order: a small cache costs little time and keeps the daemon's memory bounded.
+const CACHE_BYTES: usize = 1 << 20;
+
 /// Keys are strings; values are a 2-byte little-endian version followed by JSON.
 type Table<'a> = TableDefinition<'a, &'static str, &'static [u8]>;
 
@@ -68,6 +72,7 @@ impl Store {
     /// A store that lives as long as the process.
     pub fn in_memory() -> Store {
         let db = redb::Database::builder()
+            .set_cache_size(CACHE_BYTES)
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .expect("an in-memory redb database");
         Store { db, path: None }
@@ -86,7 +91,10 @@ impl Store {
             return Store::in_memory();
         }
         let path = dir.join(FILE_NAME);
-        match redb::Database::create(&path) {
+        match redb::Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+        {
             Ok(db) => {
                 tracing::info!(path = %path.display(), "state store opened");
                 Store {
@@ -108,7 +116,10 @@ impl Store {
                     tracing::warn!(error = %e, "cannot move the unreadable state store aside; keeping state in memory");
                     return Store::in_memory();
                 }
-                match redb::Database::create(&path) {
+                match redb::Database::builder()
+                    .set_cache_size(CACHE_BYTES)
+                    .create(&path)
+                {
                     Ok(db) => Store {
                         db,
                         path: Some(path),
