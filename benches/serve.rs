@@ -173,12 +173,14 @@ fn run(n: usize, sources: usize, file: &Path, dir: &Path) {
         .args(["serve", "--config"])
         .arg(&cfg)
         .args(["--log-level", "warn"])
+        // The exporter refuses unknown IPE_ variables: the benchmark's own are not for it.
+        .env_remove("IPE_BENCH_SOURCES")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let pid = child.id();
-    let _server = Server(child);
+    let mut server = Server(child);
     // Ready: every source has finished its first poll.
     loop {
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
@@ -192,10 +194,11 @@ fn run(n: usize, sources: usize, file: &Path, dir: &Path) {
                 break;
             }
         }
+        let exited = server.0.try_wait().ok().flatten();
         assert!(
-            started.elapsed() < Duration::from_secs(1800),
-            "not ready; log {}",
-            log.display()
+            exited.is_none() && started.elapsed() < Duration::from_secs(1800),
+            "not ready ({exited:?}): {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -193,6 +193,8 @@ pub struct Report {
     pub findings: Vec<StoredFinding>,
     /// The distinct first sightings of the findings (`StoredFinding::first_seen` indexes it).
     times: Vec<Timestamp>,
+    /// `times` → index, while history stamps the findings (a long history has many).
+    time_index: HashMap<Timestamp, u32>,
     /// Accounts with at least one finding, plus one per tenant finding.
     finding_accounts: u64,
     /// What finding history says about this poll (filled in by [`crate::history`]).
@@ -263,11 +265,13 @@ impl Report {
 
     /// Stamps finding `i` as first seen at `t` (finding history).
     pub fn set_first_seen(&mut self, i: usize, t: Timestamp) {
-        let idx = match self.times.iter().rposition(|x| *x == t) {
-            Some(p) => p as u32,
+        let idx = match self.time_index.get(&t) {
+            Some(p) => *p,
             None => {
                 self.times.push(t);
-                (self.times.len() - 1) as u32
+                let p = (self.times.len() - 1) as u32;
+                self.time_index.insert(t, p);
+                p
             }
         };
         if let Some(f) = self.findings.get_mut(i) {
@@ -728,6 +732,7 @@ impl ReportBuilder {
             meta: self.meta,
             findings,
             times: Vec::new(),
+            time_index: HashMap::new(),
             finding_accounts,
             history: HistorySummary::default(),
         }
