@@ -271,6 +271,8 @@ pub const DEFAULT_SUPER_ADMIN_ROLES: &[&str] = &[
     "Company Administrator",
     "_SEED_ADMIN_ROLE", // Google Workspace super admin (built-in role id name)
     "Super Admin",
+    "root",                // AWS IAM: the account's root user
+    "AdministratorAccess", // AWS IAM: the AWS-managed policy granting everything
 ];
 
 impl Default for Policy {
