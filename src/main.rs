@@ -98,7 +98,7 @@ fn init_logging(cli: &Cli) {
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(sources::quiet_credential_logs(filter))
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => b.init(),
