@@ -6,6 +6,8 @@
 pub mod conformance;
 pub mod entra_mock;
 pub mod harness;
+pub mod iam_stub;
 pub mod mock;
+pub mod moto;
 pub mod okta_mock;
 pub mod sspm_mock;
