@@ -179,6 +179,7 @@ impl ErrorKind {
             UpstreamError::Status { status: 429, .. } => ErrorKind::RateLimited,
             UpstreamError::Status { status, .. } if *status >= 500 => ErrorKind::Transport,
             UpstreamError::Status { .. } => ErrorKind::Decode,
+            UpstreamError::RateLimited { .. } => ErrorKind::RateLimited,
             UpstreamError::Transport { message, .. } if message.starts_with("timed out") => {
                 ErrorKind::Timeout
             }
@@ -249,7 +250,7 @@ fn common_hint(kind: ErrorKind, e: &UpstreamError) -> Option<String> {
         (ErrorKind::Budget, _) => {
             "raise max_requests_per_poll: the listing needs more requests than it allows".into()
         }
-        (ErrorKind::RateLimited, _) => "the provider kept answering 429 after every retry; other integrations may be using the rate limit, or lower max_rate_limit_share / raise the interval".into(),
+        (ErrorKind::RateLimited, _) => "the provider kept rate limiting after every retry; other integrations may be using the rate limit, or lower max_rate_limit_share / raise the interval".into(),
         (ErrorKind::Auth, UpstreamError::Status { .. }) => {
             "the credential was rejected: check that it is current and belongs to this tenant".into()
         }

@@ -39,8 +39,22 @@ pub struct UpstreamOptions {
     pub limits: UpstreamLimits,
     /// The provider's rate-limit headers, for pacing and 429 waits; `None` = not paced.
     pub rate_limit_headers: Option<RateLimitHeaders>,
+    /// The provider's own rate-limit answers besides HTTP 429 (see [`RateLimitRule`]).
+    pub rate_limit_rule: Option<RateLimitRule>,
+    /// Headers sent with every request (e.g. an API version); they replace the default
+    /// `Accept: application/json`, and a request's own headers replace them.
+    pub default_headers: Vec<(HeaderName, HeaderValue)>,
     pub user_agent: String,
 }
+
+/// How a provider says "rate limited" besides HTTP 429 — GitHub answers 403 with
+/// `x-ratelimit-remaining: 0` or `retry-after`, Google 403 `rateLimitExceeded`. Given an error
+/// response's status, headers and body (and the time now), returns the wait the provider asks
+/// for, or `None` when the response is not a rate limit. Such a response is handled like a
+/// 429: counted in `source_rate_limited_total`, retried after the (clamped) wait, and once
+/// the retries are spent reported as [`UpstreamError::RateLimited`], never as a refusal.
+pub type RateLimitRule =
+    fn(status: u16, headers: &HeaderMap, body: &[u8], now_unix: f64) -> Option<Duration>;
 
 impl UpstreamOptions {
     /// Defaults for a source: 10 s connect, 60 s per attempt, 32 MiB bodies.
@@ -53,6 +67,8 @@ impl UpstreamOptions {
             retry: RetryPolicy::default(),
             limits,
             rate_limit_headers: None,
+            rate_limit_rule: None,
+            default_headers: Vec::new(),
             user_agent: format!("identity-posture-exporter/{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -529,7 +545,7 @@ impl<'a> Session<'a> {
                     );
                     let until = inner.timer.now_unix() + wait.as_secs_f64();
                     let why = if is_429 {
-                        "the provider's rate limit (429)"
+                        "the provider's rate limit"
                     } else {
                         "a retry after a transient failure"
                     };
@@ -562,13 +578,16 @@ impl<'a> Session<'a> {
                 message: "client shut down".into(),
             });
         };
+        // The default Accept, then the source's headers, then the request's: later ones replace.
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        for (k, v) in inner.opts.default_headers.iter().chain(&req.headers) {
+            headers.insert(k.clone(), v.clone());
+        }
         let mut rb = inner
             .http
             .request(req.method.clone(), req.url.clone())
-            .header(ACCEPT, HeaderValue::from_static("application/json"));
-        for (k, v) in &req.headers {
-            rb = rb.header(k, v);
-        }
+            .headers(headers);
         let auth_value = match (&inner.auth, req.auth) {
             (Auth::Header(s), true) => HeaderValue::from_str(s.expose()).ok(),
             (Auth::OAuth(_), true) => {
@@ -607,12 +626,6 @@ impl<'a> Session<'a> {
         let now = inner.timer.now_unix();
         let headers = resp.headers().clone();
         let rl = inner.opts.rate_limit_headers.as_ref();
-        // A 429's own wait (below) covers it; its headers would make the pacer wait twice.
-        if status != StatusCode::TOO_MANY_REQUESTS {
-            if let Some(snap) = rl.and_then(|h| h.read(&headers, now)) {
-                inner.pacer.observe(&req.endpoint, snap);
-            }
-        }
         let body = read_body(resp, inner.opts.max_body_bytes).await;
         tracing::debug!(
             source = %inner.opts.name, method = %req.method, endpoint = %req.endpoint,
@@ -648,6 +661,18 @@ impl<'a> Session<'a> {
                 }
             }
         };
+        // The provider's own rate-limit answer (a 429 is one anyway).
+        let rule_wait = match inner.opts.rate_limit_rule {
+            Some(rule) if !status.is_success() => rule(status.as_u16(), &headers, &body, now),
+            _ => None,
+        };
+        let rate_limited = status == StatusCode::TOO_MANY_REQUESTS || rule_wait.is_some();
+        // A rate limit's own wait (below) covers it; its headers would make the pacer wait twice.
+        if !rate_limited {
+            if let Some(snap) = rl.and_then(|h| h.read(&headers, now)) {
+                inner.pacer.observe(&req.endpoint, snap);
+            }
+        }
         if status.is_success() {
             return Attempt::Done(Response {
                 status,
@@ -670,12 +695,30 @@ impl<'a> Session<'a> {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, now));
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        if rate_limited {
             self.stats.count_rate_limited();
-            let hinted = retry_after.or_else(|| rl.and_then(|h| h.reset_wait(&headers, now)));
+            let hinted = rule_wait
+                .or(retry_after)
+                .or_else(|| rl.and_then(|h| h.reset_wait(&headers, now)));
             let wait = match hinted {
                 Some(d) => policy.clamp_wait(d),
                 None => policy.clamp_wait(policy.backoff(n.saturating_sub(1), &mut rand::rng())),
+            };
+            // Not a 429: still a rate limit, so that once the retries are spent no caller
+            // mistakes it for a refusal (a 403) of the data.
+            let err = match err {
+                UpstreamError::Status {
+                    method,
+                    endpoint,
+                    status,
+                    detail,
+                } if status != 429 => UpstreamError::RateLimited {
+                    method,
+                    endpoint,
+                    status,
+                    detail,
+                },
+                e => e,
             };
             return Attempt::Retry {
                 wait,

@@ -162,6 +162,16 @@ pub enum UpstreamError {
         status: u16,
         detail: Box<ProviderError>,
     },
+    /// The provider kept answering with its own rate-limit response (not a 429; see
+    /// [`super::client::RateLimitRule`]) after every allowed retry. Not an answer about the
+    /// request itself: [`UpstreamError::status`] is `None`, so no refusal test matches it.
+    #[error("{method} {endpoint}: rate limited (HTTP {status}){}", fmt_detail(.detail))]
+    RateLimited {
+        method: String,
+        endpoint: String,
+        status: u16,
+        detail: Box<ProviderError>,
+    },
     /// No usable response: connection refused, timeout, reset, truncated body.
     #[error("{method} {endpoint}: {message}")]
     Transport {
@@ -237,6 +247,7 @@ impl UpstreamError {
     pub fn endpoint(&self) -> Option<&str> {
         match self {
             UpstreamError::Status { endpoint, .. }
+            | UpstreamError::RateLimited { endpoint, .. }
             | UpstreamError::Transport { endpoint, .. }
             | UpstreamError::TooLarge { endpoint, .. }
             | UpstreamError::Decode { endpoint, .. }
