@@ -271,6 +271,7 @@ pub const DEFAULT_SUPER_ADMIN_ROLES: &[&str] = &[
     "Company Administrator",
     "_SEED_ADMIN_ROLE", // Google Workspace super admin (built-in role id name)
     "Super Admin",
+    "owner", // GitHub organisation owner
 ];
 
 impl Default for Policy {
