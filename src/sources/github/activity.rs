@@ -218,7 +218,7 @@ async fn walk(
         };
         *pages -= 1;
         let last_page = next_link(&r.headers, &r.url).is_none();
-        let events: Vec<AuditEvent> = r.json()?;
+        let events: Vec<AuditEvent> = c.page(&r)?;
         pager.note_items(events.iter().filter_map(|e| e.document_id.as_deref()))?;
         let mut page_newest = None;
         for e in &events {

@@ -18,7 +18,7 @@ use crate::config::{Secret, SourceConfig};
 use crate::model::parse_ts;
 use crate::sources::{Deps, SourceError};
 use crate::upstream::{
-    AccessToken, Auth, Claims, JwtSigner, Pager, RateLimitHeaders, Request, RequestStats, Session,
+    AccessToken, Auth, Claims, JwtSigner, Pager, RateLimitHeaders, Request, RequestStats, Response, Session,
     TokenCache, TokenSource, Upstream, UpstreamError, UpstreamOptions,
 };
 
@@ -339,7 +339,7 @@ impl GithubClient {
     }
 
     /// Every item of a Link-paged listing, each page's items noted for loop detection by
-    /// `key`.
+    /// `key`; items that do not decode are skipped and logged.
     pub async fn list<T: DeserializeOwned>(
         &self,
         s: &Session<'_>,
@@ -350,11 +350,20 @@ impl GithubClient {
         let mut pager = Pager::link(Request::get(url, endpoint));
         let mut out = Vec::new();
         while let Some(r) = pager.next_page(s).await? {
-            let items: Vec<T> = r.json()?;
+            let items = self.page::<T>(&r)?;
             pager.note_items(items.iter().filter_map(&key))?;
             out.extend(items);
         }
         Ok(out)
+    }
+
+    /// One page's items (see [`super::wire::items`]).
+    pub fn page<T: DeserializeOwned>(&self, r: &Response) -> Result<Vec<T>, UpstreamError> {
+        let (items, bad) = super::wire::items(r.json::<Vec<serde_json::Value>>()?);
+        if bad > 0 {
+            tracing::warn!(source = %self.name, endpoint = %r.endpoint, skipped = bad, "github: items that are not the documented shape were skipped");
+        }
+        Ok(items)
     }
 }
 

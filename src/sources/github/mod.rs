@@ -168,7 +168,7 @@ impl Provider for GithubSource {
             let first = Request::get(c.org_url(&[path], &[("per_page", PER_PAGE)]), endpoint);
             let mut pager = Pager::link(first);
             while let Some(r) = pager.next_page(&s).await.map_err(fail)? {
-                let users: Vec<SimpleUser> = r.json().map_err(fail)?;
+                let users: Vec<SimpleUser> = c.page(&r).map_err(fail)?;
                 pager
                     .note_items(users.iter().filter_map(|u| u.id.as_deref()))
                     .map_err(fail)?;

@@ -6,6 +6,7 @@
 //! `organization-programmatic-access-grant`, `audit-log-event`, `installation-token`) and
 //! go-github's structs for the same.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 use crate::sources::lenient;
@@ -17,6 +18,19 @@ pub fn id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         serde_json::Value::String(s) if !s.is_empty() => Some(s),
         _ => None,
     })
+}
+
+/// A page of a listing (a JSON array): items that do not decode (not an object, say) are
+/// dropped and counted, so one bad item never costs the page. A body that is not an array
+/// is still an error.
+pub fn items<T: DeserializeOwned>(page: Vec<serde_json::Value>) -> (Vec<T>, usize) {
+    let total = page.len();
+    let items: Vec<T> = page
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    let bad = total - items.len();
+    (items, bad)
 }
 
 /// `simple-user`: members, outside collaborators, owners of fine-grained tokens.
@@ -154,5 +168,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.credential_accessed_at, Some(None));
         assert_eq!(c.authorized_credential_expires_at, None, "absent ≠ null");
+        let (users, bad) =
+            items::<SimpleUser>(serde_json::from_str(r#"[{"login":"a","id":1}, null, 7, "x"]"#).unwrap());
+        assert_eq!((users.len(), bad), (1, 3));
     }
 }
