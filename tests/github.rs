@@ -849,6 +849,33 @@ async fn a_refused_audit_log_leaves_last_login_unknown() {
 }
 
 #[tokio::test]
+async fn an_empty_audit_log_is_no_evidence_of_inactivity() {
+    // Not one event in 91 days: that cannot tell "nobody did anything" from "the log shows
+    // nothing to this credential", so nobody is called dormant on it.
+    let mut o = org();
+    o.audit = Some(vec![]);
+    let mock = MockGithub::start(o, "").await;
+    let h = token_harness(&mock, "");
+    h.poll().await.unwrap();
+    assert_eq!(findings(&h, "dormant.inactive"), 0.0);
+    assert_eq!(
+        g(
+            &h,
+            "identity_posture_source_data_available",
+            &[("data", "last_login")]
+        ),
+        0.0
+    );
+    let why = &h.report().availability.missing[&DataKind::LastLogin];
+    assert!(why.contains("no event of the last 91 days"), "{why}");
+    assert!(h
+        .report()
+        .accounts
+        .iter()
+        .all(|a| a.last_login == Known::Unknown));
+}
+
+#[tokio::test]
 async fn the_audit_log_is_read_back_over_polls_within_the_page_budget() {
     // Three pages a poll: the first poll reads the 6 newest events (pages of 2) and cannot
     // yet say who had none, so nobody is dormant and last login is partly known; the
@@ -936,6 +963,58 @@ async fn hostile_items_are_skipped_not_fatal() {
         7.0
     );
     assert_eq!(findings(&h, "mfa.missing"), 2.0);
+}
+
+#[tokio::test]
+async fn pages_are_fetched_by_number_and_next_links_still_followed() {
+    // Pages 2..=last are fetched at once by number; when `last` falls short (the listing grew
+    // after the first page), the `next` link of the page it named leads on to the rest.
+    for understate in [false, true] {
+        let mut o = org();
+        o.understate_last = understate;
+        let mock = MockGithub::start(o, "").await;
+        let h = token_harness(&mock, "");
+        h.poll().await.unwrap();
+        let pages: Vec<Option<String>> = mock
+            .server
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.path == "/orgs/acme/members"
+                    && r.param("role").is_none()
+                    && r.param("filter").is_none()
+            })
+            .map(|r| r.param("page"))
+            .collect();
+        assert_eq!(pages.len(), 3, "{pages:?}");
+        assert_eq!(
+            pages[0], None,
+            "the first page is asked for without a number"
+        );
+        assert_fixture_gauges(&h);
+    }
+}
+
+#[tokio::test]
+async fn a_single_owner_is_too_few_super_admins() {
+    // GitHub advises at least two owners; with the default min_super_admins = 2 one owner is
+    // a tenant finding, and bob, no longer an owner, is no longer privileged.
+    let mut o = org();
+    o.owners = vec![101];
+    let mock = MockGithub::start(o, "").await;
+    let h = token_harness(&mock, "");
+    h.poll().await.unwrap();
+    assert_eq!(g(&h, "identity_posture_super_admins", &[]), 1.0);
+    assert_eq!(findings(&h, "tenant.too_few_super_admins"), 1.0);
+    assert_eq!(findings(&h, "privilege.no_mfa"), 0.0);
+    assert_eq!(
+        g(
+            &h,
+            "identity_posture_privileged_accounts",
+            &[("role", "owner")]
+        ),
+        1.0
+    );
 }
 
 #[tokio::test]

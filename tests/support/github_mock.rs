@@ -5,7 +5,7 @@
 //! `x-ratelimit-*` headers, GitHub's error bodies, and the App installation-token exchange
 //! (the RS256 JWT verified with the App's public key).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -156,6 +156,9 @@ pub struct Org {
     pub owner: bool,
     /// Largest page the mock serves, whatever `per_page` asks (so small fixtures page).
     pub page_size: usize,
+    /// `rel="last"` names the page before the real last one (a listing that grew after the
+    /// first page was served): only `next` links lead to the rest.
+    pub understate_last: bool,
 }
 
 impl Default for Org {
@@ -176,6 +179,7 @@ impl Default for Org {
             audit: Some(Vec::new()),
             owner: true,
             page_size: 100,
+            understate_last: false,
         }
     }
 }
@@ -196,7 +200,8 @@ struct Shared {
     prefix: String,
     base: String,
     exchange: Mutex<Exchange>,
-    served: Mutex<u64>,
+    /// Requests served per rate-limit resource (`core`, `audit_log`) in the current window.
+    used: Mutex<HashMap<&'static str, u64>>,
 }
 
 pub struct MockGithub {
@@ -237,7 +242,7 @@ impl MockGithub {
                 prefix: p.clone(),
                 base: format!("{url}{p}"),
                 exchange: Mutex::new(Exchange::default()),
-                served: Mutex::new(0),
+                used: Mutex::new(HashMap::new()),
             });
             *h.lock().unwrap() = Some(shared.clone());
             Router::new().fallback(handle).with_state(shared)
@@ -261,6 +266,11 @@ impl MockGithub {
         self.shared.exchange.lock().unwrap().clone()
     }
 
+    /// Starts a new rate-limit window (GitHub's reset after an hour).
+    pub fn reset_rate_limits(&self) {
+        self.shared.used.lock().unwrap().clear();
+    }
+
     /// Changes the organisation between polls.
     pub fn update(&self, f: impl FnOnce(&mut Org)) {
         f(&mut self.shared.org.lock().unwrap());
@@ -274,6 +284,7 @@ fn query_map(uri: &Uri) -> HashMap<String, String> {
 }
 
 fn rate_headers(r: &mut Response, resource: &str, served: u64) {
+    // GitHub's limits: 5,000 an hour for a user token, 1,750 for the audit log.
     let limit: u64 = if resource == "audit_log" { 1750 } else { 5000 };
     let h = r.headers_mut();
     for (k, v) in [
@@ -297,8 +308,9 @@ fn paged(
     shared: &Shared,
     path: &str,
     q: &HashMap<String, String>,
-    items: &[Value],
+    items: &[&Value],
     cap: usize,
+    understate_last: bool,
 ) -> Response {
     let per_page = q
         .get("per_page")
@@ -313,7 +325,7 @@ fn paged(
         .max(1);
     let last = items.len().div_ceil(per_page).max(1);
     let start = (page - 1) * per_page;
-    let slice: Vec<&Value> = items.iter().skip(start).take(per_page).collect();
+    let slice: Vec<&Value> = items.iter().skip(start).take(per_page).copied().collect();
     let mut r = (
         StatusCode::OK,
         [("content-type", "application/json; charset=utf-8")],
@@ -333,7 +345,12 @@ fn paged(
     let mut links = Vec::new();
     if page < last {
         links.push(format!("<{}>; rel=\"next\"", link_to(page + 1)));
-        links.push(format!("<{}>; rel=\"last\"", link_to(last)));
+        let named = if understate_last {
+            (last - 1).max(page + 1)
+        } else {
+            last
+        };
+        links.push(format!("<{}>; rel=\"last\"", link_to(named)));
     }
     if page > 1 {
         links.push(format!("<{}>; rel=\"prev\"", link_to(page - 1)));
@@ -494,6 +511,54 @@ fn token_exchange(shared: &Shared, path: &str, headers: &HeaderMap) -> Response 
         .into_response()
 }
 
+fn by_ids<'v>(all: &'v [Value], ids: &[u64]) -> Vec<&'v Value> {
+    let ids: HashSet<u64> = ids.iter().copied().collect();
+    all.iter()
+        .filter(|u| u["id"].as_u64().is_some_and(|i| ids.contains(&i)))
+        .collect()
+}
+
+fn refs(v: &[Value]) -> Vec<&Value> {
+    v.iter().collect()
+}
+
+/// `filter=2fa_disabled|2fa_insecure|all`: owner-only, 422 to anyone else.
+fn filter<'v>(
+    q: &HashMap<String, String>,
+    owner: bool,
+    all: Vec<&'v Value>,
+    disabled: &[u64],
+    insecure: &[u64],
+) -> Result<Vec<&'v Value>, Box<Response>> {
+    match q.get("filter").map(String::as_str) {
+        None | Some("all") => Ok(all),
+        Some(f @ ("2fa_disabled" | "2fa_insecure")) => {
+            if !owner {
+                return Err(Box::new(error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    non_owner_filter_body(),
+                )));
+            }
+            let ids: HashSet<u64> = if f == "2fa_disabled" {
+                disabled
+            } else {
+                insecure
+            }
+            .iter()
+            .copied()
+            .collect();
+            Ok(all
+                .into_iter()
+                .filter(|u| u["id"].as_u64().is_some_and(|i| ids.contains(&i)))
+                .collect())
+        }
+        Some(_) => Err(Box::new(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": "Validation Failed", "status": "422"}),
+        ))),
+    }
+}
+
 async fn handle(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -534,46 +599,10 @@ async fn handle(
     if auth != TOKEN && !installation {
         return error(StatusCode::UNAUTHORIZED, bad_credentials_body());
     }
-    let served = {
-        let mut s = shared.served.lock().unwrap();
-        *s += 1;
-        *s
-    };
     let q = query_map(&uri);
-    let org = shared.org.lock().unwrap().clone();
+    // Held while the answer is built (no await below): large fixtures are not copied.
+    let org = shared.org.lock().unwrap();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let by_ids = |all: &[Value], ids: &[u64]| -> Vec<Value> {
-        all.iter()
-            .filter(|u| u["id"].as_u64().is_some_and(|i| ids.contains(&i)))
-            .cloned()
-            .collect()
-    };
-    let filter =
-        |all: &[Value], disabled: &[u64], insecure: &[u64]| -> Result<Vec<Value>, Response> {
-            match q.get("filter").map(String::as_str) {
-                None | Some("all") => Ok(all.to_vec()),
-                Some(f @ ("2fa_disabled" | "2fa_insecure")) => {
-                    if !org.owner {
-                        return Err(error(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            non_owner_filter_body(),
-                        ));
-                    }
-                    Ok(by_ids(
-                        all,
-                        if f == "2fa_disabled" {
-                            disabled
-                        } else {
-                            insecure
-                        },
-                    ))
-                }
-                Some(_) => Err(error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    json!({"message": "Validation Failed", "status": "422"}),
-                )),
-            }
-        };
     let mut resource = "core";
     let mut resp = match segs.as_slice() {
         ["orgs", o] if *o == org.login => {
@@ -596,42 +625,86 @@ async fn handle(
         ["orgs", o, "members"] if *o == org.login => {
             let all = match q.get("role").map(String::as_str) {
                 Some("admin") => by_ids(&org.members, &org.owners),
-                Some("member") => org
-                    .members
-                    .iter()
-                    .filter(|u| !u["id"].as_u64().is_some_and(|i| org.owners.contains(&i)))
-                    .cloned()
-                    .collect(),
-                _ => org.members.clone(),
+                Some("member") => {
+                    let owners: HashSet<u64> = org.owners.iter().copied().collect();
+                    org.members
+                        .iter()
+                        .filter(|u| !u["id"].as_u64().is_some_and(|i| owners.contains(&i)))
+                        .collect()
+                }
+                _ => refs(&org.members),
             };
-            match filter(&all, &org.members_2fa_disabled, &org.members_2fa_insecure) {
-                Ok(items) => paged(&shared, &path, &q, &items, org.page_size),
-                Err(r) => r,
+            match filter(
+                &q,
+                org.owner,
+                all,
+                &org.members_2fa_disabled,
+                &org.members_2fa_insecure,
+            ) {
+                Ok(items) => paged(
+                    &shared,
+                    &path,
+                    &q,
+                    &items,
+                    org.page_size,
+                    org.understate_last,
+                ),
+                Err(r) => *r,
             }
         }
         ["orgs", o, "outside_collaborators"] if *o == org.login => {
             match filter(
-                &org.collaborators,
+                &q,
+                org.owner,
+                refs(&org.collaborators),
                 &org.collaborators_2fa_disabled,
                 &org.collaborators_2fa_insecure,
             ) {
-                Ok(items) => paged(&shared, &path, &q, &items, org.page_size),
-                Err(r) => r,
+                Ok(items) => paged(
+                    &shared,
+                    &path,
+                    &q,
+                    &items,
+                    org.page_size,
+                    org.understate_last,
+                ),
+                Err(r) => *r,
             }
         }
         ["orgs", o, "invitations"] if *o == org.login => match &org.invitations {
-            Some(items) => paged(&shared, &path, &q, items, org.page_size),
+            Some(items) => paged(
+                &shared,
+                &path,
+                &q,
+                &refs(items),
+                org.page_size,
+                org.understate_last,
+            ),
             None => error(StatusCode::NOT_FOUND, not_found_body()),
         },
         ["orgs", o, "credential-authorizations"] if *o == org.login => {
             match &org.credential_authorizations {
-                Some(items) => paged(&shared, &path, &q, items, org.page_size),
+                Some(items) => paged(
+                    &shared,
+                    &path,
+                    &q,
+                    &refs(items),
+                    org.page_size,
+                    org.understate_last,
+                ),
                 None => error(StatusCode::NOT_FOUND, not_found_body()),
             }
         }
         ["orgs", o, "personal-access-tokens"] if *o == org.login => {
             if installation {
-                paged(&shared, &path, &q, &org.fine_grained, org.page_size)
+                paged(
+                    &shared,
+                    &path,
+                    &q,
+                    &refs(&org.fine_grained),
+                    org.page_size,
+                    org.understate_last,
+                )
             } else {
                 error(
                     StatusCode::FORBIDDEN,
@@ -647,6 +720,13 @@ async fn handle(
             }
         }
         _ => error(StatusCode::NOT_FOUND, not_found_body()),
+    };
+    drop(org);
+    let served = {
+        let mut used = shared.used.lock().unwrap();
+        let n = used.entry(resource).or_insert(0);
+        *n += 1;
+        *n
     };
     rate_headers(&mut resp, resource, served);
     resp

@@ -64,6 +64,12 @@ impl Activity {
     pub fn covered_since(&self) -> Option<i64> {
         self.covered_since
     }
+
+    /// No event at all has been read: nothing tells an empty log from one that shows
+    /// nothing to this credential, so it is no evidence of inactivity.
+    pub fn is_empty(&self) -> bool {
+        self.newest.is_empty()
+    }
 }
 
 /// The audit-log cache of one source.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use futures_util::stream::{self, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -18,7 +19,8 @@ use crate::config::{Secret, SourceConfig};
 use crate::model::parse_ts;
 use crate::sources::{Deps, SourceError};
 use crate::upstream::{
-    AccessToken, Auth, Claims, JwtSigner, Pager, RateLimitHeaders, Request, RequestStats, Response, Session,
+    next_link, paging::parse_link_headers, AccessToken, Auth, Claims, JwtSigner, NextPage, Pager,
+    RateLimitHeaders, Request, RequestStats, Response, Session,
     TokenCache, TokenSource, Upstream, UpstreamError, UpstreamOptions,
 };
 
@@ -174,6 +176,8 @@ pub struct GithubClient {
     org: String,
     base: Url,
     app: bool,
+    /// Pages of one listing fetched at once.
+    concurrency: usize,
     up: Upstream,
     tokens: Option<Arc<TokenCache>>,
 }
@@ -241,6 +245,7 @@ impl GithubClient {
             org: gh.org.clone(),
             base,
             app: gh.auth.is_app(),
+            concurrency: cfg.limits.concurrency.max(1),
             up,
             tokens,
         })
@@ -338,8 +343,7 @@ impl GithubClient {
         s.send(Request::get(url, endpoint)).await?.json()
     }
 
-    /// Every item of a Link-paged listing, each page's items noted for loop detection by
-    /// `key`; items that do not decode are skipped and logged.
+    /// Every item of a listing (see [`GithubClient::for_each_page`]).
     pub async fn list<T: DeserializeOwned>(
         &self,
         s: &Session<'_>,
@@ -347,24 +351,117 @@ impl GithubClient {
         endpoint: &str,
         key: impl Fn(&T) -> Option<&str>,
     ) -> Result<Vec<T>, UpstreamError> {
-        let mut pager = Pager::link(Request::get(url, endpoint));
         let mut out = Vec::new();
-        while let Some(r) = pager.next_page(s).await? {
-            let items = self.page::<T>(&r)?;
-            pager.note_items(items.iter().filter_map(&key))?;
+        self.for_each_page(s, url, endpoint, key, |items| {
             out.extend(items);
-        }
+            Ok(())
+        })
+        .await?;
         Ok(out)
     }
 
-    /// One page's items (see [`super::wire::items`]).
+    /// Hands every page of a `page`-numbered listing to `f`, in order, each page's items
+    /// noted for loop detection by `key` (items that do not decode are skipped and logged).
+    /// GitHub's first page names the last one (`Link: rel="last"`), so pages 2..=last are
+    /// fetched `concurrency` at a time rather than one after another; a last page that still
+    /// links a `next` (the listing grew meanwhile) is followed on, as is a listing without a
+    /// `last` link. Memory holds `concurrency` pages, never the listing.
+    pub async fn for_each_page<T: DeserializeOwned>(
+        &self,
+        s: &Session<'_>,
+        url: Url,
+        endpoint: &str,
+        key: impl Fn(&T) -> Option<&str>,
+        mut f: impl FnMut(Vec<T>) -> Result<(), UpstreamError>,
+    ) -> Result<(), UpstreamError> {
+        let mut pager = Pager::link(Request::get(url.clone(), endpoint));
+        let Some(first) = pager.next_page(s).await? else {
+            return Ok(());
+        };
+        let last = last_page(&first, &url);
+        let items = self.page::<T>(&first)?;
+        pager.note_items(items.iter().filter_map(&key))?;
+        f(items)?;
+        if let Some(last) = last.filter(|l| *l >= 2) {
+            if last > MAX_PAGES {
+                return Err(UpstreamError::TooManyPages {
+                    endpoint: endpoint.to_string(),
+                    max: MAX_PAGES,
+                });
+            }
+            let mut pages = stream::iter(2..=last)
+                .map(|p| s.send(Request::get(with_page(&url, p), endpoint)))
+                .buffered(self.concurrency);
+            let mut last_seen = None;
+            while let Some(r) = pages.next().await {
+                let r = r?;
+                let items = self.page::<T>(&r)?;
+                pager.note_items(items.iter().filter_map(&key))?;
+                f(items)?;
+                last_seen = Some(r);
+            }
+            drop(pages);
+            let next = last_seen
+                .as_ref()
+                .and_then(|r| next_link(&r.headers, &r.url))
+                .map(|u| NextPage::Url(u.to_string()))
+                .unwrap_or(NextPage::Done);
+            pager.set_next(next)?;
+        }
+        while let Some(r) = pager.next_page(s).await? {
+            let items = self.page::<T>(&r)?;
+            pager.note_items(items.iter().filter_map(&key))?;
+            f(items)?;
+        }
+        Ok(())
+    }
+
+    /// One page's items (see [`super::wire::items`]). The page is decoded straight into
+    /// `T` (the wire types are lenient, so only an item that is not an object fails that);
+    /// only then is it read item by item.
     pub fn page<T: DeserializeOwned>(&self, r: &Response) -> Result<Vec<T>, UpstreamError> {
+        if let Ok(items) = serde_json::from_slice::<Vec<T>>(&r.body) {
+            return Ok(items);
+        }
         let (items, bad) = super::wire::items(r.json::<Vec<serde_json::Value>>()?);
         if bad > 0 {
             tracing::warn!(source = %self.name, endpoint = %r.endpoint, skipped = bad, "github: items that are not the documented shape were skipped");
         }
         Ok(items)
     }
+}
+
+/// Most pages of one listing (10,000 pages of 100: a million items).
+pub const MAX_PAGES: u32 = 10_000;
+
+/// The page number of `rel="last"`, when it is the same listing as `first` (same origin and
+/// path): GitHub's page-numbered listings name it on every page but the last.
+fn last_page(r: &Response, first: &Url) -> Option<u32> {
+    let (target, _) = parse_link_headers(&r.headers)
+        .into_iter()
+        .find(|(_, rels)| rels.iter().any(|r| r == "last"))?;
+    let last = r.url.join(&target).ok()?;
+    if last.origin() != first.origin() || last.path() != first.path() {
+        return None;
+    }
+    last.query_pairs()
+        .find(|(k, _)| k == "page")
+        .and_then(|(_, v)| v.parse::<u32>().ok())
+}
+
+/// `url` asking for page `page`.
+fn with_page(url: &Url, page: u32) -> Url {
+    let mut u = url.clone();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "page")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs)
+        .append_pair("page", &page.to_string());
+    u
 }
 
 #[cfg(test)]
@@ -380,6 +477,31 @@ mod tests {
     }
 
     const NOW: f64 = 1_800_000_000.0;
+
+    #[test]
+    fn pages_by_number() {
+        let first = Url::parse("https://ghe.example.com/api/v3/orgs/acme/members?per_page=100").unwrap();
+        assert_eq!(
+            with_page(&first, 3).as_str(),
+            "https://ghe.example.com/api/v3/orgs/acme/members?per_page=100&page=3"
+        );
+        let resp = |link: &str| Response {
+            status: reqwest::StatusCode::OK,
+            headers: h(&[("link", link)]),
+            body: bytes::Bytes::new(),
+            url: first.clone(),
+            endpoint: MEMBERS.into(),
+        };
+        let r = resp(r#"<https://ghe.example.com/api/v3/orgs/acme/members?per_page=100&page=2>; rel="next", <https://ghe.example.com/api/v3/orgs/acme/members?per_page=100&page=200>; rel="last""#);
+        assert_eq!(last_page(&r, &first), Some(200));
+        // Another host or path is not this listing's last page.
+        let r = resp(r#"<https://evil.example/api/v3/orgs/acme/members?page=9>; rel="last""#);
+        assert_eq!(last_page(&r, &first), None);
+        let r = resp(r#"<https://ghe.example.com/api/v3/orgs/other/members?page=9>; rel="last""#);
+        assert_eq!(last_page(&r, &first), None);
+        let r = resp(r#"<https://ghe.example.com/api/v3/orgs/acme/members?page=x>; rel="last""#);
+        assert_eq!(last_page(&r, &first), None);
+    }
 
     #[test]
     fn github_rate_limit_answers() {

@@ -29,7 +29,7 @@ use super::{
 };
 use crate::config::{SourceConfig, Validator};
 use crate::model::{Credential, DataKind, Known, Timestamp};
-use crate::upstream::{Pager, Request, Session, UpstreamError};
+use crate::upstream::{Session, UpstreamError};
 
 pub const AUDIT_LOG_COVERED_SINCE: GaugeDesc = GaugeDesc::new(
     "identity_posture_github_audit_log_covered_since_timestamp_seconds",
@@ -165,28 +165,32 @@ impl Provider for GithubSource {
                 activity: &activity,
             };
             let path = endpoint.trim_start_matches("/orgs/{org}/");
-            let first = Request::get(c.org_url(&[path], &[("per_page", PER_PAGE)]), endpoint);
-            let mut pager = Pager::link(first);
-            while let Some(r) = pager.next_page(&s).await.map_err(fail)? {
-                let users: Vec<SimpleUser> = c.page(&r).map_err(fail)?;
-                pager
-                    .note_items(users.iter().filter_map(|u| u.id.as_deref()))
-                    .map_err(fail)?;
-                for u in users {
-                    let Some(a) = map::map_user(u, pop, &mctx) else {
-                        counts.skipped += 1;
-                        continue;
-                    };
-                    if !seen.insert(a.id.clone()) {
-                        continue; // both a member and a collaborator, or listed twice
+            let url = c.org_url(&[path], &[("per_page", PER_PAGE)]);
+            c.for_each_page(
+                &s,
+                url,
+                endpoint,
+                |u: &SimpleUser| u.id.as_deref(),
+                |users| {
+                    for u in users {
+                        let Some(a) = map::map_user(u, pop, &mctx) else {
+                            counts.skipped += 1;
+                            continue;
+                        };
+                        if !seen.insert(a.id.clone()) {
+                            continue; // both a member and a collaborator, or listed twice
+                        }
+                        match pop {
+                            Population::Member => counts.members += 1,
+                            Population::OutsideCollaborator => counts.collaborators += 1,
+                        }
+                        sink.push(a);
                     }
-                    match pop {
-                        Population::Member => counts.members += 1,
-                        Population::OutsideCollaborator => counts.collaborators += 1,
-                    }
-                    sink.push(a);
-                }
-            }
+                    Ok(())
+                },
+            )
+            .await
+            .map_err(fail)?;
         }
         for i in reads.invitations {
             match map::map_invitation(i) {
@@ -416,6 +420,16 @@ impl GithubSource {
                     format!("GitHub's REST API has no last-login time and the audit log could not be read: {r}")
                 })
             })? {
+                Some(a) if a.is_empty() => {
+                    av.set_missing(
+                        DataKind::LastLogin,
+                        format!(
+                            "the audit log holds no event of the last {} days for this credential, so it says nothing of anyone's activity (GitHub's REST API has no last-login time)",
+                            self.activity_window_days
+                        ),
+                    );
+                    None
+                }
                 Some(a) if !a.complete() => {
                     let since = a
                         .covered_since()
