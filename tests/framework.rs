@@ -114,3 +114,18 @@ fn provider_keys_are_checked_by_the_provider() {
         assert!(e.contains(t), "the built types are listed: {e}");
     }
 }
+
+#[tokio::test]
+async fn a_slow_drip_is_cut_off_by_the_poll_timeout() {
+    let mock = MockOkta::start(10, 0).await;
+    mock.server
+        .fault("/api/v1/users", Fault::Drip(Duration::from_millis(50)));
+    let h = Harness::start(
+        &[("token", TOKEN)],
+        &okta_toml(&mock.url, "timeout = \"1s\""),
+    );
+    let e = h.poll().await.unwrap_err();
+    assert!(e.starts_with("poll timed out after 1s"), "{e}");
+    assert!(e.contains("in flight: GET /api/v1/users"), "{e}");
+    assert_eq!(h.gauge("identity_posture_source_up", &[]), Some(0.0));
+}
