@@ -15,7 +15,7 @@ use url::Url;
 use futures_util::future::BoxFuture;
 
 use super::error::{ProviderError, UpstreamError};
-use super::pacing::{Budget, Pacer, RateLimitHeaders};
+use super::pacing::{Budget, Pacer, RateCap, RateLimitHeaders, RequestQuota};
 use super::redact::{redact_url, Redactor};
 use super::retry::{parse_retry_after, RetryPolicy};
 use super::stats::RequestStats;
@@ -39,8 +39,20 @@ pub struct UpstreamOptions {
     pub limits: UpstreamLimits,
     /// The provider's rate-limit headers, for pacing and 429 waits; `None` = not paced.
     pub rate_limit_headers: Option<RateLimitHeaders>,
+    /// Tells which other error responses are the provider's rate limit, for providers that
+    /// throttle with another status than 429 (Google: 403 with a `usageLimits` reason). Such a
+    /// response is waited for, retried and counted exactly like a 429. `None` = 429 only.
+    pub rate_limited: Option<RateLimitClassifier>,
+    /// A quota the provider documents but does not report in headers; requests are spaced so
+    /// that at most `max_rate_limit_share` of it starts in any window. `None` = no cap.
+    pub quota: Option<RequestQuota>,
     pub user_agent: String,
 }
+
+/// Decides from an error response (status, headers, raw body) whether it is the provider's
+/// rate limit. Called for non-2xx responses other than 429 (which always is); the body is the
+/// unredacted one and must not be logged by the classifier.
+pub type RateLimitClassifier = fn(StatusCode, &HeaderMap, &[u8]) -> bool;
 
 impl UpstreamOptions {
     /// Defaults for a source: 10 s connect, 60 s per attempt, 32 MiB bodies.
@@ -53,6 +65,8 @@ impl UpstreamOptions {
             retry: RetryPolicy::default(),
             limits,
             rate_limit_headers: None,
+            rate_limited: None,
+            quota: None,
             user_agent: format!("identity-posture-exporter/{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -211,6 +225,7 @@ struct Inner {
     http: reqwest::Client,
     auth: Auth,
     pacer: Pacer,
+    rate_cap: Option<RateCap>,
     concurrency: Semaphore,
     timer: Arc<dyn Timer>,
     redactor: Redactor,
@@ -289,6 +304,9 @@ impl Upstream {
                     opts.limits.max_rate_limit_share,
                     opts.retry.max_rate_limit_wait,
                 ),
+                rate_cap: opts
+                    .quota
+                    .map(|q| RateCap::new(q, opts.limits.max_rate_limit_share)),
                 concurrency: Semaphore::new(concurrency),
                 http,
                 auth,
@@ -477,6 +495,24 @@ impl<'a> Session<'a> {
                     }
                 }
             }
+            if let Some(cap) = &inner.rate_cap {
+                let wait = cap.reserve(inner.timer.now_unix());
+                if !wait.is_zero() {
+                    let until = inner.timer.now_unix() + wait.as_secs_f64();
+                    self.stats.update_activity(|a| {
+                        a.waiting_until = Some((until, "the provider's documented quota (pacing)"))
+                    });
+                    tracing::debug!(
+                        source = %inner.opts.name,
+                        endpoint = %req.endpoint,
+                        wait_ms = wait.as_millis() as u64,
+                        per_window = cap.max(),
+                        "upstream pacing: spacing requests to stay within the provider's quota"
+                    );
+                    inner.timer.sleep(wait).await;
+                    self.stats.update_activity(|a| a.waiting_until = None);
+                }
+            }
             self.budget.take()?;
             let token = match (&inner.auth, req.auth) {
                 (Auth::OAuth(cache), true) => Some(cache.token(self).await?),
@@ -506,16 +542,16 @@ impl<'a> Session<'a> {
                 Attempt::Retry {
                     wait,
                     err,
-                    rate_limited: is_429,
+                    rate_limited: throttled,
                 } => {
-                    let (n, max) = if is_429 {
+                    let (n, max) = if throttled {
                         rate_limited += 1;
                         (rate_limited, policy.max_rate_limited_attempts)
                     } else {
                         transient += 1;
                         (transient, policy.max_attempts)
                     };
-                    if n >= max || (!is_429 && !req.retry_transient) {
+                    if n >= max || (!throttled && !req.retry_transient) {
                         return Err(err);
                     }
                     tracing::warn!(
@@ -528,8 +564,8 @@ impl<'a> Session<'a> {
                         "upstream: retrying"
                     );
                     let until = inner.timer.now_unix() + wait.as_secs_f64();
-                    let why = if is_429 {
-                        "the provider's rate limit (429)"
+                    let why = if throttled {
+                        "the provider's rate limit"
                     } else {
                         "a retry after a transient failure"
                     };
@@ -657,20 +693,27 @@ impl<'a> Session<'a> {
                 endpoint: req.endpoint.clone(),
             });
         }
+        let throttled = status == StatusCode::TOO_MANY_REQUESTS
+            || inner
+                .opts
+                .rate_limited
+                .is_some_and(|classify| classify(status, &headers, &body));
         let detail = inner
             .redactor
             .apply(&String::from_utf8_lossy(&body[..body.len().min(4096)]));
+        let mut detail = ProviderError::parse(detail.as_bytes());
+        detail.rate_limited = throttled;
         let err = UpstreamError::Status {
             method: req.method.to_string(),
             endpoint: req.endpoint.clone(),
             status: status.as_u16(),
-            detail: Box::new(ProviderError::parse(detail.as_bytes())),
+            detail: Box::new(detail),
         };
         let retry_after = headers
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, now));
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        if throttled {
             self.stats.count_rate_limited();
             let hinted = retry_after.or_else(|| rl.and_then(|h| h.reset_wait(&headers, now)));
             let wait = match hinted {
