@@ -29,6 +29,7 @@ registry::providers! {
     "okta" okta::OktaSource => Okta,
     "entra" entra::EntraSource => Entra,
     "sspm" sspm::SspmSource => Sspm,
+    "google" google::GoogleSource => Google,
 }
 
 /// Loads and validates a configuration file with every provider built into this binary.
