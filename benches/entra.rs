@@ -2,18 +2,18 @@
 //! tenant: upstream requests per poll against the page minimum, wall time against the
 //! fetch floor (pages × injected latency), and peak RSS. `cargo bench --bench entra`.
 
-#[path = "../tests/support/entra_mock.rs"]
-mod entra_mock;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
-use entra_mock::{Collection, MockGraph, Tenant, GLOBAL_ADMIN};
 use identity_posture_exporter::config::{Policy, Secret, SourceConfig};
 use identity_posture_exporter::report::ReportBuilder;
 use identity_posture_exporter::sources::entra::{EntraAuth, EntraConfig, EntraSource, PAGE_SIZE};
 use identity_posture_exporter::sources::{Deps, PollContext, Provider};
 use identity_posture_exporter::upstream::RequestStats as SourceStats;
 use serde_json::json;
+use support::entra_mock::{Collection, MockGraph, Tenant, GLOBAL_ADMIN};
 
 const USERS: usize = 200_000;
 const APPS: usize = 2_000;

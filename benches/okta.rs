@@ -3,8 +3,8 @@
 //! fetch floor (the same requests, same concurrency, bodies discarded unparsed), and peak RSS.
 //! Run: `cargo bench --bench okta` (optional arguments: users, concurrency).
 
-#[path = "../tests/support/okta_mock.rs"]
-mod okta_mock;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use identity_posture_exporter::sources::okta::OktaConfig;
 use identity_posture_exporter::sources::okta::OktaSource;
 use identity_posture_exporter::sources::{AccountSink, Deps, PollContext, Provider};
 use identity_posture_exporter::upstream::RequestStats as SourceStats;
-use okta_mock::*;
+use support::okta_mock::*;
 
 /// Counts accounts without keeping them (the checks consume them in the daemon).
 #[derive(Default)]

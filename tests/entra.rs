@@ -2,15 +2,11 @@
 //! paged Graph reads → model → checks → findings and metrics. Every expected answer below is
 //! worked out by hand from the fixture tenant (NOW = 2026-11-28 12:00 UTC).
 
-#[path = "support/entra_mock.rs"]
-mod entra_mock;
+mod support;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use entra_mock::{
-    Collection, MockGraph, Permission, Tenant, GLOBAL_ADMIN, PRIV_ROLE_ADMIN, USER_ADMIN,
-};
 use identity_posture_exporter::config::Config;
 use identity_posture_exporter::model::{DataKind, FactorType, Known, Status};
 use identity_posture_exporter::poller::{poll_once, Clock};
@@ -19,6 +15,9 @@ use identity_posture_exporter::sources::Source;
 use identity_posture_exporter::sources::{config_from_toml, Deps};
 use identity_posture_exporter::state::AppState;
 use serde_json::{json, Value};
+use support::entra_mock::{
+    Collection, MockGraph, Permission, Tenant, GLOBAL_ADMIN, PRIV_ROLE_ADMIN, USER_ADMIN,
+};
 use time::macros::datetime;
 
 const NOW: time::OffsetDateTime = datetime!(2026-11-28 12:00 UTC);
@@ -677,4 +676,42 @@ client_secret_file = "{}"
     assert_eq!(e.graph_url, "https://graph.microsoft.com");
     assert!(!format!("{c:?}").contains("shh"));
     assert_eq!(c.sources[0].provider(), "entra");
+}
+
+/// The framework's promises, on the mock Graph (users in pages of two).
+#[tokio::test]
+async fn conformance() {
+    use identity_posture_exporter::sources::entra::PIM_ELIGIBILITY_AVAILABLE;
+    use support::conformance::{run, Conformance};
+    use support::harness::Harness;
+    let t = tenant();
+    let (tid, cid, secret) = (
+        t.tenant_id.clone(),
+        t.client_id.clone(),
+        t.client_secret.clone(),
+    );
+    let mock = MockGraph::start(t).await;
+    let toml = format!(
+        "[[sources]]\nname = \"entra-conf\"\ntype = \"entra\"\ntenant_id = \"{tid}\"\nclient_id = \"{cid}\"\nclient_secret_file = \"{{dir}}/secret\"\nauthority_url = \"{b}\"\ngraph_url = \"{b}\"\ntimeout = \"60s\"\n",
+        b = mock.base
+    );
+    let secret_file = format!("{secret}\n");
+    let make = || Harness::start(&[("secret", &secret_file)], &toml);
+    run(&Conformance {
+        server: &mock.server,
+        make: &make,
+        listing: "/v1.0/users",
+        optional: Some((
+            "/v1.0/reports/authenticationMethods/userRegistrationDetails",
+            DataKind::Mfa,
+            json!({"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges to complete the operation.", "innerError": {"request-id": "r-1"}}}),
+        )),
+        unauthorized: json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token validation failure. Invalid audience.", "innerError": {"request-id": "r-2"}}}),
+        secrets: &[&secret],
+        gauges: &[
+            PIM_ELIGIBILITY_AVAILABLE.name,
+            "identity_posture_source_poll_requests",
+        ],
+    })
+    .await;
 }

@@ -650,3 +650,36 @@ terminated_attribute = "leaveDate"
         identity_posture_exporter::sources::Source::build(&c.sources[0], &Deps::default()).is_ok()
     );
 }
+
+/// The framework's promises, on the mock Okta (three pages of users).
+#[tokio::test]
+async fn conformance() {
+    use identity_posture_exporter::sources::okta::{FACTOR_CACHE_COVERAGE, FACTOR_REFRESHES};
+    use support::conformance::{run, Conformance};
+    use support::harness::Harness;
+    let mock = MockOkta::start(250, 5).await;
+    let toml = format!(
+        "[[sources]]\nname = \"okta-conf\"\ntype = \"okta\"\nurl = \"{}\"\ntoken_file = \"{{dir}}/token\"\ntimeout = \"60s\"\n",
+        mock.url
+    );
+    let token_file = format!("{TOKEN}\n");
+    let make = || Harness::start(&[("token", &token_file)], &toml);
+    run(&Conformance {
+        server: &mock.server,
+        make: &make,
+        listing: "/api/v1/users",
+        optional: Some((
+            "/api/v1/iam/assignees/users",
+            DataKind::Roles,
+            serde_json::json!({"errorCode": "E0000006", "errorSummary": "You do not have permission to perform the requested action", "errorLink": "E0000006", "errorId": "oae1", "errorCauses": []}),
+        )),
+        unauthorized: serde_json::json!({"errorCode": "E0000011", "errorSummary": "Invalid token provided", "errorLink": "E0000011", "errorId": "oae2", "errorCauses": []}),
+        secrets: &[TOKEN],
+        gauges: &[
+            FACTOR_CACHE_COVERAGE.name,
+            FACTOR_REFRESHES.name,
+            "identity_posture_source_poll_requests",
+        ],
+    })
+    .await;
+}

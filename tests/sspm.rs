@@ -2,8 +2,7 @@
 //! SaaS Security Identity API: configuration → token → paged reads → model → checks →
 //! findings and metrics. Expected answers are worked out by hand (NOW = 2026-11-28 12:00 UTC).
 
-#[path = "support/sspm_mock.rs"]
-mod sspm_mock;
+mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -19,7 +18,7 @@ use identity_posture_exporter::sources::{config_from_toml, Deps, Source};
 use identity_posture_exporter::state::AppState;
 use identity_posture_exporter::upstream::ManualTimer;
 use serde_json::{json, Value};
-use sspm_mock::{Fault, MockSspm, Paging, Tenant};
+use support::sspm_mock::{Fault, MockSspm, Paging, Tenant};
 use time::macros::datetime;
 
 const NOW: time::OffsetDateTime = datetime!(2026-11-28 12:00 UTC);
@@ -798,4 +797,41 @@ fn full_toml_example_is_valid() {
     assert_eq!(c.sources[0].provider(), "sspm");
     // No super-admin override is needed: the source opts out of the admin-count checks.
     assert_eq!(c.sources[0].policy.min_super_admins, 2);
+}
+
+/// The framework's promises, on the mock SaaS Security (GitHub accounts in pages of two).
+/// No optional-data case: one read-only role on the TSG grants every Identity API read or
+/// none (a 403 fails the poll with the role to grant).
+#[tokio::test]
+async fn conformance() {
+    use identity_posture_exporter::sources::sspm::{ACCOUNTS, UNRECOGNIZED_VALUES};
+    use support::conformance::{run, Conformance};
+    use support::harness::Harness;
+    let t = tenant();
+    let (cid, tsg, secret) = (
+        t.client_id.clone(),
+        t.tsg_id.clone(),
+        t.client_secret.clone(),
+    );
+    let mock = MockSspm::start(t).await;
+    let toml = format!(
+        "[[sources]]\nname = \"sspm-conf\"\ntype = \"sspm\"\nclient_id = \"{cid}\"\nclient_secret_file = \"{{dir}}/secret\"\ntsg_id = \"{tsg}\"\nauth_url = \"{b}\"\napi_url = \"{b}\"\ntimeout = \"60s\"\n",
+        b = mock.base
+    );
+    let secret_file = format!("{secret}\n");
+    let make = || Harness::start(&[("secret", &secret_file)], &toml);
+    run(&Conformance {
+        server: &mock.server,
+        make: &make,
+        listing: "/sspm/identity/v1/saas_instances/inst-gh/saas_accounts",
+        optional: None,
+        unauthorized: json!({"_errors": [{"code": "E016", "message": "Not Authenticated"}]}),
+        secrets: &[&secret],
+        gauges: &[
+            ACCOUNTS.name,
+            UNRECOGNIZED_VALUES.name,
+            "identity_posture_source_poll_requests",
+        ],
+    })
+    .await;
 }

@@ -2,7 +2,6 @@
 //! (axum on 127.0.0.1:0), serving the documented shapes: `@odata.nextLink` paging with
 //! `$skiptoken`, `{"error": {code, message, innerError}}` bodies, 429/503 + `Retry-After`.
 //! Behaviours (non-premium tenant, missing permissions, throttling) are switches.
-#![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+
+use super::mock::MockServer;
 
 /// A collection served in pages, produced item by item (a 200k-user tenant is generated on
 /// the fly, never held in memory).
@@ -157,57 +158,59 @@ struct Shared {
 pub struct MockGraph {
     pub base: String,
     pub seen: Arc<Seen>,
-    _task: tokio::task::JoinHandle<()>,
+    /// The shared mock base: request log and scripted faults.
+    pub server: MockServer,
 }
 
 impl MockGraph {
     pub async fn start(tenant: Tenant) -> MockGraph {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Seen::default());
-        let shared = Arc::new(Shared {
-            tenant,
-            seen: seen.clone(),
-            base: base.clone(),
-        });
-        let app = Router::new()
-            .route("/{tenant}/oauth2/v2.0/token", post(token))
-            .route("/v1.0/users", get(users))
-            .route(
-                "/v1.0/reports/authenticationMethods/userRegistrationDetails",
-                get(registration),
-            )
-            .route(
-                "/v1.0/roleManagement/directory/roleDefinitions",
-                get(role_definitions),
-            )
-            .route(
-                "/v1.0/roleManagement/directory/roleAssignments",
-                get(role_assignments),
-            )
-            .route(
-                "/v1.0/roleManagement/directory/roleEligibilitySchedules",
-                get(role_eligibility),
-            )
-            .route("/v1.0/groups/{id}/transitiveMembers", get(group_members))
-            .route("/v1.0/applications", get(applications))
-            .route("/v1.0/servicePrincipals", get(service_principals))
-            .route(
-                "/v1.0/identity/conditionalAccess/policies",
-                get(ca_policies),
-            )
-            .route(
-                "/v1.0/policies/identitySecurityDefaultsEnforcementPolicy",
-                get(security_defaults),
-            )
-            .with_state(shared);
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let s2 = seen.clone();
+        let token_path = format!("/{}/oauth2/v2.0/token", tenant.tenant_id);
+        let server = MockServer::start_with(move |base| {
+            let shared = Arc::new(Shared {
+                tenant,
+                seen: s2,
+                base: base.to_string(),
+            });
+            Router::new()
+                .route("/{tenant}/oauth2/v2.0/token", post(token))
+                .route("/v1.0/users", get(users))
+                .route(
+                    "/v1.0/reports/authenticationMethods/userRegistrationDetails",
+                    get(registration),
+                )
+                .route(
+                    "/v1.0/roleManagement/directory/roleDefinitions",
+                    get(role_definitions),
+                )
+                .route(
+                    "/v1.0/roleManagement/directory/roleAssignments",
+                    get(role_assignments),
+                )
+                .route(
+                    "/v1.0/roleManagement/directory/roleEligibilitySchedules",
+                    get(role_eligibility),
+                )
+                .route("/v1.0/groups/{id}/transitiveMembers", get(group_members))
+                .route("/v1.0/applications", get(applications))
+                .route("/v1.0/servicePrincipals", get(service_principals))
+                .route(
+                    "/v1.0/identity/conditionalAccess/policies",
+                    get(ca_policies),
+                )
+                .route(
+                    "/v1.0/policies/identitySecurityDefaultsEnforcementPolicy",
+                    get(security_defaults),
+                )
+                .with_state(shared)
+        })
+        .await;
+        server.set_token_path(&token_path);
         MockGraph {
-            base,
+            base: server.url.clone(),
             seen,
-            _task: task,
+            server,
         }
     }
 

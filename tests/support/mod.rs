@@ -1,2 +1,11 @@
-//! Shared test support: the mock Okta server.
+//! The shared test kit: the mock server base (`mock`), the provider mocks built on it
+//! (`*_mock`), the harness from TOML to published gauges (`harness`), and the conformance
+//! suite every network source's tests call (`conformance`). Each test crate uses part of it.
+#![allow(dead_code, unused_imports)]
+
+pub mod conformance;
+pub mod entra_mock;
+pub mod harness;
+pub mod mock;
 pub mod okta_mock;
+pub mod sspm_mock;

@@ -4,7 +4,7 @@
 //! (verifying a real signed client assertion), Okta error bodies, and fault knobs (429, 500,
 //! truncated body, `next` loop, 401, 403). Users are generated from their index, so 100k cost
 //! no memory. Used by tests/okta.rs and benches/okta.rs.
-#![allow(dead_code, clippy::result_large_err)]
+#![allow(clippy::result_large_err)]
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
+
+use super::mock::MockServer;
 
 pub const TOKEN: &str = "00TestApiToken-abcdefghijklmnop";
 
@@ -70,6 +72,8 @@ pub struct MockState {
 pub struct MockOkta {
     pub url: String,
     pub state: Arc<MockState>,
+    /// The shared mock base: request log and scripted faults.
+    pub server: MockServer,
 }
 
 impl MockOkta {
@@ -109,13 +113,11 @@ impl MockOkta {
             .route("/api/v1/logs", get(logs))
             .route("/oauth2/v1/token", post(token))
             .with_state(state.clone());
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
+        let server = MockServer::start(app).await;
+        server.set_token_path("/oauth2/v1/token");
+        let url = server.url.clone();
         *state.base.lock().unwrap() = url.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(l, app).await;
-        });
-        MockOkta { url, state }
+        MockOkta { url, state, server }
     }
 
     pub fn knobs(&self, f: impl FnOnce(&mut Knobs)) {

@@ -2,7 +2,6 @@
 //! Identity API (axum on 127.0.0.1:0) with the pan.dev schemas: `{total, items}` lists with
 //! `limit`/`page`, Basic-auth client credentials with `scope=tsg_id:…`, 15-minute tokens.
 //! Paging numbering, limit caps, token revocation and scripted faults are switches.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
 use serde_json::{json, Value};
+
+use super::mock::MockServer;
 
 /// How the mock numbers `page`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,13 +107,12 @@ struct Shared {
 pub struct MockSspm {
     pub base: String,
     shared: Arc<Shared>,
-    _task: tokio::task::JoinHandle<()>,
+    /// The shared mock base: request log and scripted faults.
+    pub server: MockServer,
 }
 
 impl MockSspm {
     pub async fn start(mut tenant: Tenant) -> MockSspm {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let faults = std::mem::take(&mut tenant.faults);
         let shared = Arc::new(Shared {
             tenant,
@@ -129,13 +129,12 @@ impl MockSspm {
                 async move { handle(&s, method, uri, headers, body) }
             },
         );
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let server = MockServer::start(app).await;
+        server.set_token_path("/auth/v1/oauth2/access_token");
         MockSspm {
-            base,
+            base: server.url.clone(),
             shared,
-            _task: task,
+            server,
         }
     }
 

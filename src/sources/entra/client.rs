@@ -145,13 +145,15 @@ impl GraphClient {
 
     /// Follows `@odata.nextLink` from `first`, handing each page's items to `f` (never
     /// collected here); returns the number of pages. `first_page` is a page already fetched
-    /// from `first` (see `stream_users`), if any.
+    /// from `first` (see `stream_users`), if any. `id` names an item, so that a page
+    /// repeating items already listed under a fresh `$skiptoken` is caught as a loop.
     pub async fn for_each_page<T: DeserializeOwned>(
         &self,
         s: &Session<'_>,
         first: &str,
         endpoint: &str,
         first_page: Option<Page<T>>,
+        id: fn(&T) -> Option<&str>,
         mut f: impl FnMut(Vec<T>),
     ) -> Result<u32, UpstreamError> {
         let mut pager = Pager::body(self.request(first, endpoint)?);
@@ -160,6 +162,7 @@ impl GraphClient {
             // Already fetched from `first`: continue from its nextLink.
             pages += 1;
             let next = p.next_link.filter(|n| !n.is_empty());
+            pager.note_items(p.value.iter().filter_map(id))?;
             f(p.value);
             pager.set_next(match next {
                 Some(n) => NextPage::Url(n),
@@ -170,6 +173,7 @@ impl GraphClient {
             let page: Page<T> = resp.json()?;
             pages += 1;
             let next = page.next_link.filter(|n| !n.is_empty());
+            pager.note_items(page.value.iter().filter_map(id))?;
             f(page.value);
             pager.set_next(match next {
                 Some(n) => NextPage::Url(n),
@@ -187,7 +191,7 @@ impl GraphClient {
         endpoint: &str,
     ) -> Result<Vec<T>, UpstreamError> {
         let mut all = Vec::new();
-        self.for_each_page(s, first, endpoint, None, |items| all.extend(items))
+        self.for_each_page(s, first, endpoint, None, |_| None, |items| all.extend(items))
             .await?;
         Ok(all)
     }

@@ -342,7 +342,7 @@ impl EntraSource {
             match first {
                 Ok(page) => {
                     self.client
-                        .for_each_page::<User>(s, &url, "/v1.0/users", Some(page), |users| {
+                        .for_each_page::<User>(s, &url, "/v1.0/users", Some(page), |u| Some(u.id.as_str()), |users| {
                             for u in &users {
                                 sink.push(map(u, sign_in_known));
                             }
@@ -377,7 +377,7 @@ impl EntraSource {
         let url = self.url("/reports/authenticationMethods/userRegistrationDetails");
         let mut out = IdMap::default();
         self.client
-            .for_each_page::<UserRegistrationDetails>(s, &url, &endpoint(&url), None, |rows| {
+            .for_each_page::<UserRegistrationDetails>(s, &url, &endpoint(&url), None, |r| Some(r.id.as_str()), |rows| {
                 for r in rows {
                     let bits = map::factor_bits(r.methods_registered.iter().flatten());
                     out.insert(&r.id, bits);

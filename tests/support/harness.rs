@@ -1,0 +1,173 @@
+//! The harness every source test drives: a configuration in TOML (with `{dir}` standing for a
+//! temporary directory holding the secret files it names) → the source built on a virtual
+//! clock (backoff and `Retry-After` waits take no time) → polls through the real poller →
+//! gauges, findings, the report and the poll status, as the daemon would publish them.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use identity_posture_exporter::config::Config;
+use identity_posture_exporter::poller::{poll_and_publish, Clock};
+use identity_posture_exporter::report::Report;
+use identity_posture_exporter::sources::{config_from_toml, Deps, Source};
+use identity_posture_exporter::state::{AppState, PollStatus};
+use identity_posture_exporter::upstream::ManualTimer;
+use time::macros::datetime;
+use time::OffsetDateTime;
+
+/// The instant every harness poll happens at (checks judge ages against it).
+pub const NOW: OffsetDateTime = datetime!(2026-11-28 12:00 UTC);
+
+pub struct Harness {
+    pub cfg: Config,
+    pub state: Arc<AppState>,
+    pub source: Source,
+    pub timer: ManualTimer,
+    pub dir: tempfile::TempDir,
+    clock: Clock,
+}
+
+impl Harness {
+    /// Writes `files` (name, contents) into a temporary directory, replaces `{dir}` in `toml`
+    /// with its path, and builds the first source of the configuration.
+    pub fn start(files: &[(&str, &str)], toml: &str) -> Harness {
+        Harness::try_start(files, toml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Harness::start`], returning configuration and build errors.
+    pub fn try_start(files: &[(&str, &str)], toml: &str) -> Result<Harness, String> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).unwrap();
+        }
+        let toml = toml.replace("{dir}", dir.path().to_str().unwrap());
+        let cfg = config_from_toml(&toml).map_err(|e| e.to_string())?;
+        let timer = ManualTimer::starting_now();
+        let source = Source::build(&cfg.sources[0], &Deps::with_timer(Arc::new(timer.clone())))
+            .map_err(|e| e.to_string())?;
+        let state = Arc::new(AppState::new(&cfg.sources));
+        identity_posture_exporter::metrics::refresh(&state);
+        Ok(Harness {
+            cfg,
+            state,
+            source,
+            timer,
+            dir,
+            clock: Arc::new(|| NOW),
+        })
+    }
+
+    /// The same harness polling at another instant.
+    pub fn at(mut self, now: OffsetDateTime) -> Harness {
+        self.clock = Arc::new(move || now);
+        self
+    }
+
+    /// One poll through the poller (accounts and findings kept, metrics re-encoded).
+    pub async fn poll(&self) -> Result<(), String> {
+        poll_and_publish(
+            &self.cfg.sources[0],
+            &self.source,
+            &self.state.sources[0],
+            &self.state,
+            &self.clock,
+        )
+        .await
+    }
+
+    /// The last good report.
+    pub fn report(&self) -> Arc<Report> {
+        self.state.sources[0]
+            .report
+            .load_full()
+            .expect("no successful poll yet")
+    }
+
+    pub fn status(&self) -> PollStatus {
+        self.state.sources[0].status()
+    }
+
+    /// `/metrics` as the daemon would serve it (without `process_*`).
+    pub fn metrics(&self) -> String {
+        String::from_utf8(self.state.metrics.load().to_vec()).unwrap()
+    }
+
+    /// The value of the series `name` whose labels include `labels` (and this source).
+    pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let source = format!("source=\"{}\"", self.cfg.sources[0].name);
+        self.metrics().lines().find_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            if n != name || !rest.contains(&source) {
+                return None;
+            }
+            labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.parse().ok())?
+        })
+    }
+
+    /// Every series of the metric family `name` for this source.
+    pub fn series(&self, name: &str) -> Vec<String> {
+        let source = format!("source=\"{}\"", self.cfg.sources[0].name);
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&source))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// (account id, check id) of every finding of the last good report.
+    pub fn findings(&self) -> BTreeSet<(String, &'static str)> {
+        let r = self.report();
+        r.findings
+            .iter()
+            .map(|f| (r.account_id(f).to_string(), f.finding.check.as_str()))
+            .collect()
+    }
+
+    /// What `/api/v1/sources` would say about the source (status and data availability).
+    pub fn sources_json(&self) -> String {
+        let r = self.state.sources[0].report.load_full();
+        serde_json::json!({
+            "status": self.status(),
+            "availability": r.as_ref().map(|r| &r.availability),
+        })
+        .to_string()
+    }
+}
+
+/// Log lines written while a [`Logs`] guard is held on this thread (debug level and up), so a
+/// test can assert that no secret is ever logged.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Starts capturing this thread's logs (use with a current-thread `#[tokio::test]`).
+    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let w = logs.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || w.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(sub))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
