@@ -5,6 +5,7 @@
 
 pub mod conformance;
 pub mod entra_mock;
+pub mod google_mock;
 pub mod harness;
 pub mod mock;
 pub mod okta_mock;

@@ -16,7 +16,7 @@ use url::Url;
 use super::config::GoogleConfig;
 use super::wire::{Activity, ItemsPage, MembersPage, Role, RoleAssignment, UsersPage};
 use crate::config::SourceConfig;
-use crate::sources::{Deps, SourceError};
+use crate::sources::{Deps, ErrorKind, SourceError};
 use crate::upstream::{
     Auth, Claims, JwtBearer, JwtSigner, NextPage, Pager, Request, RequestQuota, RequestStats,
     Session, TokenCache, Upstream, UpstreamError, UpstreamOptions,
@@ -486,7 +486,16 @@ impl GoogleClient {
             ),
             _ => None,
         };
-        SourceError::upstream(&label, e, hint, |m| self.up.redact(m))
+        let err = SourceError::upstream(&label, e, hint, |m| self.up.redact(m));
+        if at_token
+            && !e.is_rate_limited()
+            && matches!(e, UpstreamError::Status { status: 400..=499, .. })
+        {
+            // The token endpoint refusing the assertion (400 invalid_grant, 401
+            // unauthorized_client) is a credential problem, whatever its status.
+            return SourceError::new(ErrorKind::Auth, err.to_string());
+        }
+        err
     }
 }
 

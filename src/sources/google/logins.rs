@@ -58,6 +58,13 @@ pub struct Range {
     settles: bool,
 }
 
+impl Range {
+    /// Whether this is a day's full re-read (or backfill), not a recent day's new events.
+    pub fn settles(&self) -> bool {
+        self.settles
+    }
+}
+
 /// The ledger. Long-lived (one per source); observations survive failed polls.
 #[derive(Debug, Default)]
 pub struct LoginLedger {

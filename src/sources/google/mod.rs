@@ -81,7 +81,8 @@ pub struct GoogleSource {
     /// The login audit stops reading older days once this much of the poll has passed (half
     /// the poll timeout), so the user listing always has time.
     audit_time_budget: Duration,
-    /// Requests the last poll spent outside the login audit (kept back from the budget).
+    /// Requests the last successful poll spent outside the login audit, kept back from a
+    /// bounded request budget; 0 = not known yet.
     directory_requests: AtomicU32,
 }
 
@@ -379,13 +380,17 @@ impl GoogleSource {
         let c = &self.client;
         let timer = s.upstream().timer().clone();
         let deadline = timer.now_unix() + self.audit_time_budget.as_secs_f64();
-        let keep_back = self.directory_requests.load(Ordering::Relaxed) + 1;
+        let known = self.directory_requests.load(Ordering::Relaxed);
+        let keep_back = known + 1;
         let exhausted = || {
             timer.now_unix() >= deadline
                 || s.budget().remaining().is_some_and(|left| left <= keep_back)
         };
+        // With a bounded budget and no idea yet what the directory needs, older days wait
+        // for the next poll: the user listing comes first.
+        let backfill = known > 0 || s.budget().remaining().is_none();
         for range in self.ledger.plan(now) {
-            if exhausted() {
+            if exhausted() || (range.settles() && !backfill) {
                 break;
             }
             let read = c
