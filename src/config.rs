@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::FactorType;
 
-/// Default listen address (SPEC §2: port 9863).
+/// Default listen address (README "Commands": port 9863).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9863";
 
 /// A secret value (token, client secret, private key). `Debug` and `Display` never show it.
@@ -242,7 +242,7 @@ impl Default for UpstreamLimits {
     }
 }
 
-/// Posture policy (SPEC §3 `[policy]`), after defaults and per-source overrides.
+/// Posture policy (README "Configuration", `[policy]`), after defaults and per-source overrides.
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub dormant_after_days: u32,
@@ -392,7 +392,7 @@ impl Policy {
         self.weak_mfa_factors[f as usize]
     }
 
-    /// Builds a policy from `raw` on top of `base` (or the SPEC defaults), pushing problems
+    /// Builds a policy from `raw` on top of `base` (or the documented defaults), pushing problems
     /// onto `errors` with `path` as the key prefix.
     pub fn from_raw(
         raw: &RawPolicy,
@@ -476,7 +476,7 @@ impl Policy {
                 .collect(),
             None => b.map(|b| b.privilege_rules.clone()).unwrap_or_default(),
         };
-        // A number: this level's value, else the base's, else the SPEC default.
+        // A number: this level's value, else the base's, else the documented default.
         macro_rules! num {
             ($f:ident, $default:expr) => {
                 raw.$f.or(b.map(|b| b.$f)).unwrap_or($default)

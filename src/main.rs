@@ -1,4 +1,4 @@
-//! The `identity-posture-exporter` command line (SPEC §2): `serve` (default), `collect`,
+//! The `identity-posture-exporter` command line (README "Commands"): `serve` (default), `collect`,
 //! `check-config`, `generate-demo`. Parses flags, sets up logging, and hands off to the
 //! library.
 

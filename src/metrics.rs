@@ -1,4 +1,4 @@
-//! Prometheus exposition (SPEC §6). Built off the serving path: after every poll the whole
+//! Prometheus exposition (README "Metrics"). Built off the serving path: after every poll the whole
 //! body is encoded once from the sources' last reports and stored; a scrape serves those
 //! bytes plus the cheap `process_*` metrics. Every label combination that can occur is
 //! emitted (zero-filled) once a source has a report, so alerts never see gaps.
@@ -103,6 +103,11 @@ fn families() -> Families {
         &[],
     ));
     f.declare(g("identity_posture_findings", "Findings by check and severity (accounts with at least one finding of the check; tenant checks count 1 per finding)", &["check", "severity"]));
+    f.declare(g(
+        "identity_posture_source_duplicate_accounts",
+        "Accounts the source returned more than once (same id) in the last poll; each is counted once",
+        &[],
+    ));
     f.declare(g(
         "identity_posture_compliant_accounts_ratio",
         "Share of active, non-excluded accounts with no finding (0..1)",
@@ -310,6 +315,8 @@ fn add_report(
         .add(lv(&[]), t.super_admins as f64);
     fams.get("identity_posture_excluded_accounts")
         .add(lv(&[]), t.excluded as f64);
+    fams.get("identity_posture_source_duplicate_accounts")
+        .add(lv(&[]), t.duplicates as f64);
     for c in CheckId::ALL {
         fams.get("identity_posture_findings").add(
             lv(&[c.as_str(), c.severity().as_str()]),

@@ -1,4 +1,4 @@
-//! The normalised identity model every source maps its provider into (SPEC §4).
+//! The normalised identity model every source maps its provider into (README "File format").
 //! It is also the on-disk format of the `file` source and of `generate-demo`.
 //! "Absent = unknown, null = never" is carried by [`Known`], so it survives parsing and serialising.
 

@@ -41,14 +41,41 @@ pub async fn poll_once(
         s.polling = true;
         s.last_attempt = Some(now);
     });
-    let mut builder = ReportBuilder::new(cfg.policy.clone(), now, retain);
+    let mut builder = ReportBuilder::new(cfg.policy.clone(), now, retain)
+        .with_max_accounts(cfg.max_accounts_per_poll);
+    let limit_hit = builder.limit_hit();
     let ctx = PollContext {
         now,
         stats: &state.stats,
     };
-    let result = match tokio::time::timeout(cfg.timeout, source.poll(&ctx, &mut builder)).await {
-        Ok(Ok(out)) => Ok(builder.finish(out)),
-        Ok(Err(e)) => Err(e),
+    let polled = tokio::time::timeout(cfg.timeout, async {
+        tokio::select! {
+            r = source.poll(&ctx, &mut builder) => Some(r),
+            // A source producing more accounts than allowed is stopped at once.
+            _ = limit_hit.notified() => None,
+        }
+    })
+    .await;
+    let over_limit = || {
+        SourceError::new(
+            ErrorKind::Budget,
+            format!(
+                "more than {} accounts in one poll (max_accounts_per_poll): raise it if the organisation really is this large",
+                cfg.max_accounts_per_poll
+            ),
+        )
+    };
+    let result = match polled {
+        Ok(Some(Ok(_))) if builder.over_limit() => Err(over_limit()),
+        Ok(Some(Ok(out))) => {
+            let report = builder.finish(out);
+            if report.tally.duplicates > 0 {
+                tracing::warn!(source = %cfg.name, duplicates = report.tally.duplicates, "the source returned some accounts more than once (same id); each is counted once");
+            }
+            Ok(report)
+        }
+        Ok(Some(Err(e))) => Err(e),
+        Ok(None) => Err(over_limit()),
         Err(_) => {
             // Say what the poll was doing: the endpoint in flight, a rate-limit wait.
             let now_unix = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;

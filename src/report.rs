@@ -3,7 +3,9 @@
 //! retained, the accounts and findings behind the API. `collect` does not retain, so a
 //! million-account file is counted in constant memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use crate::checks::{self, CheckId, Ctx, Finding, MfaClass, N_CHECKS};
 use crate::config::Policy;
@@ -46,6 +48,8 @@ pub struct Tally {
     pub privileged_roles: HashMap<String, u64>,
     pub super_admins: u64,
     pub excluded: u64,
+    /// Accounts the source returned more than once in the poll (by id): counted once.
+    pub duplicates: u64,
     pub findings: [u64; N_CHECKS],
     /// Active, non-excluded accounts with no finding.
     pub compliant: u64,
@@ -134,6 +138,13 @@ pub struct ReportBuilder {
     /// availability is worked out here once for every source.
     seen: u64,
     carried: [u64; 4],
+    /// Hashes of the ids pushed so far: a provider returning an account twice (or a file
+    /// holding a duplicate id) must not count it twice.
+    ids: HashSet<u64>,
+    /// `max_accounts_per_poll`; past it accounts are dropped and the poll is stopped.
+    max_accounts: u64,
+    limit_hit: Arc<tokio::sync::Notify>,
+    overflowed: bool,
 }
 
 impl AccountSink for ReportBuilder {
@@ -156,10 +167,52 @@ impl ReportBuilder {
             findings: Vec::new(),
             seen: 0,
             carried: [0; 4],
+            ids: HashSet::new(),
+            max_accounts: u64::MAX,
+            limit_hit: Arc::new(tokio::sync::Notify::new()),
+            overflowed: false,
         }
     }
 
+    /// Stops taking accounts after `max` (see [`ReportBuilder::limit_hit`]).
+    pub fn with_max_accounts(mut self, max: u64) -> ReportBuilder {
+        self.max_accounts = max;
+        self
+    }
+
+    /// Notified once when more accounts arrive than `max_accounts_per_poll` allows: the
+    /// poller stops the poll (a provider inventing accounts would otherwise never end).
+    pub fn limit_hit(&self) -> Arc<tokio::sync::Notify> {
+        self.limit_hit.clone()
+    }
+
+    /// Whether more accounts came than the limit allows.
+    pub fn over_limit(&self) -> bool {
+        self.overflowed
+    }
+
+    /// De-duplicates by id and enforces the account limit; `false` = not counted.
+    fn admit(&mut self, a: &Account) -> bool {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        a.id.hash(&mut h);
+        if !self.ids.insert(h.finish()) {
+            self.tally.duplicates += 1;
+            return false;
+        }
+        if self.ids.len() as u64 > self.max_accounts {
+            if !self.overflowed {
+                self.overflowed = true;
+                self.limit_hit.notify_one();
+            }
+            return false;
+        }
+        true
+    }
+
     pub fn add(&mut self, a: Account) {
+        if !self.admit(&a) {
+            return;
+        }
         let v = self.evaluate(&a);
         if self.retain {
             let idx = self.accounts.len() as u32;
@@ -458,6 +511,35 @@ mod tests {
         // An empty poll says nothing about what a source can read.
         let r = ReportBuilder::new(Policy::default(), NOW, false).finish(PollOutput::default());
         assert!(r.availability.missing.is_empty());
+    }
+
+    #[test]
+    fn an_account_returned_twice_counts_once() {
+        let mut b = ReportBuilder::new(Policy::default(), NOW, true);
+        let mut dup = active("a");
+        dup.mfa = Some(Mfa::default());
+        b.push(dup.clone());
+        b.push(active("b"));
+        b.push(dup);
+        let r = b.finish(PollOutput::default());
+        assert_eq!(r.tally.duplicates, 1);
+        assert_eq!(r.tally.active, [2, 0]);
+        assert_eq!(r.tally.without_mfa[0][0], 1);
+        assert_eq!(r.accounts.len(), 2);
+    }
+
+    #[test]
+    fn accounts_past_the_limit_are_refused_and_signalled() {
+        let mut b = ReportBuilder::new(Policy::default(), NOW, false).with_max_accounts(2);
+        let signal = b.limit_hit();
+        for i in 0..3 {
+            b.push(active(&format!("u{i}")));
+        }
+        assert!(b.over_limit());
+        // The permit is stored: a poller that starts waiting later still sees it.
+        futures_util::FutureExt::now_or_never(signal.notified()).expect("signalled");
+        let r = b.finish(PollOutput::default());
+        assert_eq!(r.tally.active, [2, 0]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Posture checks (SPEC §5): pure functions over one normalised account (or a tenant's
+//! Posture checks (README "Checks"): pure functions over one normalised account (or a tenant's
 //! counts) with an injected clock. Each family lives in its own file; this module holds the
 //! check ids, severities and the per-account entry point [`evaluate_account`].
 

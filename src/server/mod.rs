@@ -1,4 +1,4 @@
-//! The HTTP server (SPEC §7): `/metrics` (ready bytes from the last poll), the landing page,
+//! The HTTP server (README "HTTP endpoints"): `/metrics` (ready bytes from the last poll), the landing page,
 //! `/-/healthy`, `/-/ready`, and the `/api/v1` views in [`api`]. Scrapes never call upstream.
 
 pub mod api;

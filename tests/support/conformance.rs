@@ -1,9 +1,11 @@
 //! The conformance suite every network source's tests call: the contract the framework
-//! promises, checked against the source's own mock. Optional data refused → unknown with the
-//! reason and the poll succeeds; a rejected credential fails with a hint; 429 is retried and
-//! counted; a truncated body is retried; malformed JSON and HTML pages fail naming what came,
-//! keeping the last good numbers; a paging loop is detected; the standard gauges and the
-//! source's own are zero-filled; no secret appears in errors, `/api/v1/sources`, metrics or logs.
+//! promises, checked against the source's own mock — the fault matrix. Optional data refused
+//! → unknown with the reason and the poll succeeds; a rejected credential (API or token
+//! endpoint) fails with a hint; 429 is retried and counted, a huge `Retry-After` is clamped; a
+//! truncated body is retried; a 5xx storm, malformed JSON, an HTML page, an off-host redirect
+//! and a 100 MB page fail naming what came, keeping the last good numbers; a paging loop is
+//! detected; the standard gauges and the source's own are zero-filled; no secret appears in
+//! errors, `/api/v1/sources`, metrics or logs.
 
 use identity_posture_exporter::checks::CheckId;
 use identity_posture_exporter::model::{AccountType, DataKind, Status};
@@ -131,6 +133,46 @@ pub async fn run(c: &Conformance<'_>) {
         c.server.clear_faults();
     }
 
+    // A huge Retry-After is clamped, never a poll parked for a day.
+    {
+        let h = (c.make)();
+        c.server.fault_after(
+            c.listing,
+            1,
+            Fault::TooManyRequests {
+                retry_after: 86_400,
+            },
+        );
+        h.poll()
+            .await
+            .expect("a 429 with a huge Retry-After is still retried");
+        let longest = h.timer.sleeps().into_iter().max().unwrap_or_default();
+        assert!(longest.as_secs() <= 90, "waits are clamped: {longest:?}");
+        c.server.clear_faults();
+    }
+
+    // A token endpoint refusing the client: fails as `auth`, with what to change.
+    if let Some(token) = c.server.token_path() {
+        let h = (c.make)();
+        for _ in 0..3 {
+            c.server.fault(
+                &token,
+                Fault::status(401, serde_json::json!({"error": "invalid_client", "error_description": "Client authentication failed."})),
+            );
+        }
+        let e = h
+            .poll()
+            .await
+            .expect_err("a refused token request fails the poll");
+        assert_eq!(h.status().last_error_kind, Some("auth"), "{e}");
+        assert!(
+            e.contains(" — "),
+            "a refused token request comes with a hint: {e}"
+        );
+        c.server.clear_faults();
+        texts.push(e);
+    }
+
     // A body cut off half-way: a transient failure, retried.
     {
         let h = (c.make)();
@@ -204,7 +246,7 @@ pub async fn run(c: &Conformance<'_>) {
     }
 }
 
-/// Every label combination the SPEC promises is there once the source has polled.
+/// Every label combination README "Metrics" promises is there once the source has polled.
 fn zero_filled(h: &Harness, own: &[&str]) {
     for at in AccountType::ALL {
         for st in Status::ALL {

@@ -56,6 +56,12 @@ pub enum Fault {
     RepeatPrevious,
     /// Waits this long, then answers normally.
     Hang(Duration),
+    /// 200 whose body comes one byte every this long, for ever.
+    Drip(Duration),
+    /// 200 announcing (and streaming) this many bytes of a JSON array.
+    Huge(u64),
+    /// A redirect to another host (it would receive the credentials if followed).
+    RedirectOffHost,
 }
 
 impl Fault {
@@ -124,6 +130,51 @@ impl Fault {
                 StatusCode::OK,
                 [("content-type", "text/html; charset=utf-8")],
                 "<!doctype html><html><body>Sign in to continue</body></html>",
+            )
+                .into_response(),
+            Fault::Drip(every) => {
+                let every = *every;
+                let s = futures_util::stream::unfold(0u64, move |n| async move {
+                    tokio::time::sleep(every).await;
+                    let b = if n == 0 { b"[".to_vec() } else { b" ".to_vec() };
+                    Some((Ok::<_, std::io::Error>(b), n + 1))
+                });
+                (
+                    StatusCode::OK,
+                    [("content-type", "application/json")],
+                    Body::from_stream(s),
+                )
+                    .into_response()
+            }
+            Fault::Huge(len) => {
+                let len = *len;
+                let chunk = vec![b' '; 64 << 10];
+                let s = futures_util::stream::unfold(0u64, move |sent| {
+                    let chunk = chunk.clone();
+                    async move {
+                        (sent < len).then(|| {
+                            let n = (len - sent).min(chunk.len() as u64) as usize;
+                            (
+                                Ok::<_, std::io::Error>(chunk[..n].to_vec()),
+                                sent + n as u64,
+                            )
+                        })
+                    }
+                });
+                let mut r = (
+                    StatusCode::OK,
+                    [("content-type", "application/json")],
+                    Body::from_stream(s),
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert("content-length", HeaderValue::from(len));
+                r
+            }
+            Fault::RedirectOffHost => (
+                StatusCode::FOUND,
+                [("location", "http://203.0.113.9/collect-credentials")],
+                "",
             )
                 .into_response(),
             Fault::RepeatPrevious | Fault::Hang(_) => {
@@ -271,6 +322,11 @@ impl MockServer {
     /// Names the token endpoint, for [`MockServer::tokens_issued`].
     pub fn set_token_path(&self, path: &str) {
         *self.inner.token_path.lock().unwrap() = Some(path.to_string());
+    }
+
+    /// The token endpoint's path, if the provider has one.
+    pub fn token_path(&self) -> Option<String> {
+        self.inner.token_path.lock().unwrap().clone()
     }
 
     /// Successful answers of the token endpoint.

@@ -114,7 +114,9 @@ impl MockOkta {
             .route("/oauth2/v1/token", post(token))
             .with_state(state.clone());
         let server = MockServer::start(app).await;
-        server.set_token_path("/oauth2/v1/token");
+        if state.oauth.is_some() {
+            server.set_token_path("/oauth2/v1/token");
+        }
         let url = server.url.clone();
         *state.base.lock().unwrap() = url.clone();
         MockOkta { url, state, server }
