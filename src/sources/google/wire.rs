@@ -7,11 +7,16 @@
 //! (`Activities`, `Activity`); `isGuestUser` and `assigneeType` are newer than that copy and
 //! were confirmed in the generated clients' reference (googleapis Dart package 16.0.0).
 
+use std::marker::PhantomData;
+
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::sources::lenient;
 
-/// A list whose items that do not decode (not an object) are skipped and counted.
+/// A list whose items that are not objects are skipped and counted. Items are decoded in one
+/// pass, straight from the response (no intermediate `serde_json::Value`); a list that is not
+/// a list fails the page, naming its JSON path.
 #[derive(Debug)]
 pub struct Items<T> {
     pub items: Vec<T>,
@@ -27,20 +32,130 @@ impl<T> Default for Items<T> {
     }
 }
 
-impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Items<T> {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Items<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // `null` is an empty list; anything but a list fails the page (the JSON path is named).
-        let raw = Option::<Vec<serde_json::Value>>::deserialize(d)?.unwrap_or_default();
-        let total = raw.len();
-        let items: Vec<T> = raw
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect();
-        Ok(Items {
-            skipped: total - items.len(),
-            items,
-        })
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Items<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Items<T>, E> {
+                Ok(Items::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Items<T>, E> {
+                Ok(Items::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Items<T>, A::Error> {
+                let mut out = Items::default();
+                while let Some(Slot(item)) = seq.next_element::<Slot<T>>()? {
+                    match item {
+                        Some(i) => out.items.push(i),
+                        None => out.skipped += 1,
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(V(PhantomData))
     }
+}
+
+/// Reads an object as `Some(T)`; any other value is consumed and read as `None`.
+struct ObjectOrNone<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOrNone<T> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<T>, A::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<T>, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+}
+
+/// One list item: `None` when it is not an object.
+struct Slot<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Slot<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ObjectOrNone(PhantomData)).map(Slot)
+    }
+}
+
+/// A nested object; anything else is unknown (`None`).
+pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    d.deserialize_any(ObjectOrNone(PhantomData))
+}
+
+/// A list of objects; other items are dropped, and anything but a list (consumed whole) is
+/// empty.
+pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    struct V<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(Slot(item)) = seq.next_element::<Slot<T>>()? {
+                out.extend(item);
+            }
+            Ok(out)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<T>, A::Error> {
+            while map
+                .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(Vec::new())
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+    }
+    d.deserialize_any(V(PhantomData))
 }
 
 /// An id the API documents as a string, read also when it arrives as a number (int64 ids are
@@ -72,6 +187,7 @@ pub struct User {
     pub id: Option<String>,
     #[serde(rename = "primaryEmail", deserialize_with = "lenient::string")]
     pub primary_email: Option<String>,
+    #[serde(deserialize_with = "object")]
     pub name: Option<UserName>,
     /// Super administrator (only the super-admin role sets it).
     #[serde(rename = "isAdmin", deserialize_with = "lenient::boolean")]
@@ -119,7 +235,7 @@ pub struct UserName {
 /// `admin#directory#roles` / `admin#directory#roleAssignments` / `admin#reports#activities`:
 /// the pages that keep their list in `items`.
 #[derive(Debug, Deserialize)]
-#[serde(default, bound(deserialize = "T: serde::de::DeserializeOwned"))]
+#[serde(default, bound(deserialize = "T: Deserialize<'de>"))]
 pub struct ItemsPage<T> {
     pub items: Items<T>,
     #[serde(rename = "nextPageToken", deserialize_with = "lenient::string")]
@@ -201,9 +317,11 @@ pub struct Member {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Activity {
+    #[serde(deserialize_with = "object")]
     pub id: Option<ActivityId>,
+    #[serde(deserialize_with = "object")]
     pub actor: Option<Actor>,
-    #[serde(deserialize_with = "lenient::skip_bad")]
+    #[serde(deserialize_with = "objects")]
     pub events: Vec<Event>,
 }
 
@@ -231,7 +349,7 @@ pub struct Actor {
 pub struct Event {
     #[serde(deserialize_with = "lenient::string")]
     pub name: Option<String>,
-    #[serde(deserialize_with = "lenient::skip_bad")]
+    #[serde(deserialize_with = "objects")]
     pub parameters: Vec<Parameter>,
 }
 
@@ -303,6 +421,32 @@ mod tests {
         assert!(p.users.items.is_empty() && p.next_page_token.is_none());
         // A list that is not a list fails the page.
         assert!(serde_json::from_str::<UsersPage>(r#"{"users":{"id":"1"}}"#).is_err());
+    }
+
+    #[test]
+    fn nested_values_of_the_wrong_shape_are_unknown() {
+        let p: UsersPage = serde_json::from_str(
+            r#"{"users":[{"id":"1","name":"Grace","isAdmin":true},{"id":"2","name":[1,{"a":2}]},
+                        {"id":"3","name":{"fullName":"C"}}, null, 5, [1]]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.users.items.len(), 3);
+        assert_eq!(p.users.skipped, 3);
+        assert!(p.users.items[0].name.is_none() && p.users.items[0].is_admin == Some(true));
+        assert!(p.users.items[1].name.is_none());
+        assert_eq!(p.users.items[2].name.as_ref().unwrap().full_name.as_deref(), Some("C"));
+        let a: ItemsPage<Activity> = serde_json::from_str(
+            r#"{"items":[{"id":"x","actor":[1],"events":{"name":"login_success"}},
+                         {"events":[{"name":"login_success","parameters":"none"},7]}],
+                "nextPageToken":"n"}"#,
+        )
+        .unwrap();
+        assert_eq!(a.items.items.len(), 2);
+        assert!(a.items.items[0].id.is_none() && a.items.items[0].actor.is_none());
+        assert!(a.items.items[0].events.is_empty());
+        assert_eq!(a.items.items[1].events.len(), 1);
+        assert!(a.items.items[1].events[0].parameters.is_empty());
+        assert_eq!(a.next_page_token.as_deref(), Some("n"));
     }
 
     #[test]
