@@ -48,33 +48,18 @@ pub async fn run(cfg: &Config, clock: &Clock, json_findings: bool) -> (Vec<u8>, 
         }
     }
     if !json_findings {
-        return (crate::metrics::render(&state.sources), ok);
+        return (crate::metrics::render(&state.sources, None), ok);
     }
     let mut sources = Vec::new();
     for s in &state.sources {
         let st = s.status();
         let r = s.report.load_full();
-        let findings: Vec<serde_json::Value> = r
+        let findings: Vec<crate::report::FindingRecord> = r
             .as_ref()
             .map(|r| {
                 r.findings
                     .iter()
-                    .map(|f| {
-                        let a = f
-                            .account
-                            .map(|i| (&r.accounts[i as usize], r.meta[i as usize]));
-                        json!({
-                            "account_id": a.map(|(a, _)| &a.id),
-                            "login": a.map(|(a, _)| &a.login),
-                            "account_type": a.map(|(_, m)| m.account_type.as_str()),
-                            "excluded": a.is_some_and(|(_, m)| m.excluded),
-                            "check": f.finding.check.as_str(),
-                            "severity": f.finding.check.severity().as_str(),
-                            "subject": f.finding.subject.as_deref(),
-                            "days": f.finding.days,
-                            "detail": f.finding.describe(),
-                        })
-                    })
+                    .map(|f| r.record(&s.name, s.provider, f))
                     .collect()
             })
             .unwrap_or_default();

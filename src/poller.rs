@@ -68,11 +68,25 @@ pub async fn poll_once(
     let result = match polled {
         Ok(Some(Ok(_))) if builder.over_limit() => Err(over_limit()),
         Ok(Some(Ok(out))) => {
-            let report = builder.finish(out);
+            let mut report = builder.finish(out);
             if report.tally.duplicates > 0 {
                 tracing::warn!(source = %cfg.name, duplicates = report.tally.duplicates, "the source returned some accounts more than once (same id); each is counted once");
             }
-            Ok(report)
+            if retain {
+                // History reads and writes the store: off the async workers.
+                let store = state.store.clone();
+                let name = cfg.name.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::history::apply(&store, &name, &mut report);
+                    report
+                })
+                .await
+                .map_err(|e| {
+                    SourceError::new(ErrorKind::Transport, format!("finding history failed: {e}"))
+                })
+            } else {
+                Ok(report)
+            }
         }
         Ok(Some(Err(e))) => Err(e),
         Ok(None) => Err(over_limit()),
@@ -173,8 +187,13 @@ pub async fn run(
         let failures = state.status().consecutive_failures;
         let delay = next_delay(cfg.interval, failures, rand::rng().random::<f64>());
         tracing::debug!(source = %cfg.name, delay_seconds = delay.as_secs_f64(), "next poll scheduled");
+        let next = clock() + delay;
+        state.update_status(|s| s.next_poll = Some(next));
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
+            _ = state.poll_now.notified() => {
+                tracing::info!(source = %cfg.name, "poll requested");
+            }
             _ = shutdown.changed() => return,
         }
     }

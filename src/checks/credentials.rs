@@ -7,7 +7,8 @@ use super::{older_than, whole_days, CheckId, Ctx, Finding};
 use crate::config::Policy;
 use crate::model::{Account, CredentialType, Known};
 
-/// The maximum age policy for a credential type.
+/// The maximum age policy for a credential type; 0 means the type is not checked for age
+/// (the default for passwords, following NIST SP 800-63B).
 pub fn max_age_days(p: &Policy, t: CredentialType) -> u32 {
     match t {
         CredentialType::Password => p.password_max_age_days,
@@ -63,8 +64,9 @@ pub fn check(a: &Account, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             }
             Known::Unknown => {}
         }
-        if let Known::At(r) = c.last_rotated {
-            if older_than(r, now, max_age_days(p, c.credential_type)) {
+        let max_age = max_age_days(p, c.credential_type);
+        if let (Known::At(r), true) = (c.last_rotated, max_age > 0) {
+            if older_than(r, now, max_age) {
                 out.push(finding(
                     CheckId::CredentialUnrotated,
                     Some(whole_days(now - r)),
@@ -95,7 +97,15 @@ mod tests {
 
     #[test]
     fn unrotated_boundary_per_type() {
+        use crate::config::{Policy, RawPolicy};
         use CredentialType::*;
+        // Password age is opt-in: 365 here, off by default (see below).
+        let raw = RawPolicy {
+            password_max_age_days: Some(365),
+            ..Default::default()
+        };
+        let p = Policy::from_raw(&raw, None, "policy", &mut Vec::new());
+        let checks = |a: &Account| run(a, &p).0;
         for (t, max) in [
             (Password, 365),
             (AccessKey, 90),
@@ -115,6 +125,25 @@ mod tests {
             assert_eq!(checks(&a), vec![CheckId::CredentialUnrotated], "{t:?}");
         }
         assert!(checks(&cred(AccessKey, Known::Unknown, Known::Unknown)).is_empty());
+    }
+
+    #[test]
+    fn password_age_is_off_by_default_and_zero_turns_any_type_off() {
+        use crate::config::{Policy, RawPolicy};
+        let ancient = Known::At(days_ago(5000));
+        let pw = cred(CredentialType::Password, ancient, Known::Unknown);
+        assert!(
+            checks(&pw).is_empty(),
+            "password_max_age_days = 0 by default"
+        );
+        let raw = RawPolicy {
+            access_key_max_age_days: Some(0),
+            ..Default::default()
+        };
+        let p = Policy::from_raw(&raw, None, "policy", &mut Vec::new());
+        let key = cred(CredentialType::AccessKey, ancient, Known::Unknown);
+        assert!(run(&key, &p).0.is_empty());
+        assert_eq!(checks(&key), vec![CheckId::CredentialUnrotated]);
     }
 
     #[test]

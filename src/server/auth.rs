@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
@@ -13,7 +12,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
@@ -39,50 +37,7 @@ impl ApiAccess {
     }
 }
 
-/// The parts of an exporter-toolkit `web-config.yml` this exporter implements.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebConfig {
-    #[serde(default)]
-    pub tls_server_config: Option<super::tls::TlsServerConfig>,
-    #[serde(default)]
-    pub http_server_config: Option<HttpServerConfig>,
-    #[serde(default)]
-    pub basic_auth_users: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct HttpServerConfig {
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub http2: Option<bool>,
-}
-
-impl WebConfig {
-    pub fn load(path: &Path) -> Result<WebConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let mut wc: WebConfig =
-            serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if let Some(tls) = wc.tls_server_config.take() {
-            let base = path.parent().unwrap_or(Path::new("."));
-            let tls = tls.resolve(base);
-            // Fail at start-up, not at the first handshake.
-            super::tls::build(&tls).map_err(|e| format!("{}: {e}", path.display()))?;
-            wc.tls_server_config = Some(tls);
-        }
-        for (user, hash) in &wc.basic_auth_users {
-            if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")) {
-                return Err(format!(
-                    "{}: basic_auth_users.{user}: not a bcrypt hash",
-                    path.display()
-                ));
-            }
-        }
-        Ok(wc)
-    }
-}
+pub use super::webconfig::{HttpServerConfig, WebConfig};
 
 /// Basic-auth users (bcrypt hashes). Successful checks are remembered, since bcrypt is
 /// deliberately slow and Prometheus scrapes with the same credentials every time.
@@ -208,6 +163,28 @@ pub async fn api_guard(State(auth): State<Arc<AuthState>>, req: Request, next: N
             .into_response();
     }
     next.run(req).await
+}
+
+/// The admin endpoints (`/-/reload`, `/-/poll/{source}`): callers on a loopback address, or
+/// authenticated ones (basic auth, which the outer layer already checked, or the API token).
+pub async fn admin_guard(State(auth): State<Arc<AuthState>>, req: Request, next: Next) -> Response {
+    let loopback = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .is_some_and(|c| c.0.ip().is_loopback());
+    let token = match &auth.api {
+        ApiAccess::Token(t) => bearer(req.headers())
+            .is_some_and(|b| bool::from(b.as_bytes().ct_eq(t.expose().as_bytes()))),
+        _ => false,
+    };
+    if loopback || token || auth.basic.enabled() {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::FORBIDDEN,
+        "Forbidden: admin endpoints answer loopback callers, or authenticated ones (web config basic auth or the API bearer token)\n",
+    )
+        .into_response()
 }
 
 #[cfg(test)]
