@@ -202,13 +202,24 @@ fn main() -> ExitCode {
             };
             let rt = runtime();
             let clock = poller::system_clock();
-            let json = a.format == CollectFormat::Json;
-            let (out, ok) = rt.block_on(collect::run(&cfg, &clock, json));
             let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            if lock.write_all(&out).and_then(|_| lock.flush()).is_err() {
-                return ExitCode::FAILURE;
-            }
+            let ok = if a.format == CollectFormat::Json {
+                // Findings stream to stdout as they are read back, never held whole.
+                match rt.block_on(collect::run_json(&cfg, &clock, &mut stdout.lock())) {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        eprintln!("collect: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                let (out, ok) = rt.block_on(collect::run(&cfg, &clock));
+                let mut lock = stdout.lock();
+                if lock.write_all(&out).and_then(|_| lock.flush()).is_err() {
+                    return ExitCode::FAILURE;
+                }
+                ok
+            };
             if ok {
                 ExitCode::SUCCESS
             } else {

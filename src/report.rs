@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::checks::{self, CheckId, Ctx, Finding, MfaClass, N_CHECKS};
 use crate::config::Policy;
 use crate::model::{
-    Account, AccountType, CredentialType, DataAvailability, FactorStatus, Status, Timestamp,
+    Account, AccountType, CredentialType, DataAvailability, FactorStatus, Known, Status, Timestamp,
 };
 use crate::sources::{AccountSink, PollOutput, SourceGauge};
 
@@ -21,6 +21,13 @@ pub const OVERPRIV_REASONS: [&str; 4] = [
     "no_mfa",
     "service_account_admin",
 ];
+
+/// The timestamp fields counted in `identity_posture_future_timestamps{field}`.
+pub const FUTURE_FIELDS: [&str; 4] = ["created", "last_login", "last_rotated", "last_used"];
+
+/// A timestamp later than this after the poll's clock counts as "in the future". The slack
+/// keeps clock skew and logins that happen while a long poll runs out of the count.
+pub const FUTURE_SLACK: time::Duration = time::Duration::days(1);
 
 /// At most this many distinct roles per source in `identity_posture_privileged_accounts`.
 pub const MAX_ROLE_LABELS: usize = 20;
@@ -67,6 +74,11 @@ pub struct Tally {
     pub factors_unrecognized: u64,
     /// Accounts whose roles were known (tenant admin-count checks need roles).
     pub roles_known: u64,
+    /// Timestamps more than [`FUTURE_SLACK`] after the poll's clock, per [`FUTURE_FIELDS`]
+    /// (every account, excluded or not). The checks treat them as "now".
+    pub future_timestamps: [u64; 4],
+    /// The first such timestamp seen, for the log line: (account id, field).
+    pub future_example: Option<(String, &'static str)>,
 }
 
 impl Tally {
@@ -188,31 +200,16 @@ impl Report {
         let exception = f
             .excepted
             .and_then(|i| self.policy.exceptions.get(usize::from(i)));
-        FindingRecord {
+        FindingRecord::new(
             source,
             provider,
-            scope: if acct.is_some() { "account" } else { "tenant" },
-            account_id: acct.map(|(a, _)| a.id.as_str()),
-            login: acct.map(|(a, _)| a.login.as_str()),
-            display_name: acct.and_then(|(a, _)| a.display_name.as_deref()),
-            account_type: acct.map(|(_, m)| m.account_type.as_str()),
-            status: acct.map(|(a, _)| a.status.as_str()),
-            privileged: acct.map(|(_, m)| m.privileged),
-            excluded: acct.is_some_and(|(_, m)| m.excluded),
-            excepted: exception.is_some(),
-            exception_reason: exception.map(|e| e.reason.as_str()),
-            exception_owner: exception.map(|e| e.owner.as_str()),
-            exception_expires: exception.map(|e| crate::model::format_ts(e.expires)),
-            check: f.finding.check.as_str(),
-            severity: self.policy.severity(f.finding.check).as_str(),
-            subject: f.finding.subject.as_deref(),
-            credential_type: f.finding.credential_type.map(|c| c.as_str()),
-            days: f.finding.days,
-            first_seen: f.first_seen.map(crate::model::format_ts),
-            new: self.is_new(f),
-            detail: f.finding.describe(),
-            remediation: checks::catalog::remediation(f.finding.check, provider),
-        }
+            acct,
+            &f.finding,
+            exception,
+            &self.policy,
+            f.first_seen,
+            self.is_new(f),
+        )
     }
 
     /// First seen in this poll (history has no earlier sighting).
@@ -261,7 +258,47 @@ pub struct FindingRecord<'a> {
     pub remediation: &'static str,
 }
 
-impl FindingRecord<'_> {
+impl<'a> FindingRecord<'a> {
+    /// The record of finding `f` (on `acct`, or a tenant finding), covered by `exception`,
+    /// with its severity from `policy`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        source: &'a str,
+        provider: &'a str,
+        acct: Option<(&'a Account, AccountMeta)>,
+        f: &'a Finding,
+        exception: Option<&'a crate::config::Exception>,
+        policy: &Policy,
+        first_seen: Option<Timestamp>,
+        new: bool,
+    ) -> FindingRecord<'a> {
+        FindingRecord {
+            source,
+            provider,
+            scope: if acct.is_some() { "account" } else { "tenant" },
+            account_id: acct.map(|(a, _)| a.id.as_str()),
+            login: acct.map(|(a, _)| a.login.as_str()),
+            display_name: acct.and_then(|(a, _)| a.display_name.as_deref()),
+            account_type: acct.map(|(_, m)| m.account_type.as_str()),
+            status: acct.map(|(a, _)| a.status.as_str()),
+            privileged: acct.map(|(_, m)| m.privileged),
+            excluded: acct.is_some_and(|(_, m)| m.excluded),
+            excepted: exception.is_some(),
+            exception_reason: exception.map(|e| e.reason.as_str()),
+            exception_owner: exception.map(|e| e.owner.as_str()),
+            exception_expires: exception.map(|e| crate::model::format_ts(e.expires)),
+            check: f.check.as_str(),
+            severity: policy.severity(f.check).as_str(),
+            subject: f.subject.as_deref(),
+            credential_type: f.credential_type.map(|c| c.as_str()),
+            days: f.days,
+            first_seen: first_seen.map(crate::model::format_ts),
+            new,
+            detail: f.describe(),
+            remediation: checks::catalog::remediation(f.check, provider),
+        }
+    }
+
     pub const COLUMNS: [&'static str; 23] = [
         "source",
         "provider",
@@ -289,11 +326,53 @@ impl FindingRecord<'_> {
     ];
 }
 
+/// One account's findings as the checks produced them, handed to a [`FindingsHook`].
+pub struct AccountFindings<'a> {
+    pub account: &'a Account,
+    pub meta: AccountMeta,
+    /// Sorted by check, then subject (the order the retained report lists them in).
+    pub findings: &'a [Finding],
+    /// Parallel to `findings`: the exception covering each, an index into `policy.exceptions`.
+    pub excepted: &'a [Option<u16>],
+    pub policy: &'a Policy,
+    /// The poll's clock.
+    pub now: Timestamp,
+}
+
+impl AccountFindings<'_> {
+    /// The findings in the shared shape ([`FindingRecord`]) as a single poll without history
+    /// shows them: first seen at the poll's time, and new.
+    pub fn records<'b>(
+        &'b self,
+        source: &'b str,
+        provider: &'b str,
+    ) -> impl Iterator<Item = FindingRecord<'b>> + 'b {
+        self.findings.iter().zip(self.excepted).map(move |(f, e)| {
+            let exception = e.and_then(|i| self.policy.exceptions.get(usize::from(i)));
+            FindingRecord::new(
+                source,
+                provider,
+                Some((self.account, self.meta)),
+                f,
+                exception,
+                self.policy,
+                Some(self.now),
+                true,
+            )
+        })
+    }
+}
+
+/// Called with every account that has findings, as they are produced, for output that
+/// streams instead of retaining (`collect --format json`).
+pub type FindingsHook = Box<dyn FnMut(&AccountFindings<'_>) + Send>;
+
 /// Runs the checks over accounts as they arrive and counts them.
 pub struct ReportBuilder {
     policy: Policy,
     now: Timestamp,
     retain: bool,
+    hook: Option<FindingsHook>,
     tally: Tally,
     scratch: Vec<Finding>,
     /// Parallel to `scratch`: the exception covering each finding.
@@ -327,6 +406,7 @@ impl ReportBuilder {
             policy,
             now,
             retain,
+            hook: None,
             tally: Tally::default(),
             scratch: Vec::with_capacity(16),
             scratch_excepted: Vec::with_capacity(16),
@@ -340,6 +420,12 @@ impl ReportBuilder {
             limit_hit: Arc::new(tokio::sync::Notify::new()),
             overflowed: false,
         }
+    }
+
+    /// Sets the [`FindingsHook`].
+    pub fn with_hook(mut self, hook: FindingsHook) -> ReportBuilder {
+        self.hook = Some(hook);
+        self
     }
 
     /// Stops taking accounts after `max` (see [`ReportBuilder::limit_hit`]).
@@ -382,6 +468,23 @@ impl ReportBuilder {
             return;
         }
         let v = self.evaluate(&a);
+        let meta = AccountMeta {
+            account_type: v.account_type,
+            excluded: v.excluded,
+            privileged: v.privileged,
+        };
+        if let Some(hook) = &mut self.hook {
+            if !self.scratch.is_empty() {
+                hook(&AccountFindings {
+                    account: &a,
+                    meta,
+                    findings: &self.scratch,
+                    excepted: &self.scratch_excepted,
+                    policy: &self.policy,
+                    now: self.now,
+                });
+            }
+        }
         if self.retain {
             let idx = self.accounts.len() as u32;
             for (f, excepted) in self.scratch.drain(..).zip(self.scratch_excepted.drain(..)) {
@@ -392,11 +495,7 @@ impl ReportBuilder {
                     first_seen: None,
                 });
             }
-            self.meta.push(AccountMeta {
-                account_type: v.account_type,
-                excluded: v.excluded,
-                privileged: v.privileged,
-            });
+            self.meta.push(meta);
             self.accounts.push(a);
         }
     }
@@ -417,6 +516,14 @@ impl ReportBuilder {
         let v = checks::evaluate_account(a, &ctx, &mut self.scratch);
         let p = &self.policy;
         self.scratch.retain(|f| p.check(f.check).enabled);
+        if self.hook.is_some() {
+            // The hook sees an account's findings in the order a retained report lists them.
+            self.scratch.sort_by(|x, y| {
+                x.check
+                    .cmp(&y.check)
+                    .then_with(|| x.subject.cmp(&y.subject))
+            });
+        }
         self.scratch_excepted.clear();
         for f in &self.scratch {
             let e = if p.exceptions.is_empty() {
@@ -434,6 +541,7 @@ impl ReportBuilder {
             &self.scratch_excepted,
             p,
         );
+        count_future(&mut self.tally, a, self.now + FUTURE_SLACK);
         v
     }
 
@@ -492,6 +600,59 @@ impl ReportBuilder {
             index,
             history: HistorySummary::default(),
         }
+    }
+}
+
+/// One warning per poll of a source whose data has timestamps in the future.
+pub fn log_future_timestamps(source: &str, t: &Tally) {
+    let total: u64 = t.future_timestamps.iter().sum();
+    if total == 0 {
+        return;
+    }
+    let [created, last_login, last_rotated, last_used] = t.future_timestamps;
+    let (example_account, example_field) = t
+        .future_example
+        .as_ref()
+        .map(|(id, f)| (id.as_str(), *f))
+        .unwrap_or(("", ""));
+    tracing::warn!(
+        source,
+        total,
+        created,
+        last_login,
+        last_rotated,
+        last_used,
+        example_account,
+        example_field,
+        "timestamps more than a day in the future (bad source data or a wrong clock); the checks treat them as now"
+    );
+}
+
+/// Counts the account's timestamps that lie after `limit`.
+fn count_future(t: &mut Tally, a: &Account, limit: Timestamp) {
+    let at = |k: &Known<Timestamp>| matches!(k, Known::At(x) if *x > limit);
+    let mut n = [
+        u64::from(a.created.is_some_and(|c| c > limit)),
+        u64::from(at(&a.last_login)),
+        0,
+        0,
+    ];
+    for c in a.credentials.iter().flatten() {
+        n[2] += u64::from(at(&c.last_rotated));
+        n[3] += u64::from(at(&c.last_used));
+    }
+    for r in a.roles.iter().flatten() {
+        n[3] += u64::from(at(&r.last_used));
+    }
+    if n == [0; 4] {
+        return;
+    }
+    for (total, k) in t.future_timestamps.iter_mut().zip(n) {
+        *total += k;
+    }
+    if t.future_example.is_none() {
+        let field = FUTURE_FIELDS[n.iter().position(|k| *k > 0).unwrap_or(0)];
+        t.future_example = Some((a.id.clone(), field));
     }
 }
 
@@ -830,6 +991,56 @@ expires = "2026-12-01T00:00:00Z"
             r.tally.findings[CheckId::TenantTooFewSuperAdmins as usize],
             1
         );
+    }
+
+    #[test]
+    fn future_timestamps_are_counted_per_field_and_judged_as_now() {
+        let far = NOW + time::Duration::days(365 * 70);
+        let mut a = active("svc-future");
+        a.created = Some(far);
+        a.last_login = Known::At(far);
+        a.credentials = Some(vec![
+            Credential {
+                credential_type: CredentialType::AccessKey,
+                id: "k1".into(),
+                last_rotated: Known::At(far),
+                expires: Known::Unknown,
+                last_used: Known::At(far),
+            },
+            Credential {
+                credential_type: CredentialType::AccessKey,
+                id: "k2".into(),
+                last_rotated: Known::At(far),
+                expires: Known::Unknown,
+                last_used: Known::Unknown,
+            },
+        ]);
+        a.roles = Some(vec![Role {
+            name: "SUPER_ADMIN".into(),
+            last_used: Known::At(far),
+        }]);
+        let mut skewed = active("skewed");
+        // Within the slack: a login during a long poll, or clock skew, is not counted.
+        skewed.last_login = Known::At(NOW + time::Duration::hours(2));
+        let r = with(Policy::default(), NOW, vec![skewed, a]);
+        assert_eq!(r.tally.future_timestamps, [1, 1, 2, 2]);
+        assert_eq!(
+            r.tally.future_example,
+            Some(("svc-future".to_string(), "created"))
+        );
+        // Treated as "now": no rotation, dormancy or unused-privilege finding, no negative days.
+        let checks: Vec<CheckId> = r
+            .findings
+            .iter()
+            .filter(|f| f.account == Some(1))
+            .map(|f| f.finding.check)
+            .collect();
+        assert!(
+            !checks.contains(&CheckId::CredentialUnrotated),
+            "{checks:?}"
+        );
+        assert!(!checks.contains(&CheckId::PrivilegeUnused), "{checks:?}");
+        assert!(r.findings.iter().all(|f| f.finding.days.unwrap_or(0) >= 0));
     }
 
     #[test]

@@ -141,14 +141,16 @@ pub fn evaluate_account(a: &Account, ctx: &Ctx<'_>, out: &mut Vec<Finding>) -> V
     v
 }
 
-/// Whole days in `d`, rounded down (a finding's `days`).
+/// Whole days in `d`, rounded down, never negative (a finding's `days`).
 pub(crate) fn whole_days(d: time::Duration) -> i64 {
-    d.whole_days()
+    d.whole_days().max(0)
 }
 
-/// `true` when `later - earlier` is strictly longer than `days` days.
+/// `true` when `later - earlier` is strictly longer than `days` days. An `earlier` after
+/// `later` (a timestamp in the future: bad data or clock skew) counts as `later`: age zero,
+/// never "older than" anything. [`crate::report`] counts such timestamps per source.
 pub(crate) fn older_than(earlier: Timestamp, later: Timestamp, days: u32) -> bool {
-    later - earlier > time::Duration::days(i64::from(days))
+    later - earlier.min(later) > time::Duration::days(i64::from(days))
 }
 
 #[cfg(test)]

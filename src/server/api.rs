@@ -41,17 +41,16 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
 }
 
-/// Every CSV the server produces goes through here (one place to sanitise cells).
+/// Every CSV the server produces goes through here, and so through [`super::csv_safe`]:
+/// every cell quoted, formula cells neutralised (the one place cells are sanitised).
 pub fn csv_response<T: Serialize>(
     columns: &[&str],
     rows: impl IntoIterator<Item = T>,
 ) -> Result<Response, ApiError> {
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(Vec::new());
-    w.write_record(columns).map_err(internal)?;
+    let mut w = super::csv_safe::Writer::new(Vec::new());
+    w.write_record(columns.iter().copied()).map_err(internal)?;
     for r in rows {
-        w.serialize(r).map_err(internal)?;
+        w.serialize_record(columns, &r).map_err(internal)?;
     }
     let body = w.into_inner().map_err(internal)?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
@@ -519,7 +518,13 @@ pub async fn findings(
         Some("csv") => true,
         Some(o) => return Err(bad(format!("unknown format {o:?} (json or csv)"))),
     };
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    // `limit=0` is a mistake, not a request for one finding (or none): say so. Above the
+    // maximum the page is capped (documented), as before.
+    let limit = match q.limit {
+        Some(0) => return Err(bad(format!("limit must be between 1 and {MAX_LIMIT}"))),
+        Some(n) => n.min(MAX_LIMIT),
+        None => DEFAULT_LIMIT,
+    };
     let sel = select(&state, &filter, Start::Cursor(q.cursor.clone()), limit)?;
     if csv {
         let mut resp = csv_response(&FindingRecord::COLUMNS, sel.records())?;

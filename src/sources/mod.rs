@@ -29,6 +29,7 @@ registry::providers! {
     "okta" okta::OktaSource => Okta,
     "entra" entra::EntraSource => Entra,
     "sspm" sspm::SspmSource => Sspm,
+    "google" google::GoogleSource => Google,
     "github" github::GithubSource => Github,
 }
 

@@ -174,12 +174,13 @@ impl ErrorKind {
     /// How an upstream failure is classified.
     pub fn of(e: &UpstreamError) -> ErrorKind {
         match e {
+            // Before the status arms: a provider may throttle with a 403.
+            e if e.is_rate_limited() => ErrorKind::RateLimited,
             UpstreamError::Status { status: 401, .. } => ErrorKind::Auth,
             UpstreamError::Status { status: 403, .. } => ErrorKind::Permission,
             UpstreamError::Status { status: 429, .. } => ErrorKind::RateLimited,
             UpstreamError::Status { status, .. } if *status >= 500 => ErrorKind::Transport,
             UpstreamError::Status { .. } => ErrorKind::Decode,
-            UpstreamError::RateLimited { .. } => ErrorKind::RateLimited,
             UpstreamError::Transport { message, .. } if message.starts_with("timed out") => {
                 ErrorKind::Timeout
             }
@@ -309,6 +310,14 @@ mod tests {
         assert_eq!(ErrorKind::of(&status(429)), ErrorKind::RateLimited);
         assert_eq!(ErrorKind::of(&status(503)), ErrorKind::Transport);
         assert_eq!(ErrorKind::of(&status(400)), ErrorKind::Decode);
+        // A 403 the client recognised as the provider's rate limit.
+        let mut throttled = status(403);
+        if let UpstreamError::Status { detail, .. } = &mut throttled {
+            detail.rate_limited = true;
+        }
+        assert_eq!(ErrorKind::of(&throttled), ErrorKind::RateLimited);
+        assert!(!throttled.is_permission());
+        assert!(permission_refusal(&throttled, "x").is_none());
         assert_eq!(
             ErrorKind::of(&UpstreamError::BudgetExhausted { max: 3 }),
             ErrorKind::Budget

@@ -6,6 +6,7 @@
 pub mod conformance;
 pub mod entra_mock;
 pub mod github_mock;
+pub mod google_mock;
 pub mod harness;
 pub mod mock;
 pub mod okta_mock;

@@ -21,7 +21,7 @@ use crate::sources::{Deps, SourceError};
 use crate::upstream::{
     next_link, paging::parse_link_headers, AccessToken, Auth, Claims, JwtSigner, NextPage, Pager,
     RateLimitHeaders, Request, RequestStats, Response, Session,
-    TokenCache, TokenSource, Upstream, UpstreamError, UpstreamOptions,
+    Throttled, TokenCache, TokenSource, Upstream, UpstreamError, UpstreamOptions,
 };
 
 // Endpoint labels: log and error names, and the pacing buckets.
@@ -68,6 +68,16 @@ pub fn permission_hint(endpoint: &str) -> &'static str {
 /// `x-ratelimit-remaining: 0` (the primary limit) until `x-ratelimit-reset`; a secondary-limit
 /// message without either waits a minute. Any other 403 is a refusal.
 pub fn rate_limit_rule(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    now_unix: f64,
+) -> Option<Throttled> {
+    rate_limit_wait(status, headers, body, now_unix).map(|d| Throttled { wait: Some(d) })
+}
+
+/// The wait a GitHub rate-limit answer asks for (see [`rate_limit_rule`]); `None`: not one.
+fn rate_limit_wait(
     status: u16,
     headers: &HeaderMap,
     body: &[u8],
@@ -194,7 +204,7 @@ impl GithubClient {
         crate::upstream::check_url_scheme(&base).map_err(|e| err(e.to_string()))?;
         let mut opts = UpstreamOptions::new(&cfg.name, cfg.limits.clone());
         opts.rate_limit_headers = Some(RateLimitHeaders::GITHUB);
-        opts.rate_limit_rule = Some(rate_limit_rule);
+        opts.rate_limited = Some(rate_limit_rule);
         opts.request_timeout = opts.request_timeout.min(cfg.timeout);
         opts.default_headers = vec![
             (ACCEPT, HeaderValue::from_static(MEDIA_TYPE)),
@@ -508,14 +518,14 @@ mod tests {
         // Secondary limit with retry-after: that long.
         let secondary = br#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"}"#;
         assert_eq!(
-            rate_limit_rule(403, &h(&[("retry-after", "42")]), secondary, NOW),
+            rate_limit_wait(403, &h(&[("retry-after", "42")]), secondary, NOW),
             Some(Duration::from_secs(42))
         );
         // Primary limit: remaining 0, wait for the reset.
         let primary = br#"{"message":"API rate limit exceeded for user ID 1.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}"#;
         let reset = (NOW as u64 + 120).to_string();
         assert_eq!(
-            rate_limit_rule(
+            rate_limit_wait(
                 403,
                 &h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &reset)]),
                 primary,
@@ -524,22 +534,22 @@ mod tests {
             Some(Duration::from_secs(120))
         );
         assert_eq!(
-            rate_limit_rule(429, &h(&[("x-ratelimit-remaining", "0")]), b"", NOW),
+            rate_limit_wait(429, &h(&[("x-ratelimit-remaining", "0")]), b"", NOW),
             Some(SECONDARY_LIMIT_WAIT),
             "no reset header: a minute"
         );
         // Secondary limit named only by its message: a minute.
         assert_eq!(
-            rate_limit_rule(403, &h(&[("x-ratelimit-remaining", "4000")]), secondary, NOW),
+            rate_limit_wait(403, &h(&[("x-ratelimit-remaining", "4000")]), secondary, NOW),
             Some(SECONDARY_LIMIT_WAIT)
         );
         // A refusal is not a rate limit, whatever its headers say about the budget.
         let refusal = br#"{"message":"Must have admin rights to Repository.","documentation_url":"https://docs.github.com/rest"}"#;
         assert_eq!(
-            rate_limit_rule(403, &h(&[("x-ratelimit-remaining", "4999")]), refusal, NOW),
+            rate_limit_wait(403, &h(&[("x-ratelimit-remaining", "4999")]), refusal, NOW),
             None
         );
-        assert_eq!(rate_limit_rule(422, &h(&[("retry-after", "5")]), b"", NOW), None);
-        assert_eq!(rate_limit_rule(404, &h(&[("x-ratelimit-remaining", "0")]), b"", NOW), None);
+        assert_eq!(rate_limit_wait(422, &h(&[("retry-after", "5")]), b"", NOW), None);
+        assert_eq!(rate_limit_wait(404, &h(&[("x-ratelimit-remaining", "0")]), b"", NOW), None);
     }
 }

@@ -39,7 +39,7 @@ pub const AUDIT_LOG_COVERED_SINCE: GaugeDesc = GaugeDesc::new(
 /// Optional data refused: a 403 (the credential is not an owner's, or lacks a permission) or
 /// a 422 (GitHub's answer to a non-owner using the 2FA filters).
 fn refused(e: &UpstreamError) -> Option<String> {
-    matches!(e.status(), Some(403 | 422)).then(|| {
+    (matches!(e.status(), Some(403 | 422)) && !e.is_rate_limited()).then(|| {
         format!(
             "{e} — {}",
             client::permission_hint(e.endpoint().unwrap_or_default())
