@@ -1179,3 +1179,46 @@ async fn conformance() {
     })
     .await;
 }
+
+/// The suite again with a GitHub App: also the installation-token endpoint refusing the
+/// App (a 401 there fails as auth, with what to check), and neither the key nor an
+/// installation token anywhere. The faults go to the credential-authorisation listing: with
+/// an access token a 401 is answered by fetching a new token and trying once more, so the
+/// suite's three 401s must meet one request chain, not the three member queries that run at
+/// once (each would spend one and then succeed — which is right for a token the server
+/// rejected once).
+#[tokio::test]
+async fn conformance_as_a_github_app() {
+    use support::conformance::{run, Conformance};
+    let mock = MockGithub::start(org(), "").await;
+    mock.server.set_token_path(&format!(
+        "/app/installations/{INSTALLATION_ID}/access_tokens"
+    ));
+    let toml = format!(
+        "[[sources]]\nname = \"gh-app\"\ntype = \"github\"\norg = \"acme\"\napi_url = \"{}\"\napp_id = {APP_ID}\ninstallation_id = {INSTALLATION_ID}\nprivate_key_file = \"{{dir}}/app.pem\"\ntimeout = \"60s\"\n",
+        mock.api_url
+    );
+    let make = || Harness::start(&[("app.pem", APP_KEY)], &toml);
+    let key_line = APP_KEY.lines().nth(1).unwrap();
+    run(&Conformance {
+        server: &mock.server,
+        make: &make,
+        listing: "/orgs/acme/credential-authorizations",
+        optional: Some((
+            "/orgs/acme/audit-log",
+            DataKind::LastLogin,
+            json!({"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest/orgs/orgs#get-the-audit-log-for-an-organization", "status": "403"}),
+        )),
+        unauthorized: bad_credentials_body(),
+        secrets: &[key_line, "ghs_MockInstallationToken"],
+        gauges: &[
+            "identity_posture_github_audit_log_covered_since_timestamp_seconds",
+            "identity_posture_source_poll_requests",
+        ],
+    })
+    .await;
+    assert!(
+        mock.exchange().issued.len() > 1,
+        "a fresh App source fetches its own token"
+    );
+}
