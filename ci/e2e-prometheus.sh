@@ -16,7 +16,8 @@
 #        metric the exporter exposes appears in a dashboard;
 #    (c) the alerts the demo data must trigger are firing in Prometheus and present in
 #        Alertmanager's /api/v2/alerts under the receiver for their severity, and those it
-#        must not trigger are absent.
+#        must not trigger are absent; every alert's view_url is an absolute link built
+#        from server.external_url that opens a page of the findings view.
 #
 # Installs nothing: it needs promtool, prometheus, prometheus-alertmanager (or
 # alertmanager) and python3 (stdlib only) on PATH; amtool is used when present. It builds
@@ -199,10 +200,12 @@ wait_http "$PROM_URL/-/ready" 30 "Prometheus"
 # ----------------------------------------------------------------------------- 3. API checks
 say "checking through the HTTP APIs"
 # In the background with `wait`, so that an interrupt reaches the cleanup trap at once.
-python3 - "$PROM_URL" "$AM_URL" "$ROOT" <<'PY' &
+python3 - "$PROM_URL" "$AM_URL" "$ROOT" "$EXPORTER_URL" <<'PY' &
 import json, re, sys, time, urllib.parse, urllib.request
 
-PROM, AM, ROOT = sys.argv[1:4]
+PROM, AM, ROOT, EXPORTER = sys.argv[1:5]
+# examples/demo.toml's server.external_url: alert links must be absolute and built from it.
+EXTERNAL_URL = "http://localhost:9863"
 JOB = "identity-posture-exporter"
 SOURCE = "demo"
 
@@ -384,6 +387,17 @@ for a in prom_alerts():
         fail(f"(c) {lab['alertname']}: template not rendered: {text}")
     if lab.get("source") and lab["source"] not in ann.get("summary", "") + ann.get("description", ""):
         fail(f"(c) {lab['alertname']}: annotations do not name the source {lab['source']}")
+    view = ann.get("view_url", "")
+    if not view.startswith(EXTERNAL_URL + "/"):
+        fail(f"(c) {lab['alertname']}: view_url {view!r} is not an absolute link built from server.external_url")
+    else:
+        try:
+            with urllib.request.urlopen(EXPORTER + view[len(EXTERNAL_URL):], timeout=10) as r:
+                page = r.read().decode()
+            if 'class="error"' in page:
+                fail(f"(c) {lab['alertname']}: view_url {view} shows an error")
+        except Exception as e:
+            fail(f"(c) {lab['alertname']}: view_url {view} does not open: {e}")
     anchor = ann.get("runbook_url", "").partition("#")[2]
     if anchor not in anchors:
         fail(f"(c) {lab['alertname']}: runbook_url anchor #{anchor} is not a heading in docs/alerts.md")

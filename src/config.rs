@@ -19,7 +19,7 @@ use figment::Figment;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::model::FactorType;
+use crate::model::{CheckId, FactorType, Severity, Timestamp, N_CHECKS};
 
 /// Default listen address (README "Commands": port 9863).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9863";
@@ -55,6 +55,17 @@ pub struct RawServer {
     pub web_config_file: Option<PathBuf>,
     pub api_token_file: Option<PathBuf>,
     pub api_token_env: Option<String>,
+    pub max_connections: Option<u32>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub external_url: Option<String>,
+}
+
+/// `[storage]`: where the exporter keeps state between restarts (finding history).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -75,6 +86,27 @@ pub struct RawPolicy {
     pub exclude_accounts: Option<Vec<String>>,
     pub service_account_patterns: Option<Vec<String>>,
     pub privilege_rules: Option<Vec<RawPrivilegeRule>>,
+    /// `[policy.checks."<check id>"]`: turn a check off or change its severity.
+    pub checks: Option<BTreeMap<String, RawCheckControl>>,
+    /// `[[policy.exceptions]]`: accepted findings, with a reason, an owner and an expiry.
+    pub exceptions: Option<Vec<RawException>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheckControl {
+    pub enabled: Option<bool>,
+    pub severity: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawException {
+    pub check: Option<String>,
+    pub account: Option<String>,
+    pub reason: Option<String>,
+    pub owner: Option<String>,
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -161,6 +193,7 @@ pub type ProviderSettings = Arc<dyn Settings>;
 pub struct Config {
     pub server: ServerConfig,
     pub policy: Policy,
+    pub storage: StorageConfig,
     pub sources: Vec<SourceConfig>,
 }
 
@@ -169,6 +202,40 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub web_config_file: Option<PathBuf>,
     pub api_token: Option<Secret>,
+    /// The URL people reach the exporter at (behind a proxy, say), without a trailing slash:
+    /// absolute links in alerts (`identity_posture_exporter_web_info`) and pages.
+    pub external_url: Option<String>,
+    /// Connection cap and timeouts of the listener (docs/security.md).
+    pub limits: ConnLimits,
+}
+
+/// How long and how many HTTP connections the listener keeps (`[server]` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Open connections at most; at the cap the one that waited longest for a request is
+    /// closed to make room, or the new one is refused when every connection is busy.
+    pub max_connections: usize,
+    /// A new connection (TLS handshake included), or a request already begun, must deliver
+    /// its request headers within this time.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> ConnLimits {
+        ConnLimits {
+            max_connections: 512,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Where persisted state lives. `None`: in memory only (history restarts with the process).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StorageConfig {
+    pub state_dir: Option<PathBuf>,
 }
 
 /// One validated `[[sources]]` table: the common keys, and the provider's own (opaque here).
@@ -262,6 +329,41 @@ pub struct Policy {
     pub exclude_accounts: LoginMatcher,
     pub service_account_patterns: LoginMatcher,
     pub privilege_rules: Vec<PrivilegeRule>,
+    /// Per check, in `CheckId` order: enabled, and the severity findings carry.
+    pub checks: [CheckSetting; N_CHECKS],
+    /// Accepted findings; those of the source's own policy follow the global ones.
+    pub exceptions: Vec<Exception>,
+}
+
+/// Whether a check runs and the severity of its findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckSetting {
+    pub enabled: bool,
+    pub severity: Severity,
+}
+
+/// An accepted finding (`[[policy.exceptions]]`): findings of `check` on accounts matching
+/// `account` (a glob on the login, or the account id) are counted as excepted, not as
+/// findings, until `expires`; then they count again.
+#[derive(Debug, Clone)]
+pub struct Exception {
+    pub check: CheckId,
+    /// The pattern as written (shown in the view and API).
+    pub account: String,
+    matcher: LoginMatcher,
+    pub reason: String,
+    pub owner: String,
+    pub expires: Timestamp,
+}
+
+impl Exception {
+    /// Whether the exception covers a finding of `check` on the account with this login and id
+    /// at `now` (tenant findings have an empty login and id: only `account = "*"` covers them).
+    pub fn covers(&self, check: CheckId, login: &str, id: &str, now: Timestamp) -> bool {
+        self.check == check
+            && now < self.expires
+            && (self.matcher.matches(login) || (!id.is_empty() && self.account == id))
+    }
 }
 
 /// Super-admin role names as each provider spells them.
@@ -271,6 +373,7 @@ pub const DEFAULT_SUPER_ADMIN_ROLES: &[&str] = &[
     "Company Administrator",
     "_SEED_ADMIN_ROLE", // Google Workspace super admin (built-in role id name)
     "Super Admin",
+    "owner",               // GitHub organisation owner
     "root",                // AWS IAM: the account's root user
     "AdministratorAccess", // AWS IAM: the AWS-managed policy granting everything
 ];
@@ -394,6 +497,28 @@ impl Policy {
         self.weak_mfa_factors[f as usize]
     }
 
+    pub fn check(&self, c: CheckId) -> CheckSetting {
+        self.checks[c as usize]
+    }
+
+    pub fn severity(&self, c: CheckId) -> Severity {
+        self.checks[c as usize].severity
+    }
+
+    /// The first exception covering a finding, as an index into `exceptions`.
+    pub fn exception_for(
+        &self,
+        check: CheckId,
+        login: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Option<u16> {
+        self.exceptions
+            .iter()
+            .position(|e| e.covers(check, login, id, now))
+            .map(|i| i as u16)
+    }
+
     /// Builds a policy from `raw` on top of `base` (or the documented defaults), pushing problems
     /// onto `errors` with `path` as the key prefix.
     pub fn from_raw(
@@ -478,6 +603,39 @@ impl Policy {
                 .collect(),
             None => b.map(|b| b.privilege_rules.clone()).unwrap_or_default(),
         };
+        let mut checks = match b {
+            Some(b) => b.checks,
+            None => CheckId::ALL.map(|c| CheckSetting {
+                enabled: true,
+                severity: c.default_severity(),
+            }),
+        };
+        for (name, ctl) in raw.checks.iter().flatten() {
+            let Some(c) = CheckId::parse(name) else {
+                errors.push(format!(
+                    "{path}.checks.{name:?}: unknown check (one of {})",
+                    CheckId::ALL.map(CheckId::as_str).join(", ")
+                ));
+                continue;
+            };
+            if let Some(e) = ctl.enabled {
+                checks[c as usize].enabled = e;
+            }
+            if let Some(sv) = &ctl.severity {
+                match Severity::parse(sv) {
+                    Some(sv) => checks[c as usize].severity = sv,
+                    None => errors.push(format!(
+                        "{path}.checks.{name:?}.severity: unknown severity {sv:?} (critical, high, medium or low)"
+                    )),
+                }
+            }
+        }
+        let mut exceptions = b.map(|b| b.exceptions.clone()).unwrap_or_default();
+        for (i, e) in raw.exceptions.iter().flatten().enumerate() {
+            if let Some(e) = Exception::from_raw(e, &format!("{path}.exceptions[{i}]"), errors) {
+                exceptions.push(e);
+            }
+        }
         // A number: this level's value, else the base's, else the documented default.
         macro_rules! num {
             ($f:ident, $default:expr) => {
@@ -487,7 +645,8 @@ impl Policy {
         let p = Policy {
             dormant_after_days: num!(dormant_after_days, 90),
             never_logged_in_grace_days: num!(never_logged_in_grace_days, 30),
-            password_max_age_days: num!(password_max_age_days, 365),
+            // 0 = off: NIST SP 800-63B advises against periodic password rotation.
+            password_max_age_days: num!(password_max_age_days, 0),
             access_key_max_age_days: num!(access_key_max_age_days, 90),
             secret_max_age_days: num!(secret_max_age_days, 180),
             certificate_max_age_days: num!(certificate_max_age_days, 365),
@@ -509,6 +668,8 @@ impl Policy {
             exclude_accounts: exclude,
             service_account_patterns: service,
             privilege_rules: rules,
+            checks,
+            exceptions,
         };
         if p.min_super_admins > p.max_super_admins {
             errors.push(format!(
@@ -517,6 +678,57 @@ impl Policy {
             ));
         }
         p
+    }
+}
+
+impl Exception {
+    fn from_raw(raw: &RawException, path: &str, errors: &mut Vec<String>) -> Option<Exception> {
+        let before = errors.len();
+        let mut text = |key: &str, v: &Option<String>| match v.as_deref().map(str::trim) {
+            Some(v) if !v.is_empty() => v.to_string(),
+            _ => {
+                errors.push(format!("{path}.{key}: missing required key"));
+                String::new()
+            }
+        };
+        let check_name = text("check", &raw.check);
+        let account = text("account", &raw.account);
+        let reason = text("reason", &raw.reason);
+        let owner = text("owner", &raw.owner);
+        let expires_s = text("expires", &raw.expires);
+        let check = CheckId::parse(&check_name);
+        if check.is_none() && !check_name.is_empty() {
+            errors.push(format!(
+                "{path}.check: unknown check {check_name:?} (one of {})",
+                CheckId::ALL.map(CheckId::as_str).join(", ")
+            ));
+        }
+        let expires = if expires_s.is_empty() {
+            None
+        } else {
+            crate::model::parse_ts(&expires_s)
+                .map_err(|_| {
+                    errors.push(format!(
+                        "{path}.expires: invalid date {expires_s:?} (RFC 3339 or YYYY-MM-DD)"
+                    ))
+                })
+                .ok()
+        };
+        let matcher = LoginMatcher::new(std::slice::from_ref(&account)).unwrap_or_else(|e| {
+            errors.push(format!("{path}.account: {e}"));
+            LoginMatcher::default()
+        });
+        if errors.len() > before {
+            return None;
+        }
+        Some(Exception {
+            check: check?,
+            account,
+            matcher,
+            reason,
+            owner,
+            expires: expires?,
+        })
     }
 }
 
@@ -540,7 +752,7 @@ impl ConfigErrors {
 }
 
 /// The top-level tables of the configuration file.
-const SECTIONS: &[&str] = &["server", "policy", "sources"];
+const SECTIONS: &[&str] = &["server", "policy", "storage", "sources"];
 
 /// Environment variables that belong to the command line, not to the configuration file.
 const CLI_VARIABLES: &[&str] = &[
@@ -563,37 +775,9 @@ pub fn load_with_env(
     types: &dyn SourceTypes,
     vars: &[(String, String)],
 ) -> Result<Config, ConfigErrors> {
-    if path.is_dir() {
-        return Err(ConfigErrors::one(format!(
-            "{}: is a directory; --config takes the configuration file itself",
-            path.display()
-        )));
-    }
-    let text = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ConfigErrors::one(format!(
-                "{}: no such file",
-                path.display()
-            )))
-        }
-        Err(e) => {
-            return Err(ConfigErrors::one(format!(
-                "{}: cannot read: {e}",
-                path.display()
-            )))
-        }
-    };
-    // PowerShell and some editors write a byte-order mark; TOML does not allow one.
-    let text = text.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&text);
-    let Ok(text) = std::str::from_utf8(text) else {
-        return Err(ConfigErrors::one(format!(
-            "{}: not UTF-8 text",
-            path.display()
-        )));
-    };
+    let text = read_config_file(path).map_err(ConfigErrors::one)?;
     let figment = Figment::new()
-        .merge(Toml::string(text))
+        .merge(Toml::string(&text))
         .merge(env_provider(vars));
     let base = path
         .parent()
@@ -621,9 +805,44 @@ pub fn load_with_env(
     }
 }
 
+/// A configuration file larger than this is refused (it cannot be one).
+const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// Reads the configuration file as text: says so when the path is missing or a directory,
+/// and accepts a UTF-8 byte-order mark (PowerShell and Notepad write one).
+fn read_config_file(path: &Path) -> Result<String, String> {
+    let p = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{p}: no such file"),
+        _ => format!("{p}: cannot read: {e}"),
+    })?;
+    if meta.is_dir() {
+        return Err(format!(
+            "{p}: is a directory; --config takes the configuration file (e.g. {p}/config.toml)"
+        ));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "{p}: {} bytes is too large for a configuration file (at most {} MiB)",
+            meta.len(),
+            MAX_CONFIG_BYTES >> 20
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("{p}: cannot read: {e}"))?;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        format!(
+            "{p}: not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Validates a configuration given as a TOML string (tests, examples). Relative paths are
-/// taken relative to the working directory; the process environment is not read.
+/// taken relative to the working directory; the process environment is not read. A leading
+/// UTF-8 byte-order mark is ignored, as in [`load`].
 pub fn from_toml_str(toml: &str, types: &dyn SourceTypes) -> Result<Config, ConfigErrors> {
+    let toml = toml.strip_prefix('\u{feff}').unwrap_or(toml);
     from_figment(
         &Figment::new().merge(Toml::string(toml)),
         &Inputs {
@@ -768,8 +987,9 @@ fn from_figment(figment: &Figment, inputs: &Inputs<'_>) -> Result<Config, Config
             for k in top.keys() {
                 if !TOP.contains(&k.as_str()) {
                     errors.push(format!(
-                        "{k}: unknown key{} (expected one of server, policy, sources)",
-                        suggest(k, TOP)
+                        "{k}: unknown key{} (expected one of {})",
+                        suggest(k, TOP),
+                        TOP.join(", ")
                     ));
                 }
             }
@@ -779,6 +999,18 @@ fn from_figment(figment: &Figment, inputs: &Inputs<'_>) -> Result<Config, Config
 
     let raw_server: RawServer = section(figment, "server", &mut errors);
     let raw_policy: RawPolicy = section(figment, "policy", &mut errors);
+    let raw_storage: RawStorage = section(figment, "storage", &mut errors);
+    let storage = StorageConfig {
+        state_dir: raw_storage.state_dir,
+    };
+    if let Some(d) = &storage.state_dir {
+        if d.exists() && !d.is_dir() {
+            errors.push(format!(
+                "storage.state_dir: {} exists and is not a directory",
+                d.display()
+            ));
+        }
+    }
 
     let server = validate_server(&raw_server, inputs, &mut errors);
     let policy = Policy::from_raw(&raw_policy, None, "policy", &mut errors);
@@ -812,6 +1044,7 @@ fn from_figment(figment: &Figment, inputs: &Inputs<'_>) -> Result<Config, Config
         Ok(Config {
             server,
             policy,
+            storage,
             sources,
         })
     } else {
@@ -954,7 +1187,7 @@ fn figment_errors(e: figment::Error, prefix: &str, provider: Option<&str>) -> Ve
                     }
                     "missing required key".to_string()
                 }
-                other => other.to_string(),
+                other => without_source_excerpt(&other.to_string()),
             };
             // A value that came from the environment: name the variable.
             let from_env = e
@@ -974,6 +1207,20 @@ fn figment_errors(e: figment::Error, prefix: &str, provider: Option<&str>) -> Ve
             }
         })
         .collect()
+}
+
+/// A TOML syntax error quotes the offending line (`2 | key = "value"`) under a caret; the
+/// line may hold a misplaced secret, so only the position and the message are kept.
+fn without_source_excerpt(msg: &str) -> String {
+    msg.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            let digits = t.trim_start_matches(|c: char| c.is_ascii_digit());
+            !(digits.starts_with('|') || digits.starts_with(" |"))
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn kind_name(a: &figment::error::Actual) -> String {
@@ -1009,10 +1256,56 @@ fn validate_server(raw: &RawServer, inputs: &Inputs<'_>, errors: &mut Vec<String
         raw.api_token_env.as_deref(),
         false,
     );
+    let d = ConnLimits::default();
+    let max_connections = match raw.max_connections {
+        None => d.max_connections,
+        Some(n @ 1..=1_000_000) => n as usize,
+        Some(n) => {
+            v.error(
+                "max_connections",
+                format!("{n} is out of range (1 to 1000000)"),
+            );
+            d.max_connections
+        }
+    };
+    let header_read_timeout = v.duration(
+        "header_read_timeout",
+        raw.header_read_timeout.as_deref(),
+        d.header_read_timeout,
+    );
+    let idle_timeout = v.duration("idle_timeout", raw.idle_timeout.as_deref(), d.idle_timeout);
+    for (key, t) in [
+        ("header_read_timeout", header_read_timeout),
+        ("idle_timeout", idle_timeout),
+    ] {
+        if t > Duration::from_secs(3600) {
+            v.error(key, "at most 1h");
+        }
+    }
+    let external_url = raw
+        .external_url
+        .as_deref()
+        .and_then(|u| match url::Url::parse(u) {
+            Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => {
+                Some(u.trim_end_matches('/').to_string())
+            }
+            _ => {
+                errors.push(format!(
+                    "server.external_url: {u:?} is not an absolute http:// or https:// URL"
+                ));
+                None
+            }
+        });
     ServerConfig {
         listen,
         web_config_file,
         api_token,
+        limits: ConnLimits {
+            max_connections,
+            header_read_timeout,
+            idle_timeout,
+        },
+        external_url,
     }
 }
 
@@ -1569,7 +1862,10 @@ mod tests {
         let p = &c.sources[0].policy;
         assert_eq!(p.dormant_after_days, 90);
         assert_eq!(p.never_logged_in_grace_days, 30);
-        assert_eq!(p.password_max_age_days, 365);
+        assert_eq!(
+            p.password_max_age_days, 0,
+            "off by default (NIST SP 800-63B)"
+        );
         assert_eq!(p.access_key_max_age_days, 90);
         assert_eq!(p.secret_max_age_days, 180);
         assert_eq!(p.certificate_max_age_days, 365);
@@ -1716,6 +2012,49 @@ path = "y"
             .exclude_accounts
             .matches("BreakGlass-1@Example.com"));
         assert_eq!(c.sources[1].policy.dormant_after_days, 60);
+    }
+
+    #[test]
+    fn check_settings_merge_per_check_and_exceptions_add_up_per_source() {
+        let c = parse(
+            r#"[policy.checks."mfa.weak"]
+severity = "high"
+enabled = true
+[[policy.exceptions]]
+check = "mfa.missing"
+account = "kiosk-*"
+reason = "r"
+owner = "o"
+expires = "2027-01-01"
+[[sources]]
+name = "a"
+type = "fake"
+path = "x"
+policy = { checks = { "mfa.weak" = { enabled = false } }, exceptions = [{ check = "mfa.weak", account = "u-1", reason = "r2", owner = "o2", expires = "2027-02-01T00:00:00Z" }] }
+[[sources]]
+name = "b"
+type = "fake"
+path = "y"
+"#,
+        )
+        .unwrap();
+        let a = &c.sources[0].policy;
+        let w = a.check(CheckId::MfaWeak);
+        assert!(!w.enabled, "the source turns it off");
+        assert_eq!(w.severity, Severity::High, "the global severity stays");
+        assert_eq!(a.exceptions.len(), 2, "global + the source's own");
+        let b = &c.sources[1].policy;
+        assert!(b.check(CheckId::MfaWeak).enabled);
+        assert_eq!(b.exceptions.len(), 1);
+        let now = crate::model::parse_ts("2026-12-01").unwrap();
+        assert!(a.exceptions[0].covers(CheckId::MfaMissing, "KIOSK-7", "x", now));
+        assert!(a.exceptions[1].covers(CheckId::MfaWeak, "anyone", "u-1", now));
+        assert!(!a.exceptions[1].covers(CheckId::MfaWeak, "anyone", "u-2", now));
+        let later = crate::model::parse_ts("2027-01-01").unwrap();
+        assert!(
+            !a.exceptions[0].covers(CheckId::MfaMissing, "kiosk-7", "x", later),
+            "expired"
+        );
     }
 
     #[test]

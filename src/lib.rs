@@ -8,17 +8,22 @@
 //! - [`upstream`]: the shared HTTP client for sources (retry, pacing, paging, OAuth).
 //! - [`checks`]: pure posture checks over accounts, with an injected clock → findings.
 //! - [`report`]: one poll's accounts → findings and the counts behind every gauge.
+//! - [`history`]: first seen / new / resolved per finding, across polls and restarts.
+//! - [`store`]: the embedded persisted-state store (`[storage] state_dir`).
 //! - [`state`]: what the poller shares with the server (last good report per source).
 //! - [`metrics`]: findings and poll state → Prometheus text, encoded once per poll.
 //! - [`poller`]: one background task per source; keeps the last good result.
 //! - [`server`]: `/metrics`, the landing page, health, and the `/api/v1` views.
 //! - [`collect`]: the one-shot `collect` command.
+//! - [`daemon`]: the running daemon's configuration and poll tasks, and their reload.
 //! - [`demo`]: `generate-demo`, a seeded synthetic organisation.
 
 pub mod checks;
 pub mod collect;
 pub mod config;
+pub mod daemon;
 pub mod demo;
+pub mod history;
 pub mod metrics;
 pub mod model;
 pub mod poller;
@@ -26,4 +31,5 @@ pub mod report;
 pub mod server;
 pub mod sources;
 pub mod state;
+pub mod store;
 pub mod upstream;

@@ -1,40 +1,36 @@
 //! The `identity-posture-exporter` command line (README "Commands"): `serve` (default), `collect`,
-//! `check-config`, `generate-demo`. Parses flags, sets up logging, and hands off to the
-//! library.
+//! `check-config`, `generate-demo`, `hash-password`. Parses flags (each subcommand has only
+//! the flags it uses), sets up logging, and hands off to the library.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use identity_posture_exporter::config::{parse_listen, Config};
+use identity_posture_exporter::config::Config;
+use identity_posture_exporter::daemon::{self, Daemon, Overrides};
 use identity_posture_exporter::demo::{self, DemoOptions};
 use identity_posture_exporter::poller::{self, Clock};
-use identity_posture_exporter::sources::{self, Deps};
-use identity_posture_exporter::state::{AppState, BUILD};
-use identity_posture_exporter::{collect, metrics, server};
+use identity_posture_exporter::server::{self, Reloader};
+use identity_posture_exporter::sources::Deps;
+use identity_posture_exporter::state::BUILD;
+use identity_posture_exporter::store::Store;
+use identity_posture_exporter::{collect, model};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "identity-posture-exporter",
     about = "Prometheus exporter for identity posture: MFA, dormant accounts, credential rotation, privilege",
     version = version_string(),
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 struct Cli {
-    /// Configuration file (TOML); `IPE_`-prefixed environment variables override it.
-    #[arg(long, short = 'c', global = true, env = "IPE_CONFIG")]
-    config: Option<PathBuf>,
-    /// Listen address, overriding `server.listen`.
-    #[arg(long, global = true)]
-    listen: Option<String>,
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// Log level or filter (e.g. `info`, `debug`, `identity_posture_exporter=debug`); `RUST_LOG` also works.
-    #[arg(long, global = true)]
-    log_level: Option<String>,
+    /// `serve`'s flags, for the default command.
+    #[command(flatten)]
+    serve: ServeArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -46,6 +42,62 @@ const fn version_string() -> &'static str {
         env!("IPE_GIT_REVISION"),
         ")"
     )
+}
+
+#[derive(Args, Debug, Clone)]
+struct ConfigArg {
+    /// Configuration file (TOML); `IPE_`-prefixed environment variables override it.
+    #[arg(long, short = 'c', env = "IPE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct LogArgs {
+    /// Log format (logs go to stderr; colours only when stderr is a terminal).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level or filter (e.g. `info`, `debug`, `identity_posture_exporter=debug`); `RUST_LOG` also works.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct WebArgs {
+    /// Listen address, overriding `server.listen` (alias `--web.listen-address`, as in exporter-toolkit).
+    #[arg(long, visible_alias = "web.listen-address", value_name = "ADDR")]
+    listen: Option<String>,
+    /// exporter-toolkit web config (TLS, basic auth), overriding `server.web_config_file`.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    web: WebArgs,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+struct CollectArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// What to print: the metrics in the Prometheus text format, or the findings as JSON (docs/api.md).
+    #[arg(long, value_enum, default_value_t = CollectFormat::Prometheus)]
+    format: CollectFormat,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    web: WebArgs,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -69,153 +121,276 @@ enum DemoFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon (the default).
-    Serve,
+    Serve(ServeArgs),
     /// Poll every source once and print the metrics (or findings) to stdout; exit 1 if any source failed.
-    Collect {
-        #[arg(long, value_enum, default_value_t = CollectFormat::Prometheus)]
-        format: CollectFormat,
-    },
-    /// Validate the configuration and print every problem with its key path.
-    CheckConfig,
+    Collect(CollectArgs),
+    /// Validate everything `serve` would load (configuration, web config, TLS files, bcrypt hashes, policy) and print every problem; exit 1 on any.
+    CheckConfig(CheckArgs),
     /// Write a synthetic organisation in the file-source format to stdout.
     GenerateDemo {
+        /// Number of accounts.
         #[arg(long, default_value_t = 500)]
         accounts: usize,
+        /// Random seed: the same seed and --now give the same file.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Output form: one JSON document, or one account per line.
         #[arg(long, value_enum, default_value_t = DemoFormat::Json)]
         format: DemoFormat,
         /// The instant the organisation is generated relative to (RFC 3339); default: now.
-        #[arg(long)]
+        #[arg(long, value_name = "RFC3339")]
         now: Option<String>,
+    },
+    /// Read a password from stdin and print its bcrypt hash for `basic_auth_users` in the web config.
+    HashPassword {
+        /// bcrypt cost (4-31); each step doubles the time to verify.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
     },
 }
 
-fn init_logging(cli: &Cli) {
+fn init_logging(log: &LogArgs) {
     use tracing_subscriber::EnvFilter;
-    let filter = match &cli.log_level {
+    let filter = match &log.log_level {
         Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("info")),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     let b = tracing_subscriber::fmt()
-        .with_env_filter(sources::quiet_credential_logs(filter))
+        .with_env_filter(identity_posture_exporter::sources::quiet_credential_logs(
+            filter,
+        ))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match cli.log_format {
+    match log.log_format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
     }
 }
 
-fn load_config(cli: &Cli) -> Result<Config, String> {
-    let path = cli
-        .config
-        .as_ref()
-        .ok_or("--config FILE is required (or IPE_CONFIG)")?;
-    let mut cfg = sources::load_config(path).map_err(|e| e.to_string())?;
-    if let Some(l) = &cli.listen {
-        cfg.server.listen = parse_listen(l).map_err(|e| format!("--listen: {e}"))?;
+fn config_path(c: &ConfigArg) -> Result<PathBuf, String> {
+    c.config
+        .clone()
+        .ok_or_else(|| "--config FILE is required (or IPE_CONFIG)".to_string())
+}
+
+fn overrides(w: &WebArgs) -> Overrides {
+    Overrides {
+        listen: w.listen.clone(),
+        web_config_file: w.web_config_file.clone(),
     }
-    Ok(cfg)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match &cli.command {
+    match cli.command {
         Some(Command::GenerateDemo {
             accounts,
             seed,
             format,
             now,
-        }) => {
-            let now = match now {
-                Some(s) => match identity_posture_exporter::model::parse_ts(s) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        eprintln!("--now: invalid RFC 3339 timestamp {s:?}");
-                        return ExitCode::from(2);
-                    }
-                },
-                None => time::OffsetDateTime::now_utc(),
-            };
-            let (a, t) = demo::generate(&DemoOptions {
-                accounts: *accounts,
-                seed: *seed,
-                now,
-            });
-            let stdout = std::io::stdout();
-            let mut w = std::io::BufWriter::new(stdout.lock());
-            if let Err(e) =
-                demo::write(&a, &t, *format == DemoFormat::Ndjson, &mut w).and_then(|_| w.flush())
+        }) => generate_demo(accounts, seed, format, now),
+        Some(Command::HashPassword { cost }) => hash_password(cost),
+        Some(Command::CheckConfig(a)) => check_config(&a),
+        Some(Command::Collect(a)) => {
+            init_logging(&a.log);
+            let cfg = match config_path(&a.config)
+                .and_then(|p| daemon::load_config(&p, &Overrides::default()))
             {
-                eprintln!("generate-demo: {e}");
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
-        }
-        Some(Command::CheckConfig) => match load_config(&cli).and_then(|cfg| {
-            // Build every source too (no I/O): keys that only using them can judge, such as
-            // a private key that must sign, are checked the way `serve` would.
-            poller::build_all(&cfg.sources, &Deps::default())?;
-            server::web_config(&cfg.server)?;
-            Ok(cfg)
-        }) {
-            Ok(cfg) => {
-                println!(
-                    "configuration OK: {} source(s): {}",
-                    cfg.sources.len(),
-                    cfg.sources
-                        .iter()
-                        .map(|s| format!("{} ({})", s.name, s.provider()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
-        Some(Command::Collect { format }) => {
-            let Some(cfg) = start(&cli) else {
-                return ExitCode::from(2);
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
             };
             let rt = runtime();
             let clock = poller::system_clock();
-            let json = *format == CollectFormat::Json;
-            let (out, ok) = rt.block_on(collect::run(&cfg, &clock, json));
             let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            if lock.write_all(&out).and_then(|_| lock.flush()).is_err() {
-                return ExitCode::FAILURE;
-            }
+            let ok = if a.format == CollectFormat::Json {
+                // Findings stream to stdout as they are read back, never held whole.
+                match rt.block_on(collect::run_json(&cfg, &clock, &mut stdout.lock())) {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        eprintln!("collect: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                let (out, ok) = rt.block_on(collect::run(&cfg, &clock));
+                let mut lock = stdout.lock();
+                if lock.write_all(&out).and_then(|_| lock.flush()).is_err() {
+                    return ExitCode::FAILURE;
+                }
+                ok
+            };
             if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             }
         }
-        None | Some(Command::Serve) => {
-            let Some(cfg) = start(&cli) else {
+        Some(Command::Serve(a)) => serve_main(&a),
+        None => serve_main(&cli.serve),
+    }
+}
+
+fn generate_demo(accounts: usize, seed: u64, format: DemoFormat, now: Option<String>) -> ExitCode {
+    let now = match now {
+        Some(s) => match model::parse_ts(&s) {
+            Ok(t) => t,
+            Err(_) => {
+                eprintln!("--now: invalid RFC 3339 timestamp {s:?}");
                 return ExitCode::from(2);
-            };
-            let rt = runtime();
-            match rt.block_on(serve(cfg, poller::system_clock())) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
             }
+        },
+        None => time::OffsetDateTime::now_utc(),
+    };
+    let (a, t) = demo::generate(&DemoOptions {
+        accounts,
+        seed,
+        now,
+    });
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    if let Err(e) =
+        demo::write(&a, &t, format == DemoFormat::Ndjson, &mut w).and_then(|_| w.flush())
+    {
+        eprintln!("generate-demo: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Reads one line from stdin (without echo on a terminal) and prints its bcrypt hash.
+fn hash_password(cost: u32) -> ExitCode {
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    if tty {
+        eprint!("Password: ");
+        let _ = std::io::stderr().flush();
+    }
+    let echo = tty.then(no_echo);
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    if let Some(Some(saved)) = echo {
+        restore_echo(&saved);
+        eprintln!();
+    }
+    if let Err(e) = read {
+        eprintln!("hash-password: cannot read the password: {e}");
+        return ExitCode::FAILURE;
+    }
+    let pw = line.trim_end_matches(['\n', '\r']);
+    if pw.is_empty() {
+        eprintln!("hash-password: empty password");
+        return ExitCode::FAILURE;
+    }
+    match bcrypt::hash(pw, cost) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hash-password: {e}");
+            ExitCode::FAILURE
         }
     }
 }
 
-/// Logging, then the configuration; `None` (after printing why) when it is invalid.
-fn start(cli: &Cli) -> Option<Config> {
-    init_logging(cli);
-    load_config(cli).map_err(|e| eprintln!("{e}")).ok()
+/// Turns terminal echo off on stdin; returns the settings to restore.
+fn no_echo() -> Option<libc::termios> {
+    // SAFETY: tcgetattr/tcsetattr on fd 0 with a zeroed termios we own.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(0, &mut t) != 0 {
+            return None;
+        }
+        let saved = t;
+        t.c_lflag &= !libc::ECHO;
+        (libc::tcsetattr(0, libc::TCSANOW, &t) == 0).then_some(saved)
+    }
+}
+
+fn restore_echo(saved: &libc::termios) {
+    // SAFETY: restores settings read by tcgetattr on the same fd.
+    unsafe {
+        libc::tcsetattr(0, libc::TCSANOW, saved);
+    }
+}
+
+/// Everything `serve` would load, each problem printed; exit 1 on any.
+fn check_config(a: &CheckArgs) -> ExitCode {
+    let cfg = match config_path(&a.config).and_then(|p| daemon::load_config(&p, &overrides(&a.web)))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut problems = Vec::new();
+    if let Err(e) = server::web_config(&cfg.server) {
+        problems.push(format!("server.web_config_file: {e}"));
+    }
+    // Build every source too (no I/O): keys that only using them can judge, such as a
+    // private key that must sign, are checked the way `serve` would.
+    if let Err(e) = poller::build_all(&cfg.sources, &Deps::default()) {
+        problems.extend(e.lines().map(str::to_string));
+    }
+    if let Some(dir) = &cfg.storage.state_dir {
+        if let Err(e) = writable_dir(dir) {
+            problems.push(format!("storage.state_dir: {}: {e}", dir.display()));
+        }
+    }
+    if !problems.is_empty() {
+        eprintln!("invalid configuration:\n  {}", problems.join("\n  "));
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "configuration OK: {} source(s): {}",
+        cfg.sources.len(),
+        cfg.sources
+            .iter()
+            .map(|s| format!("{} ({})", s.name, s.provider()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    ExitCode::SUCCESS
+}
+
+/// The directory exists (or can be made) and a file can be created in it.
+fn writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(".check-config-probe");
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
+}
+
+fn serve_main(a: &ServeArgs) -> ExitCode {
+    init_logging(&a.log);
+    let path = match config_path(&a.config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let o = overrides(&a.web);
+    let cfg = match daemon::load_config(&path, &o) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = runtime();
+    match rt.block_on(serve(cfg, path, o, poller::system_clock())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Printed once: stderr is where the logs go too.
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -225,29 +400,59 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-async fn serve(cfg: Config, clock: Clock) -> Result<(), String> {
-    let app_state = Arc::new(AppState::new(&cfg.sources));
-    metrics::refresh(&app_state);
-    // Fail on a bad web config before any poll starts.
+async fn serve(cfg: Config, path: PathBuf, o: Overrides, clock: Clock) -> Result<(), String> {
+    // A bad web config or a port in use fails before any poll starts.
     server::web_config(&cfg.server)?;
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let handles = poller::spawn_all(&cfg.sources, &app_state, &clock, &rx)?;
+    let listener = server::bind(cfg.server.listen)?;
+    let store = Arc::new(Store::open(cfg.storage.state_dir.as_deref()));
+    let server_cfg = cfg.server.clone();
+    let n_sources = cfg.sources.len();
+    let d = Daemon::start(cfg, path, o, clock, store)?;
     tracing::info!(
-        listen = %cfg.server.listen,
+        listen = %server_cfg.listen,
         version = BUILD.version,
         revision = BUILD.revision,
-        sources = cfg.sources.len(),
+        sources = n_sources,
         "identity-posture-exporter started"
     );
+    let reloader: Reloader = {
+        let d = d.clone();
+        Arc::new(move || {
+            let d = d.clone();
+            Box::pin(async move {
+                let r = d.reload().await;
+                if let Err(e) = &r {
+                    tracing::error!(error = %e, "configuration reload failed; the running configuration stays");
+                }
+                r
+            })
+        })
+    };
+    #[cfg(unix)]
+    {
+        let d = d.clone();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reloading the configuration");
+                        if let Err(e) = d.reload().await {
+                            tracing::error!(error = %e, "configuration reload failed; the running configuration stays");
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload")
+            }
+        }
+    }
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight responses");
-        let _ = tx.send(true);
     };
-    let result = server::run(app_state, &cfg.server, shutdown).await;
-    for h in handles {
-        let _ = h.await;
-    }
+    let result = server::serve(listener, d.live(), Some(reloader), &server_cfg, shutdown).await;
+    d.shutdown().await;
     result
 }
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use prometheus::core::Collector;
 use prometheus::{Encoder, GaugeVec, Opts, Registry, TextEncoder};
 
-use crate::checks::CheckId;
+use crate::checks::{CheckId, Severity};
 use crate::model::{AccountType, CredentialType, DataKind, Status};
-use crate::report::{Report, DORMANT_REASONS, OVERPRIV_REASONS};
+use crate::report::{Report, DORMANT_REASONS, FUTURE_FIELDS, OVERPRIV_REASONS};
 use crate::state::{AppState, SourceState, BUILD};
 
 const POLL_NOTE: &str = " Value from the last background poll, not computed at scrape time.";
@@ -142,6 +142,7 @@ fn families() -> Families {
         )
         .counter(),
     );
+    f.declare(g("identity_posture_future_timestamps", "Timestamps more than a day after the poll's clock, by field (created, last_login, last_rotated, last_used): bad data or a wrong clock; the checks treat them as now", &["field"]));
     f.declare(g(
         "identity_posture_source_data_available",
         "1 if the source could read this class of data, 0 if not (see /api/v1/sources for why)",
@@ -168,20 +169,64 @@ fn families() -> Families {
         "Build information; value is always 1",
         &["version", "revision"],
     ));
+    f.declare(Family::new(
+        "identity_posture_exporter_web_info",
+        "The exporter's server.external_url, for absolute links in alerts; value is always 1",
+        &["external_url"],
+    ));
+    f.declare(g(
+        "identity_posture_excepted_accounts",
+        "Accounts whose findings of this check are all covered by policy.exceptions (counted here, not in identity_posture_findings)",
+        &["check"],
+    ));
+    f.declare(g(
+        "identity_posture_exceptions_expiring",
+        "Exceptions (policy.exceptions) that apply to the source and expire within 14 days",
+        &[],
+    ));
+    f.declare(g(
+        "identity_posture_factors_unrecognized_status",
+        "MFA factors whose status the model does not know (read as not active)",
+        &[],
+    ));
+    f.declare(g(
+        "identity_posture_findings_new",
+        "Findings (per credential, not accounts) first seen in the last poll, excluded accounts left out",
+        &["severity"],
+    ));
+    f.declare(g(
+        "identity_posture_findings_resolved",
+        "Findings (per credential, not accounts) open in the poll before the last and gone in the last",
+        &["severity"],
+    ));
+    f.declare(g(
+        "identity_posture_oldest_open_critical_finding_age_seconds",
+        "Age, at the last poll, of the oldest critical finding still open and counted (0 when there is none)",
+        &[],
+    ));
     f
 }
 
 /// Re-encodes the metrics from every source's current state and stores them for scrapes.
 pub fn refresh(app: &AppState) {
-    app.metrics.store(Arc::new(render(&app.sources)));
+    app.metrics
+        .store(Arc::new(render(&app.sources, app.external_url.as_deref())));
 }
 
+/// Exceptions expiring within this many days are counted in
+/// `identity_posture_exceptions_expiring`.
+pub const EXCEPTION_WARNING_DAYS: i64 = 14;
+
 /// Encodes every metric except `process_*` for the given sources.
-pub fn render(sources: &[Arc<SourceState>]) -> Vec<u8> {
+pub fn render(sources: &[Arc<SourceState>], external_url: Option<&str>) -> Vec<u8> {
     let mut fams = families();
     let mut dynamic: BTreeMap<&'static str, Family> = BTreeMap::new();
     fams.get("identity_posture_exporter_build_info")
         .add(vec![BUILD.version.into(), BUILD.revision.into()], 1.0);
+    if let Some(u) = external_url {
+        fams.get("identity_posture_exporter_web_info")
+            .add(vec![u.to_string()], 1.0);
+    }
     for s in sources {
         let base = || vec![s.name.clone(), s.provider.to_string()];
         let lv = |extra: &[&str]| -> Vec<String> {
@@ -319,12 +364,46 @@ fn add_report(
         .add(lv(&[]), t.duplicates as f64);
     for c in CheckId::ALL {
         fams.get("identity_posture_findings").add(
-            lv(&[c.as_str(), c.severity().as_str()]),
+            lv(&[c.as_str(), r.policy.severity(c).as_str()]),
             t.findings[c as usize] as f64,
         );
+        fams.get("identity_posture_excepted_accounts")
+            .add(lv(&[c.as_str()]), t.excepted[c as usize] as f64);
+    }
+    if let Some(now) = r.evaluated_at {
+        let soon = now + time::Duration::days(EXCEPTION_WARNING_DAYS);
+        let expiring = r
+            .policy
+            .exceptions
+            .iter()
+            .filter(|e| e.expires > now && e.expires <= soon)
+            .count();
+        fams.get("identity_posture_exceptions_expiring")
+            .add(lv(&[]), expiring as f64);
+    }
+    fams.get("identity_posture_factors_unrecognized_status")
+        .add(lv(&[]), t.factors_unrecognized as f64);
+    let h = &r.history;
+    if h.tracked {
+        for s in Severity::ALL {
+            fams.get("identity_posture_findings_new")
+                .add(lv(&[s.as_str()]), h.new_by_severity[s as usize] as f64);
+            fams.get("identity_posture_findings_resolved")
+                .add(lv(&[s.as_str()]), h.resolved_by_severity[s as usize] as f64);
+        }
+        let age = match (h.oldest_open_critical, r.evaluated_at) {
+            (Some(first), Some(now)) => (now - first).as_seconds_f64().max(0.0),
+            _ => 0.0,
+        };
+        fams.get("identity_posture_oldest_open_critical_finding_age_seconds")
+            .add(lv(&[]), age);
     }
     fams.get("identity_posture_compliant_accounts_ratio")
         .add(lv(&[]), t.compliant_ratio());
+    for (field, n) in FUTURE_FIELDS.iter().zip(t.future_timestamps) {
+        fams.get("identity_posture_future_timestamps")
+            .add(lv(&[field]), n as f64);
+    }
     for d in DataKind::ALL {
         fams.get("identity_posture_source_data_available").add(
             lv(&[d.as_str()]),

@@ -301,12 +301,17 @@ fn default_factor_status() -> FactorStatus {
     FactorStatus::Active
 }
 
+/// Only `Active` counts. A status the format does not know (a provider's own word such as
+/// `pending_activation`) is read as `Unrecognized`: not active, counted per source in
+/// `identity_posture_factors_unrecognized_status`, never an error that fails the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FactorStatus {
     Active,
     Pending,
     Inactive,
+    #[serde(other)]
+    Unrecognized,
 }
 
 /// What the source knows about an account's MFA.
@@ -522,5 +527,141 @@ impl DataAvailability {
                 self.set_missing(kind, reason);
             }
         }
+    }
+}
+
+/// Every check the exporter runs. The string ids are part of the product contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CheckId {
+    MfaMissing,
+    MfaWeak,
+    MfaNotEnforced,
+    DormantInactive,
+    DormantNeverLoggedIn,
+    DormantTerminated,
+    CredentialUnrotated,
+    CredentialExpired,
+    CredentialExpiring,
+    CredentialNoExpiry,
+    PrivilegeRoleNotAllowed,
+    PrivilegeUnused,
+    PrivilegeNoMfa,
+    PrivilegeServiceAccountAdmin,
+    TenantTooManySuperAdmins,
+    TenantTooFewSuperAdmins,
+    TenantMfaPolicyGap,
+}
+
+pub const N_CHECKS: usize = 17;
+
+impl CheckId {
+    pub const ALL: [CheckId; N_CHECKS] = [
+        CheckId::MfaMissing,
+        CheckId::MfaWeak,
+        CheckId::MfaNotEnforced,
+        CheckId::DormantInactive,
+        CheckId::DormantNeverLoggedIn,
+        CheckId::DormantTerminated,
+        CheckId::CredentialUnrotated,
+        CheckId::CredentialExpired,
+        CheckId::CredentialExpiring,
+        CheckId::CredentialNoExpiry,
+        CheckId::PrivilegeRoleNotAllowed,
+        CheckId::PrivilegeUnused,
+        CheckId::PrivilegeNoMfa,
+        CheckId::PrivilegeServiceAccountAdmin,
+        CheckId::TenantTooManySuperAdmins,
+        CheckId::TenantTooFewSuperAdmins,
+        CheckId::TenantMfaPolicyGap,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckId::MfaMissing => "mfa.missing",
+            CheckId::MfaWeak => "mfa.weak",
+            CheckId::MfaNotEnforced => "mfa.not_enforced",
+            CheckId::DormantInactive => "dormant.inactive",
+            CheckId::DormantNeverLoggedIn => "dormant.never_logged_in",
+            CheckId::DormantTerminated => "dormant.terminated",
+            CheckId::CredentialUnrotated => "credential.unrotated",
+            CheckId::CredentialExpired => "credential.expired",
+            CheckId::CredentialExpiring => "credential.expiring",
+            CheckId::CredentialNoExpiry => "credential.no_expiry",
+            CheckId::PrivilegeRoleNotAllowed => "privilege.role_not_allowed",
+            CheckId::PrivilegeUnused => "privilege.unused",
+            CheckId::PrivilegeNoMfa => "privilege.no_mfa",
+            CheckId::PrivilegeServiceAccountAdmin => "privilege.service_account_admin",
+            CheckId::TenantTooManySuperAdmins => "tenant.too_many_super_admins",
+            CheckId::TenantTooFewSuperAdmins => "tenant.too_few_super_admins",
+            CheckId::TenantMfaPolicyGap => "tenant.mfa_policy_gap",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CheckId> {
+        CheckId::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The documented default severity (policy may override it per check, globally or per source; there is
+    /// still one severity per check and source, so `identity_posture_findings{check,
+    /// severity}` has one series per check): privileged findings are critical, MFA-less and
+    /// leavers high, credential warnings low, everything else medium.
+    pub fn default_severity(self) -> Severity {
+        match self {
+            CheckId::PrivilegeRoleNotAllowed
+            | CheckId::PrivilegeUnused
+            | CheckId::PrivilegeNoMfa
+            | CheckId::PrivilegeServiceAccountAdmin
+            | CheckId::TenantTooManySuperAdmins
+            | CheckId::TenantTooFewSuperAdmins => Severity::Critical,
+            CheckId::MfaMissing | CheckId::DormantTerminated | CheckId::TenantMfaPolicyGap => {
+                Severity::High
+            }
+            CheckId::CredentialExpiring | CheckId::CredentialNoExpiry => Severity::Low,
+            _ => Severity::Medium,
+        }
+    }
+
+    pub fn is_tenant(self) -> bool {
+        matches!(
+            self,
+            CheckId::TenantTooManySuperAdmins
+                | CheckId::TenantTooFewSuperAdmins
+                | CheckId::TenantMfaPolicyGap
+        )
+    }
+}
+
+impl Serialize for CheckId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::SourceConfig;
 use crate::model::Timestamp;
-use crate::report::ReportBuilder;
+use crate::report::{FindingsHook, ReportBuilder};
 use crate::sources::{Deps, ErrorKind, PollContext, Source, SourceError};
 use crate::state::{AppState, SourceState};
 
@@ -34,6 +34,18 @@ pub async fn poll_once(
     clock: &Clock,
     retain: bool,
 ) -> Result<(), String> {
+    poll_once_with(cfg, source, state, clock, retain, None).await
+}
+
+/// [`poll_once`], with `hook` seeing every account's findings as they are produced.
+pub async fn poll_once_with(
+    cfg: &SourceConfig,
+    source: &Source,
+    state: &SourceState,
+    clock: &Clock,
+    retain: bool,
+    hook: Option<FindingsHook>,
+) -> Result<(), String> {
     let now = clock();
     let started = Instant::now();
     state.update_status(|s| {
@@ -43,6 +55,9 @@ pub async fn poll_once(
     });
     let mut builder = ReportBuilder::new(cfg.policy.clone(), now, retain)
         .with_max_accounts(cfg.max_accounts_per_poll);
+    if let Some(h) = hook {
+        builder = builder.with_hook(h);
+    }
     let limit_hit = builder.limit_hit();
     let ctx = PollContext {
         now,
@@ -68,11 +83,25 @@ pub async fn poll_once(
     let result = match polled {
         Ok(Some(Ok(_))) if builder.over_limit() => Err(over_limit()),
         Ok(Some(Ok(out))) => {
-            let report = builder.finish(out);
+            let mut report = builder.finish(out);
             if report.tally.duplicates > 0 {
                 tracing::warn!(source = %cfg.name, duplicates = report.tally.duplicates, "the source returned some accounts more than once (same id); each is counted once");
             }
-            Ok(report)
+            if retain {
+                // History reads and writes the store: off the async workers.
+                let store = state.store.clone();
+                let name = cfg.name.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::history::apply(&store, &name, &mut report);
+                    report
+                })
+                .await
+                .map_err(|e| {
+                    SourceError::new(ErrorKind::Transport, format!("finding history failed: {e}"))
+                })
+            } else {
+                Ok(report)
+            }
         }
         Ok(Some(Err(e))) => Err(e),
         Ok(None) => Err(over_limit()),
@@ -94,6 +123,7 @@ pub async fn poll_once(
         Ok(report) => {
             let accounts = report.tally.accounts.iter().flatten().sum::<u64>();
             tracing::info!(source = %cfg.name, accounts, seconds = elapsed, "poll succeeded");
+            crate::report::log_future_timestamps(&cfg.name, &report.tally);
             state.report.store(Some(Arc::new(report)));
             state.update_status(|s| {
                 s.up = true;
@@ -173,8 +203,13 @@ pub async fn run(
         let failures = state.status().consecutive_failures;
         let delay = next_delay(cfg.interval, failures, rand::rng().random::<f64>());
         tracing::debug!(source = %cfg.name, delay_seconds = delay.as_secs_f64(), "next poll scheduled");
+        let next = clock() + delay;
+        state.update_status(|s| s.next_poll = Some(next));
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
+            _ = state.poll_now.notified() => {
+                tracing::info!(source = %cfg.name, "poll requested");
+            }
             _ = shutdown.changed() => return,
         }
     }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use crate::checks::{self, CheckId, Ctx, Finding, MfaClass, N_CHECKS};
 use crate::config::Policy;
-use crate::model::{Account, AccountType, CredentialType, DataAvailability, Status, Timestamp};
+use crate::model::{
+    Account, AccountType, CredentialType, DataAvailability, FactorStatus, Known, Status, Timestamp,
+};
 use crate::sources::{AccountSink, PollOutput, SourceGauge};
 
 pub const DORMANT_REASONS: [&str; 3] = ["inactive", "never_logged_in", "terminated"];
@@ -19,6 +21,13 @@ pub const OVERPRIV_REASONS: [&str; 4] = [
     "no_mfa",
     "service_account_admin",
 ];
+
+/// The timestamp fields counted in `identity_posture_future_timestamps{field}`.
+pub const FUTURE_FIELDS: [&str; 4] = ["created", "last_login", "last_rotated", "last_used"];
+
+/// A timestamp later than this after the poll's clock counts as "in the future". The slack
+/// keeps clock skew and logins that happen while a long poll runs out of the count.
+pub const FUTURE_SLACK: time::Duration = time::Duration::days(1);
 
 /// At most this many distinct roles per source in `identity_posture_privileged_accounts`.
 pub const MAX_ROLE_LABELS: usize = 20;
@@ -50,11 +59,26 @@ pub struct Tally {
     pub excluded: u64,
     /// Accounts the source returned more than once in the poll (by id): counted once.
     pub duplicates: u64,
+    /// Per check: non-excluded accounts with at least one finding of the check that no
+    /// exception covers (tenant checks: 1 per finding). `identity_posture_findings`.
     pub findings: [u64; N_CHECKS],
-    /// Active, non-excluded accounts with no finding.
+    /// Per check: the findings themselves (an account with two stale keys has two), same
+    /// filter as `findings`. What `/api/v1/findings` lists for `excluded=false&excepted=false`.
+    pub finding_rows: [u64; N_CHECKS],
+    /// Per check: non-excluded accounts whose findings of the check an exception covers
+    /// (and that have no uncovered one).
+    pub excepted: [u64; N_CHECKS],
+    /// Active, non-excluded accounts with no finding (excepted findings do not count).
     pub compliant: u64,
+    /// MFA factors, on any account, whose status the model does not know (not active).
+    pub factors_unrecognized: u64,
     /// Accounts whose roles were known (tenant admin-count checks need roles).
     pub roles_known: u64,
+    /// Timestamps more than [`FUTURE_SLACK`] after the poll's clock, per [`FUTURE_FIELDS`]
+    /// (every account, excluded or not). The checks treat them as "now".
+    pub future_timestamps: [u64; 4],
+    /// The first such timestamp seen, for the log line: (account id, field).
+    pub future_example: Option<(String, &'static str)>,
 }
 
 impl Tally {
@@ -98,12 +122,18 @@ pub struct AccountMeta {
 pub struct StoredFinding {
     pub account: Option<u32>,
     pub finding: Finding,
+    /// The exception covering it: an index into the report's `policy.exceptions`.
+    pub excepted: Option<u16>,
+    /// When the finding was first seen (finding history); the poll's time when it is new.
+    pub first_seen: Option<Timestamp>,
 }
 
 /// The result of one successful poll of one source.
 #[derive(Debug, Default)]
 pub struct Report {
     pub evaluated_at: Option<Timestamp>,
+    /// The policy the poll was judged by: severities, disabled checks, exceptions.
+    pub policy: Policy,
     pub tally: Tally,
     pub availability: DataAvailability,
     pub gauges: Vec<SourceGauge>,
@@ -114,6 +144,39 @@ pub struct Report {
     pub findings: Vec<StoredFinding>,
     /// Account id → index in `accounts`.
     pub index: HashMap<String, u32>,
+    /// What finding history says about this poll (filled in by [`crate::history`]).
+    pub history: HistorySummary,
+}
+
+/// Finding history as of one poll.
+#[derive(Debug, Default, Clone)]
+pub struct HistorySummary {
+    /// History was applied (the report retained its findings).
+    pub tracked: bool,
+    /// Findings first seen in this poll (excluded accounts' findings left out).
+    pub new: u64,
+    /// Findings of the previous poll that are gone in this one.
+    pub resolved: Vec<ResolvedFinding>,
+    /// First sighting of the oldest counted critical finding still open.
+    pub oldest_open_critical: Option<Timestamp>,
+    /// New findings by severity (`Severity::ALL` order), for the per-poll gauges.
+    pub new_by_severity: [u64; 4],
+    /// Resolved findings by severity.
+    pub resolved_by_severity: [u64; 4],
+}
+
+/// A finding that was open in the previous poll and is not any more.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ResolvedFinding {
+    pub account_id: Option<String>,
+    pub login: Option<String>,
+    pub check: String,
+    pub severity: String,
+    pub subject: Option<String>,
+    #[serde(with = "crate::model::opt_rfc3339")]
+    pub first_seen: Option<Timestamp>,
+    #[serde(with = "crate::model::opt_rfc3339")]
+    pub last_seen: Option<Timestamp>,
 }
 
 impl Report {
@@ -122,15 +185,198 @@ impl Report {
             .map(|i| self.accounts[i as usize].id.as_str())
             .unwrap_or("")
     }
+
+    /// One finding in the shape the API, the findings view and `collect --format json` share
+    /// (docs/api.md).
+    pub fn record<'a>(
+        &'a self,
+        source: &'a str,
+        provider: &'a str,
+        f: &'a StoredFinding,
+    ) -> FindingRecord<'a> {
+        let acct = f
+            .account
+            .map(|i| (&self.accounts[i as usize], self.meta[i as usize]));
+        let exception = f
+            .excepted
+            .and_then(|i| self.policy.exceptions.get(usize::from(i)));
+        FindingRecord::new(
+            source,
+            provider,
+            acct,
+            &f.finding,
+            exception,
+            &self.policy,
+            f.first_seen,
+            self.is_new(f),
+        )
+    }
+
+    /// First seen in this poll (history has no earlier sighting).
+    pub fn is_new(&self, f: &StoredFinding) -> bool {
+        f.first_seen.is_some() && f.first_seen == self.evaluated_at
+    }
+
+    /// Whether a finding counts (not on an excluded account, not covered by an exception).
+    pub fn counts(&self, f: &StoredFinding) -> bool {
+        f.excepted.is_none() && !f.account.is_some_and(|i| self.meta[i as usize].excluded)
+    }
 }
+
+/// One finding as every surface shows it. Flat, so CSV and JSON carry the same columns
+/// (the CSV header is [`FindingRecord::COLUMNS`]).
+#[derive(Debug, serde::Serialize)]
+pub struct FindingRecord<'a> {
+    pub source: &'a str,
+    pub provider: &'a str,
+    /// `account` or `tenant`.
+    pub scope: &'static str,
+    pub account_id: Option<&'a str>,
+    pub login: Option<&'a str>,
+    pub display_name: Option<&'a str>,
+    /// Effective type (`service_account_patterns` applied).
+    pub account_type: Option<&'static str>,
+    pub status: Option<&'static str>,
+    pub privileged: Option<bool>,
+    /// The account matches `policy.exclude_accounts`: listed, never counted.
+    pub excluded: bool,
+    /// An exception covers the finding: listed with its reason, counted as excepted.
+    pub excepted: bool,
+    pub exception_reason: Option<&'a str>,
+    pub exception_owner: Option<&'a str>,
+    pub exception_expires: Option<String>,
+    pub check: &'static str,
+    pub severity: &'static str,
+    pub subject: Option<&'a str>,
+    pub credential_type: Option<&'static str>,
+    pub days: Option<i64>,
+    /// When the finding was first seen (kept across restarts with `[storage] state_dir`).
+    pub first_seen: Option<String>,
+    /// First seen in the latest poll.
+    pub new: bool,
+    pub detail: String,
+    pub remediation: &'static str,
+}
+
+impl<'a> FindingRecord<'a> {
+    /// The record of finding `f` (on `acct`, or a tenant finding), covered by `exception`,
+    /// with its severity from `policy`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        source: &'a str,
+        provider: &'a str,
+        acct: Option<(&'a Account, AccountMeta)>,
+        f: &'a Finding,
+        exception: Option<&'a crate::config::Exception>,
+        policy: &Policy,
+        first_seen: Option<Timestamp>,
+        new: bool,
+    ) -> FindingRecord<'a> {
+        FindingRecord {
+            source,
+            provider,
+            scope: if acct.is_some() { "account" } else { "tenant" },
+            account_id: acct.map(|(a, _)| a.id.as_str()),
+            login: acct.map(|(a, _)| a.login.as_str()),
+            display_name: acct.and_then(|(a, _)| a.display_name.as_deref()),
+            account_type: acct.map(|(_, m)| m.account_type.as_str()),
+            status: acct.map(|(a, _)| a.status.as_str()),
+            privileged: acct.map(|(_, m)| m.privileged),
+            excluded: acct.is_some_and(|(_, m)| m.excluded),
+            excepted: exception.is_some(),
+            exception_reason: exception.map(|e| e.reason.as_str()),
+            exception_owner: exception.map(|e| e.owner.as_str()),
+            exception_expires: exception.map(|e| crate::model::format_ts(e.expires)),
+            check: f.check.as_str(),
+            severity: policy.severity(f.check).as_str(),
+            subject: f.subject.as_deref(),
+            credential_type: f.credential_type.map(|c| c.as_str()),
+            days: f.days,
+            first_seen: first_seen.map(crate::model::format_ts),
+            new,
+            detail: f.describe(),
+            remediation: checks::catalog::remediation(f.check, provider),
+        }
+    }
+
+    pub const COLUMNS: [&'static str; 23] = [
+        "source",
+        "provider",
+        "scope",
+        "account_id",
+        "login",
+        "display_name",
+        "account_type",
+        "status",
+        "privileged",
+        "excluded",
+        "excepted",
+        "exception_reason",
+        "exception_owner",
+        "exception_expires",
+        "check",
+        "severity",
+        "subject",
+        "credential_type",
+        "days",
+        "first_seen",
+        "new",
+        "detail",
+        "remediation",
+    ];
+}
+
+/// One account's findings as the checks produced them, handed to a [`FindingsHook`].
+pub struct AccountFindings<'a> {
+    pub account: &'a Account,
+    pub meta: AccountMeta,
+    /// Sorted by check, then subject (the order the retained report lists them in).
+    pub findings: &'a [Finding],
+    /// Parallel to `findings`: the exception covering each, an index into `policy.exceptions`.
+    pub excepted: &'a [Option<u16>],
+    pub policy: &'a Policy,
+    /// The poll's clock.
+    pub now: Timestamp,
+}
+
+impl AccountFindings<'_> {
+    /// The findings in the shared shape ([`FindingRecord`]) as a single poll without history
+    /// shows them: first seen at the poll's time, and new.
+    pub fn records<'b>(
+        &'b self,
+        source: &'b str,
+        provider: &'b str,
+    ) -> impl Iterator<Item = FindingRecord<'b>> + 'b {
+        self.findings.iter().zip(self.excepted).map(move |(f, e)| {
+            let exception = e.and_then(|i| self.policy.exceptions.get(usize::from(i)));
+            FindingRecord::new(
+                source,
+                provider,
+                Some((self.account, self.meta)),
+                f,
+                exception,
+                self.policy,
+                Some(self.now),
+                true,
+            )
+        })
+    }
+}
+
+/// Called with every account that has findings, as they are produced, for output that
+/// streams instead of retaining (`collect --format json`).
+pub type FindingsHook = Box<dyn FnMut(&AccountFindings<'_>) + Send>;
 
 /// Runs the checks over accounts as they arrive and counts them.
 pub struct ReportBuilder {
     policy: Policy,
     now: Timestamp,
     retain: bool,
+    hook: Option<FindingsHook>,
     tally: Tally,
     scratch: Vec<Finding>,
+    /// Parallel to `scratch`: the exception covering each finding.
+    scratch_excepted: Vec<Option<u16>>,
     accounts: Vec<Account>,
     meta: Vec<AccountMeta>,
     findings: Vec<StoredFinding>,
@@ -160,8 +406,10 @@ impl ReportBuilder {
             policy,
             now,
             retain,
+            hook: None,
             tally: Tally::default(),
             scratch: Vec::with_capacity(16),
+            scratch_excepted: Vec::with_capacity(16),
             accounts: Vec::new(),
             meta: Vec::new(),
             findings: Vec::new(),
@@ -172,6 +420,12 @@ impl ReportBuilder {
             limit_hit: Arc::new(tokio::sync::Notify::new()),
             overflowed: false,
         }
+    }
+
+    /// Sets the [`FindingsHook`].
+    pub fn with_hook(mut self, hook: FindingsHook) -> ReportBuilder {
+        self.hook = Some(hook);
+        self
     }
 
     /// Stops taking accounts after `max` (see [`ReportBuilder::limit_hit`]).
@@ -214,19 +468,34 @@ impl ReportBuilder {
             return;
         }
         let v = self.evaluate(&a);
+        let meta = AccountMeta {
+            account_type: v.account_type,
+            excluded: v.excluded,
+            privileged: v.privileged,
+        };
+        if let Some(hook) = &mut self.hook {
+            if !self.scratch.is_empty() {
+                hook(&AccountFindings {
+                    account: &a,
+                    meta,
+                    findings: &self.scratch,
+                    excepted: &self.scratch_excepted,
+                    policy: &self.policy,
+                    now: self.now,
+                });
+            }
+        }
         if self.retain {
             let idx = self.accounts.len() as u32;
-            for f in self.scratch.drain(..) {
+            for (f, excepted) in self.scratch.drain(..).zip(self.scratch_excepted.drain(..)) {
                 self.findings.push(StoredFinding {
                     account: Some(idx),
                     finding: f,
+                    excepted,
+                    first_seen: None,
                 });
             }
-            self.meta.push(AccountMeta {
-                account_type: v.account_type,
-                excluded: v.excluded,
-                privileged: v.privileged,
-            });
+            self.meta.push(meta);
             self.accounts.push(a);
         }
     }
@@ -245,7 +514,34 @@ impl ReportBuilder {
             now: self.now,
         };
         let v = checks::evaluate_account(a, &ctx, &mut self.scratch);
-        count(&mut self.tally, a, &v, &self.scratch, &self.policy);
+        let p = &self.policy;
+        self.scratch.retain(|f| p.check(f.check).enabled);
+        if self.hook.is_some() {
+            // The hook sees an account's findings in the order a retained report lists them.
+            self.scratch.sort_by(|x, y| {
+                x.check
+                    .cmp(&y.check)
+                    .then_with(|| x.subject.cmp(&y.subject))
+            });
+        }
+        self.scratch_excepted.clear();
+        for f in &self.scratch {
+            let e = if p.exceptions.is_empty() {
+                None
+            } else {
+                p.exception_for(f.check, &a.login, &a.id, self.now)
+            };
+            self.scratch_excepted.push(e);
+        }
+        count(
+            &mut self.tally,
+            a,
+            &v,
+            &self.scratch,
+            &self.scratch_excepted,
+            p,
+        );
+        count_future(&mut self.tally, a, self.now + FUTURE_SLACK);
         v
     }
 
@@ -256,10 +552,27 @@ impl ReportBuilder {
             && !out.tenant.no_super_admin_role
             && out.availability.is_available(crate::model::DataKind::Roles))
         .then_some(self.tally.super_admins);
-        let tenant = checks::tenant::check(super_admins, &out.tenant, &self.policy);
-        for f in &tenant {
-            self.tally.findings[f.check as usize] += 1;
-        }
+        let mut tenant = checks::tenant::check(super_admins, &out.tenant, &self.policy);
+        tenant.retain(|f| self.policy.check(f.check).enabled);
+        let tenant: Vec<StoredFinding> = tenant
+            .into_iter()
+            .map(|f| {
+                let excepted = self.policy.exception_for(f.check, "", "", self.now);
+                let c = f.check as usize;
+                if excepted.is_some() {
+                    self.tally.excepted[c] += 1;
+                } else {
+                    self.tally.findings[c] += 1;
+                    self.tally.finding_rows[c] += 1;
+                }
+                StoredFinding {
+                    account: None,
+                    finding: f,
+                    excepted,
+                    first_seen: None,
+                }
+            })
+            .collect();
         let mut index = HashMap::with_capacity(self.accounts.len());
         for (i, a) in self.accounts.iter().enumerate() {
             index.entry(a.id.clone()).or_insert(i as u32);
@@ -273,16 +586,11 @@ impl ReportBuilder {
                 .then(x.finding.check.cmp(&y.finding.check))
                 .then(x.finding.subject.cmp(&y.finding.subject))
         });
-        let mut findings: Vec<StoredFinding> = tenant
-            .into_iter()
-            .map(|f| StoredFinding {
-                account: None,
-                finding: f,
-            })
-            .collect();
+        let mut findings = tenant;
         findings.append(&mut self.findings);
         Report {
             evaluated_at: Some(self.now),
+            policy: self.policy,
             tally: self.tally,
             availability: out.availability,
             gauges: out.gauges,
@@ -290,15 +598,83 @@ impl ReportBuilder {
             meta: self.meta,
             findings,
             index,
+            history: HistorySummary::default(),
         }
     }
 }
 
-/// Adds one evaluated account to the counts.
-fn count(t: &mut Tally, a: &Account, v: &checks::Verdict, findings: &[Finding], p: &Policy) {
+/// One warning per poll of a source whose data has timestamps in the future.
+pub fn log_future_timestamps(source: &str, t: &Tally) {
+    let total: u64 = t.future_timestamps.iter().sum();
+    if total == 0 {
+        return;
+    }
+    let [created, last_login, last_rotated, last_used] = t.future_timestamps;
+    let (example_account, example_field) = t
+        .future_example
+        .as_ref()
+        .map(|(id, f)| (id.as_str(), *f))
+        .unwrap_or(("", ""));
+    tracing::warn!(
+        source,
+        total,
+        created,
+        last_login,
+        last_rotated,
+        last_used,
+        example_account,
+        example_field,
+        "timestamps more than a day in the future (bad source data or a wrong clock); the checks treat them as now"
+    );
+}
+
+/// Counts the account's timestamps that lie after `limit`.
+fn count_future(t: &mut Tally, a: &Account, limit: Timestamp) {
+    let at = |k: &Known<Timestamp>| matches!(k, Known::At(x) if *x > limit);
+    let mut n = [
+        u64::from(a.created.is_some_and(|c| c > limit)),
+        u64::from(at(&a.last_login)),
+        0,
+        0,
+    ];
+    for c in a.credentials.iter().flatten() {
+        n[2] += u64::from(at(&c.last_rotated));
+        n[3] += u64::from(at(&c.last_used));
+    }
+    for r in a.roles.iter().flatten() {
+        n[3] += u64::from(at(&r.last_used));
+    }
+    if n == [0; 4] {
+        return;
+    }
+    for (total, k) in t.future_timestamps.iter_mut().zip(n) {
+        *total += k;
+    }
+    if t.future_example.is_none() {
+        let field = FUTURE_FIELDS[n.iter().position(|k| *k > 0).unwrap_or(0)];
+        t.future_example = Some((a.id.clone(), field));
+    }
+}
+
+/// Adds one evaluated account to the counts. `excepted` is parallel to `findings`.
+fn count(
+    t: &mut Tally,
+    a: &Account,
+    v: &checks::Verdict,
+    findings: &[Finding],
+    excepted: &[Option<u16>],
+    p: &Policy,
+) {
     let ty = v.account_type as usize;
     let pr = usize::from(v.privileged);
     t.accounts[ty][a.status as usize] += 1;
+    if let Some(m) = &a.mfa {
+        t.factors_unrecognized += m
+            .factors
+            .iter()
+            .filter(|f| f.status == FactorStatus::Unrecognized)
+            .count() as u64;
+    }
     if a.roles.is_some() {
         t.roles_known += 1;
     }
@@ -327,7 +703,7 @@ fn count(t: &mut Tally, a: &Account, v: &checks::Verdict, findings: &[Finding], 
     }
     if v.checked {
         t.active[ty] += 1;
-        if findings.is_empty() {
+        if excepted.iter().all(Option::is_some) {
             t.compliant += 1;
         }
         match v.mfa {
@@ -338,13 +714,20 @@ fn count(t: &mut Tally, a: &Account, v: &checks::Verdict, findings: &[Finding], 
             MfaClass::Strong => {}
         }
     }
-    // Accounts count once per check, per credential type and per reason.
+    // Accounts count once per check, per credential type and per reason. An account counts
+    // as excepted for a check only when every finding of that check is excepted.
     let mut seen_checks = 0u32;
+    let mut seen_excepted = 0u32;
     let mut seen_cred = [0u8; 3];
-    for f in findings {
+    for (f, ex) in findings.iter().zip(excepted) {
         let bit = 1u32 << (f.check as u32);
+        if ex.is_some() {
+            seen_excepted |= bit;
+            continue;
+        }
         let first = seen_checks & bit == 0;
         seen_checks |= bit;
+        t.finding_rows[f.check as usize] += 1;
         if first {
             t.findings[f.check as usize] += 1;
         }
@@ -375,6 +758,12 @@ fn count(t: &mut Tally, a: &Account, v: &checks::Verdict, findings: &[Finding], 
             _ => {}
         }
     }
+    let only_excepted = seen_excepted & !seen_checks;
+    for c in CheckId::ALL {
+        if only_excepted & (1u32 << (c as u32)) != 0 {
+            t.excepted[c as usize] += 1;
+        }
+    }
 }
 
 /// Status and credential type helpers for renderers.
@@ -389,14 +778,125 @@ pub fn credential_name(i: usize) -> &'static str {
 mod tests {
     use super::*;
     use crate::checks::testutil::*;
+    use crate::checks::Severity;
     use crate::model::*;
 
-    fn report(accts: Vec<Account>) -> Report {
-        let mut b = ReportBuilder::new(Policy::default(), NOW, true);
+    fn policy(toml: &str) -> Policy {
+        let raw: crate::config::RawPolicy = figment::Figment::new()
+            .merge(<figment::providers::Toml as figment::providers::Format>::string(toml))
+            .extract()
+            .unwrap();
+        let mut e = Vec::new();
+        let p = Policy::from_raw(&raw, None, "policy", &mut e);
+        assert!(e.is_empty(), "{e:?}");
+        p
+    }
+
+    fn no_mfa(login: &str) -> Account {
+        let mut a = active(login);
+        a.mfa = Some(Mfa::default());
+        a
+    }
+
+    fn with(p: Policy, now: Timestamp, accts: Vec<Account>) -> Report {
+        let mut b = ReportBuilder::new(p, now, true);
         for a in accts {
             b.push(a);
         }
         b.finish(PollOutput::default())
+    }
+
+    #[test]
+    fn a_disabled_check_finds_nothing_and_a_severity_can_change() {
+        let p = policy(
+            r#"[checks."mfa.missing"]
+enabled = false
+[checks."tenant.too_few_super_admins"]
+severity = "low"
+"#,
+        );
+        let r = with(p, NOW, vec![no_mfa("a"), active("b")]);
+        assert_eq!(r.tally.findings[CheckId::MfaMissing as usize], 0);
+        assert!(r
+            .findings
+            .iter()
+            .all(|f| f.finding.check != CheckId::MfaMissing));
+        assert_eq!(r.tally.compliant, 2, "a has no other finding");
+        // The MFA gauges describe factors, not findings: still counted.
+        assert_eq!(r.tally.without_mfa[0][0], 1);
+        assert_eq!(
+            r.policy.severity(CheckId::TenantTooFewSuperAdmins),
+            Severity::Low
+        );
+        let default = with(Policy::default(), NOW, vec![no_mfa("a")]);
+        assert_eq!(default.tally.findings[CheckId::MfaMissing as usize], 1);
+    }
+
+    #[test]
+    fn exceptions_are_counted_apart_listed_with_reason_and_expire() {
+        let p = policy(
+            r#"[[exceptions]]
+check = "mfa.missing"
+account = "kiosk-*"
+reason = "shared kiosk, badge-only sign-in"
+owner = "it-ops@example.com"
+expires = "2026-12-31"
+[[exceptions]]
+check = "mfa.missing"
+account = "u-42"
+reason = "hardware key on order"
+owner = "sec@example.com"
+expires = "2026-12-01T00:00:00Z"
+"#,
+        );
+        let mut by_id = no_mfa("dana@example.com");
+        by_id.id = "u-42".into();
+        let accts = || vec![no_mfa("kiosk-1"), by_id.clone(), no_mfa("bob")];
+        let r = with(p.clone(), NOW, accts());
+        assert_eq!(
+            r.tally.findings[CheckId::MfaMissing as usize],
+            1,
+            "only bob"
+        );
+        assert_eq!(r.tally.excepted[CheckId::MfaMissing as usize], 2);
+        assert_eq!(r.tally.finding_rows[CheckId::MfaMissing as usize], 1);
+        let kiosk = r
+            .findings
+            .iter()
+            .find(|f| r.account_id(f) == "kiosk-1")
+            .unwrap();
+        let rec = r.record("s", "file", kiosk);
+        assert!(rec.excepted);
+        assert_eq!(
+            rec.exception_reason,
+            Some("shared kiosk, badge-only sign-in")
+        );
+        assert_eq!(rec.exception_owner, Some("it-ops@example.com"));
+        assert!(!r.counts(kiosk));
+        // Excepted findings do not make an account non-compliant.
+        assert_eq!(r.tally.compliant, 2);
+
+        // Past the second exception's expiry, dana's finding counts again.
+        let later = time::macros::datetime!(2026-12-02 00:00 UTC);
+        let r = with(p.clone(), later, accts());
+        assert_eq!(r.tally.findings[CheckId::MfaMissing as usize], 2);
+        assert_eq!(r.tally.excepted[CheckId::MfaMissing as usize], 1);
+        // And past both, every finding counts.
+        let r = with(p, time::macros::datetime!(2027-01-01 00:00 UTC), accts());
+        assert_eq!(r.tally.findings[CheckId::MfaMissing as usize], 3);
+        assert_eq!(r.tally.excepted[CheckId::MfaMissing as usize], 0);
+    }
+
+    #[test]
+    fn unknown_factor_statuses_are_not_active_and_counted() {
+        let a: Account = serde_json::from_str(
+            r#"{"id":"1","login":"a","account_type":"human","status":"active","last_login":null,
+                "mfa":{"factors":[{"type":"push","status":"pending_activation"}]}}"#,
+        )
+        .unwrap();
+        let r = with(Policy::default(), NOW, vec![a]);
+        assert_eq!(r.tally.factors_unrecognized, 1);
+        assert_eq!(r.tally.findings[CheckId::MfaMissing as usize], 1);
     }
 
     #[test]
@@ -415,7 +915,14 @@ mod tests {
             k("b", CredentialType::AccessKey),
             k("c", CredentialType::Password),
         ]);
-        let r = report(vec![a]);
+        // Password age is opt-in (NIST SP 800-63B): turned on here.
+        let p = policy(
+            r#"password_max_age_days = 365
+"#,
+        );
+        let mut b = ReportBuilder::new(p, NOW, true);
+        b.push(a);
+        let r = b.finish(PollOutput::default());
         assert_eq!(r.tally.unrotated[1][CredentialType::AccessKey as usize], 1);
         assert_eq!(r.tally.unrotated[1][CredentialType::Password as usize], 1);
         assert_eq!(r.tally.findings[CheckId::CredentialUnrotated as usize], 1);
@@ -484,6 +991,56 @@ mod tests {
             r.tally.findings[CheckId::TenantTooFewSuperAdmins as usize],
             1
         );
+    }
+
+    #[test]
+    fn future_timestamps_are_counted_per_field_and_judged_as_now() {
+        let far = NOW + time::Duration::days(365 * 70);
+        let mut a = active("svc-future");
+        a.created = Some(far);
+        a.last_login = Known::At(far);
+        a.credentials = Some(vec![
+            Credential {
+                credential_type: CredentialType::AccessKey,
+                id: "k1".into(),
+                last_rotated: Known::At(far),
+                expires: Known::Unknown,
+                last_used: Known::At(far),
+            },
+            Credential {
+                credential_type: CredentialType::AccessKey,
+                id: "k2".into(),
+                last_rotated: Known::At(far),
+                expires: Known::Unknown,
+                last_used: Known::Unknown,
+            },
+        ]);
+        a.roles = Some(vec![Role {
+            name: "SUPER_ADMIN".into(),
+            last_used: Known::At(far),
+        }]);
+        let mut skewed = active("skewed");
+        // Within the slack: a login during a long poll, or clock skew, is not counted.
+        skewed.last_login = Known::At(NOW + time::Duration::hours(2));
+        let r = with(Policy::default(), NOW, vec![skewed, a]);
+        assert_eq!(r.tally.future_timestamps, [1, 1, 2, 2]);
+        assert_eq!(
+            r.tally.future_example,
+            Some(("svc-future".to_string(), "created"))
+        );
+        // Treated as "now": no rotation, dormancy or unused-privilege finding, no negative days.
+        let checks: Vec<CheckId> = r
+            .findings
+            .iter()
+            .filter(|f| f.account == Some(1))
+            .map(|f| f.finding.check)
+            .collect();
+        assert!(
+            !checks.contains(&CheckId::CredentialUnrotated),
+            "{checks:?}"
+        );
+        assert!(!checks.contains(&CheckId::PrivilegeUnused), "{checks:?}");
+        assert!(r.findings.iter().all(|f| f.finding.days.unwrap_or(0) >= 0));
     }
 
     #[test]

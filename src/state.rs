@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::config::SourceConfig;
 use crate::model::Timestamp;
 use crate::report::Report;
+use crate::store::Store;
 use crate::upstream::RequestStats;
 
 /// Build identity for `identity_posture_exporter_build_info` and `--version`.
@@ -50,6 +51,9 @@ pub struct PollStatus {
     pub last_error_kind: Option<&'static str>,
     #[serde(with = "crate::model::opt_rfc3339")]
     pub last_error_at: Option<Timestamp>,
+    /// When the poller plans the next poll (interval plus jitter, or backoff).
+    #[serde(with = "crate::model::opt_rfc3339")]
+    pub next_poll: Option<Timestamp>,
 }
 
 impl PollStatus {
@@ -75,10 +79,19 @@ pub struct SourceState {
     pub status: Mutex<PollStatus>,
     /// The last good poll's result.
     pub report: ArcSwapOption<Report>,
+    /// Wakes the poll loop for a poll now (`POST /-/poll/{source}`).
+    pub poll_now: tokio::sync::Notify,
+    /// Persisted state (finding history), shared by every source.
+    pub store: Arc<Store>,
 }
 
 impl SourceState {
+    /// A source with in-memory state only.
     pub fn new(cfg: &SourceConfig) -> SourceState {
+        SourceState::with_store(cfg, Arc::new(Store::in_memory()))
+    }
+
+    pub fn with_store(cfg: &SourceConfig, store: Arc<Store>) -> SourceState {
         SourceState {
             name: cfg.name.clone(),
             provider: cfg.provider(),
@@ -86,6 +99,23 @@ impl SourceState {
             stats: Arc::new(RequestStats::default()),
             status: Mutex::new(PollStatus::default()),
             report: ArcSwapOption::empty(),
+            poll_now: tokio::sync::Notify::new(),
+            store,
+        }
+    }
+
+    /// The same source under a reloaded configuration: its counters, poll status and last
+    /// report carry over (the new poll task replaces the report at once).
+    pub fn carry_over(old: &SourceState, cfg: &SourceConfig) -> SourceState {
+        SourceState {
+            name: cfg.name.clone(),
+            provider: cfg.provider(),
+            interval: cfg.interval,
+            stats: old.stats.clone(),
+            status: Mutex::new(old.status()),
+            report: ArcSwapOption::new(old.report.load_full()),
+            poll_now: tokio::sync::Notify::new(),
+            store: old.store.clone(),
         }
     }
 
@@ -106,16 +136,34 @@ pub struct AppState {
     pub sources: Vec<Arc<SourceState>>,
     /// `/metrics` body without the process metrics, re-encoded after every poll.
     pub metrics: ArcSwap<Vec<u8>>,
+    /// `server.external_url`, exported as `identity_posture_exporter_web_info`.
+    pub external_url: Option<String>,
 }
 
 impl AppState {
-    /// The state before any poll; `metrics` is empty until `metrics::refresh` fills it.
+    /// Sources with in-memory state only (tests, `collect`). `metrics` is empty until
+    /// `metrics::refresh` fills it.
     pub fn new(cfgs: &[SourceConfig]) -> AppState {
-        let sources: Vec<Arc<SourceState>> =
-            cfgs.iter().map(|c| Arc::new(SourceState::new(c))).collect();
+        AppState::with_store(cfgs, Arc::new(Store::in_memory()), None)
+    }
+
+    pub fn with_store(
+        cfgs: &[SourceConfig],
+        store: Arc<Store>,
+        external_url: Option<String>,
+    ) -> AppState {
+        let sources = cfgs
+            .iter()
+            .map(|c| Arc::new(SourceState::with_store(c, store.clone())))
+            .collect();
+        AppState::from_sources(sources, external_url)
+    }
+
+    pub fn from_sources(sources: Vec<Arc<SourceState>>, external_url: Option<String>) -> AppState {
         AppState {
             sources,
             metrics: ArcSwap::from_pointee(Vec::new()),
+            external_url,
         }
     }
 
@@ -126,5 +174,25 @@ impl AppState {
     /// Every source has finished one poll.
     pub fn ready(&self) -> bool {
         self.sources.iter().all(|s| s.status().completed)
+    }
+}
+
+/// What the server reads: the current [`AppState`], replaced whole when the configuration
+/// is reloaded (so a request sees one configuration from start to end).
+pub struct Live {
+    current: ArcSwap<AppState>,
+}
+
+impl Live {
+    pub fn new(app: Arc<AppState>) -> Live {
+        Live {
+            current: ArcSwap::new(app),
+        }
+    }
+    pub fn load(&self) -> Arc<AppState> {
+        self.current.load_full()
+    }
+    pub fn store(&self, app: Arc<AppState>) {
+        self.current.store(app)
     }
 }

@@ -206,3 +206,328 @@ fn serve_becomes_ready_and_stops_cleanly_on_sigterm() {
         .expect("did not exit within 15 s of SIGTERM")
         .success());
 }
+
+/// A config file in `dir` over the demo organisation (absolute paths), plus `extra` TOML.
+fn demo_config(dir: &std::path::Path, name: &str, extra: &str) -> std::path::PathBuf {
+    let demo = std::fs::canonicalize("examples/demo-identities.json").unwrap();
+    let f = dir.join(name);
+    std::fs::write(
+        &f,
+        format!(
+            "{extra}\n[[sources]]\nname = \"demo\"\ntype = \"file\"\npath = \"{}\"\ntime_anchor = \"2026-11-28T00:00:00Z\"\n",
+            demo.display()
+        ),
+    )
+    .unwrap();
+    f
+}
+
+#[test]
+fn check_config_refuses_everything_serve_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(d.join("tls.crt"), ck.cert.pem()).unwrap();
+    std::fs::write(d.join("tls.key"), ck.signing_key.serialize_pem()).unwrap();
+    let good_hash = bcrypt::hash("pw", 4).unwrap();
+    let web = |name: &str, body: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, body).unwrap();
+        format!("[server]\nweb_config_file = \"{}\"\n", p.display())
+    };
+    let not_a_dir = d.join("plain-file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("[server]\nweb_config_file = \"{}\"\n", d.join("absent.yml").display()),
+            "server.web_config_file",
+        ),
+        (
+            web("hash.yml", "basic_auth_users:\n  prometheus: $2y$10$tooshort\n"),
+            "basic_auth_users.prometheus: not a bcrypt hash",
+        ),
+        (
+            web(
+                "tls.yml",
+                "tls_server_config:\n  cert_file: missing.crt\n  key_file: tls.key\n",
+            ),
+            "missing.crt",
+        ),
+        (
+            web(
+                "keys.yml",
+                "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.crt\n",
+            ),
+            "key_file",
+        ),
+        (
+            web("unknown.yml", "tls_server_config:\n  cert_filse: tls.crt\n"),
+            "cert_filse",
+        ),
+        (
+            "[policy.checks.\"mfa.nope\"]\nenabled = false\n".into(),
+            "policy.checks.\"mfa.nope\": unknown check",
+        ),
+        (
+            "[policy.checks.\"mfa.weak\"]\nseverity = \"urgent\"\n".into(),
+            "unknown severity \"urgent\"",
+        ),
+        (
+            "[[policy.exceptions]]\ncheck = \"mfa.missing\"\naccount = \"kiosk-*\"\nowner = \"it\"\nexpires = \"2027-01-01\"\n".into(),
+            "policy.exceptions[0].reason: missing required key",
+        ),
+        (
+            "[[policy.exceptions]]\ncheck = \"mfa.missing\"\naccount = \"kiosk-*\"\nreason = \"r\"\nowner = \"it\"\nexpires = \"soon\"\n".into(),
+            "policy.exceptions[0].expires: invalid date",
+        ),
+        (
+            "[server]\nexternal_url = \"ipe.example.com\"\n".into(),
+            "server.external_url",
+        ),
+        (
+            format!("[storage]\nstate_dir = \"{}\"\n", not_a_dir.display()),
+            "storage.state_dir",
+        ),
+    ];
+    for (i, (extra, needle)) in cases.iter().enumerate() {
+        let f = demo_config(d, &format!("c{i}.toml"), extra);
+        let (code, out, err) = run(&["check-config", "--config", f.to_str().unwrap()]);
+        assert_eq!(code, 1, "{needle}: {out}{err}");
+        assert!(err.contains(needle), "{needle} not in: {err}");
+    }
+    // And the good web config passes, as does --web.config.file pointing at it.
+    let ok = web(
+        "ok.yml",
+        &format!("basic_auth_users:\n  prometheus: {good_hash}\ntls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n"),
+    );
+    let f = demo_config(d, "ok.toml", &ok);
+    let (code, out, err) = run(&["check-config", "--config", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let plain = demo_config(d, "plain.toml", "");
+    let (code, _, err) = run(&[
+        "check-config",
+        "--config",
+        plain.to_str().unwrap(),
+        "--web.config.file",
+        d.join("hash.yml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a bcrypt hash"), "{err}");
+}
+
+#[test]
+fn hash_password_makes_a_hash_the_web_config_accepts() {
+    use std::io::Write as _;
+    let mut child = bin()
+        .args(["hash-password", "--cost", "4"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(bcrypt::verify("correct horse", &hash).unwrap(), "{hash}");
+    assert!(!bcrypt::verify("correct horse\n", &hash).unwrap());
+}
+
+#[test]
+fn every_flag_has_help_and_belongs_to_its_subcommands() {
+    for sub in [
+        vec![],
+        vec!["serve"],
+        vec!["collect"],
+        vec!["check-config"],
+        vec!["generate-demo"],
+        vec!["hash-password"],
+    ] {
+        let mut args = sub.clone();
+        args.push("--help");
+        let (code, out, _) = run(&args);
+        assert_eq!(code, 0, "{sub:?}");
+        for line in out.lines().filter(|l| l.trim_start().starts_with('-')) {
+            // "  -c, --config <FILE>   Configuration file …": the help follows two spaces.
+            let l = line.trim_start();
+            let help = l.find("  ").map(|i| l[i..].trim()).unwrap_or("");
+            assert!(help.len() > 3, "{sub:?}: flag without help text: {line:?}");
+        }
+    }
+    // Flags a subcommand does not use are refused there.
+    for args in [
+        vec!["generate-demo", "--config", "x.toml"],
+        vec!["generate-demo", "--listen", ":1"],
+        vec!["hash-password", "--log-level", "debug"],
+        vec!["check-config", "--log-format", "json"],
+        vec!["collect", "--listen", ":1"],
+    ] {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 2, "{args:?} accepted");
+        assert!(err.contains("unexpected argument"), "{args:?}: {err}");
+    }
+    // exporter-toolkit's spelling of the listen flag.
+    let (_, out, _) = run(&["--help"]);
+    assert!(out.contains("--web.listen-address") && out.contains("--web.config.file"));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn sources_of(port: u16) -> Option<Vec<String>> {
+    let v: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/sources"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(
+        v["sources"]
+            .as_array()?
+            .iter()
+            .map(|s| s["name"].as_str().unwrap_or("").to_string())
+            .collect(),
+    )
+}
+
+#[test]
+fn sighup_and_post_reload_apply_a_good_config_and_keep_the_old_on_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let f = demo_config(dir.path(), "c.toml", "");
+    let err_log = dir.path().join("stderr.log");
+    let mut child = bin()
+        .args([
+            "--config",
+            f.to_str().unwrap(),
+            "--web.listen-address",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(std::fs::File::create(&err_log).unwrap())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let wait_for = |want: Vec<&str>| {
+        rt.block_on(async {
+            for _ in 0..400 {
+                if sources_of(port)
+                    .await
+                    .as_deref()
+                    .map(|v| v.iter().map(String::as_str).collect::<Vec<_>>())
+                    == Some(want.clone())
+                {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            false
+        })
+    };
+    let ok_start = wait_for(vec!["demo"]);
+
+    // A second source, then SIGHUP.
+    let demo = std::fs::canonicalize("examples/demo-identities.json").unwrap();
+    let two = format!(
+        "\n[[sources]]\nname = \"second\"\ntype = \"file\"\npath = \"{}\"\n",
+        demo.display()
+    );
+    let base = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(&f, format!("{base}{two}")).unwrap();
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let ok_reload = wait_for(vec!["demo", "second"]);
+
+    // A broken file: SIGHUP and POST /-/reload both keep the running configuration.
+    std::fs::write(
+        &f,
+        format!("{base}{two}\n[policy]\ndormant_after_days = \"x\"\n"),
+    )
+    .unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let post = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/-/reload"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    let still = wait_for(vec!["demo", "second"]);
+    // And a good file through POST /-/reload.
+    std::fs::write(&f, &base).unwrap();
+    let post_ok = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/-/reload"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    let back = wait_for(vec!["demo"]);
+    let poll = rt.block_on(async {
+        let c = reqwest::Client::new();
+        let ok = c
+            .post(format!("http://127.0.0.1:{port}/-/poll/demo"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        let missing = c
+            .post(format!("http://127.0.0.1:{port}/-/poll/nope"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        (ok, missing)
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&err_log).unwrap();
+    assert!(ok_start, "never served the first configuration: {log}");
+    assert!(ok_reload, "SIGHUP did not apply the new source: {log}");
+    assert_eq!(post.0, 400, "{}", post.1);
+    assert!(post.1.contains("policy.dormant_after_days"), "{}", post.1);
+    assert!(still, "a bad configuration replaced the running one");
+    assert!(log.contains("configuration reload failed"), "{log}");
+    assert_eq!(post_ok, 200);
+    assert!(back, "POST /-/reload did not apply the configuration");
+    assert_eq!(poll, (202, 404));
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI colours in a log that is not a terminal"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_reported_once_before_any_poll() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let f = demo_config(dir.path(), "c.toml", "");
+    let (code, _, err) = run(&[
+        "--config",
+        f.to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(err.matches("cannot listen on").count(), 1, "{err}");
+    assert!(
+        !err.contains("poll succeeded"),
+        "polled before binding: {err}"
+    );
+}

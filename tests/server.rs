@@ -533,7 +533,8 @@ async fn findings_api_filters_paginates_and_exports_csv() {
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
     let body = csv.text().await.unwrap();
     let lines: Vec<&str> = body.lines().collect();
-    assert!(lines[0].starts_with("source,provider,scope,account_id,login"));
+    // Every cell quoted (CSV-injection hardening, see server::csv_safe).
+    assert!(lines[0].starts_with("\"source\",\"provider\",\"scope\",\"account_id\",\"login\""));
     assert_eq!(lines.len(), 2);
     assert!(lines[1].contains("svc-ci") && lines[1].contains("s-soon"));
 

@@ -233,6 +233,8 @@ async fn start_with(t: Tenant, secret: Option<&str>) -> Run {
         r#"
 [server]
 listen = "127.0.0.1:0"
+[policy]
+password_max_age_days = 365   # password age is opt-in; this test maps password rotation
 [[sources]]
 name = "sspm-test"
 type = "sspm"

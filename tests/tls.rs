@@ -96,7 +96,7 @@ fn unusable_tls_settings_are_refused_with_the_file_named() {
         ("tls_server_config:\n  cert_file: missing.crt\n  key_file: tls.key\n", "missing.crt"),
         ("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.crt\n", "key_file"),
         ("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  min_version: TLS10\n", "TLS10"),
-        ("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  client_auth_type: RequireAndVerifyClientCert\n", "client_ca_file"),
+        ("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: missing-ca.pem\n", "missing-ca.pem"),
         ("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  colour: blue\n", "colour"),
     ] {
         std::fs::write(&web, body).unwrap();

@@ -1,13 +1,14 @@
 //! Credential checks: `credential.unrotated` (older than its type's max age, not expired),
 //! `credential.expired` (past expiry, still present; reported only as this),
 //! `credential.expiring` (within `expiring_within_days`), `credential.no_expiry` (a client
-//! secret or certificate with an explicit "never expires").
+//! secret, certificate or personal access token with an explicit "never expires").
 
 use super::{older_than, whole_days, CheckId, Ctx, Finding};
 use crate::config::Policy;
 use crate::model::{Account, CredentialType, Known};
 
-/// The maximum age policy for a credential type.
+/// The maximum age policy for a credential type; 0 means the type is not checked for age
+/// (the default for passwords, following NIST SP 800-63B).
 pub fn max_age_days(p: &Policy, t: CredentialType) -> u32 {
     match t {
         CredentialType::Password => p.password_max_age_days,
@@ -54,17 +55,23 @@ pub fn check(a: &Account, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
                 }
             }
             Known::Never => {
+                // Credentials that can be given an expiry and were not. Passwords and SSH
+                // keys have none by design; a token's "never" is its owner's choice (GitHub
+                // personal access tokens, SaaS API tokens).
                 if matches!(
                     c.credential_type,
-                    CredentialType::ClientSecret | CredentialType::Certificate
+                    CredentialType::ClientSecret
+                        | CredentialType::Certificate
+                        | CredentialType::Token
                 ) {
                     out.push(finding(CheckId::CredentialNoExpiry, None));
                 }
             }
             Known::Unknown => {}
         }
-        if let Known::At(r) = c.last_rotated {
-            if older_than(r, now, max_age_days(p, c.credential_type)) {
+        let max_age = max_age_days(p, c.credential_type);
+        if let (Known::At(r), true) = (c.last_rotated, max_age > 0) {
+            if older_than(r, now, max_age) {
                 out.push(finding(
                     CheckId::CredentialUnrotated,
                     Some(whole_days(now - r)),
@@ -95,7 +102,15 @@ mod tests {
 
     #[test]
     fn unrotated_boundary_per_type() {
+        use crate::config::{Policy, RawPolicy};
         use CredentialType::*;
+        // Password age is opt-in: 365 here, off by default (see below).
+        let raw = RawPolicy {
+            password_max_age_days: Some(365),
+            ..Default::default()
+        };
+        let p = Policy::from_raw(&raw, None, "policy", &mut Vec::new());
+        let checks = |a: &Account| run(a, &p).0;
         for (t, max) in [
             (Password, 365),
             (AccessKey, 90),
@@ -115,6 +130,25 @@ mod tests {
             assert_eq!(checks(&a), vec![CheckId::CredentialUnrotated], "{t:?}");
         }
         assert!(checks(&cred(AccessKey, Known::Unknown, Known::Unknown)).is_empty());
+    }
+
+    #[test]
+    fn password_age_is_off_by_default_and_zero_turns_any_type_off() {
+        use crate::config::{Policy, RawPolicy};
+        let ancient = Known::At(days_ago(5000));
+        let pw = cred(CredentialType::Password, ancient, Known::Unknown);
+        assert!(
+            checks(&pw).is_empty(),
+            "password_max_age_days = 0 by default"
+        );
+        let raw = RawPolicy {
+            access_key_max_age_days: Some(0),
+            ..Default::default()
+        };
+        let p = Policy::from_raw(&raw, None, "policy", &mut Vec::new());
+        let key = cred(CredentialType::AccessKey, ancient, Known::Unknown);
+        assert!(run(&key, &p).0.is_empty());
+        assert_eq!(checks(&key), vec![CheckId::CredentialUnrotated]);
     }
 
     #[test]
@@ -164,19 +198,38 @@ mod tests {
     }
 
     #[test]
-    fn no_expiry_only_for_app_secrets_and_certificates() {
+    fn no_expiry_for_app_secrets_certificates_and_tokens() {
         let a = cred(
             CredentialType::ClientSecret,
             Known::At(days_ago(1)),
             Known::Never,
         );
         assert_eq!(checks(&a), vec![CheckId::CredentialNoExpiry]);
-        let a = cred(
-            CredentialType::Password,
-            Known::At(days_ago(1)),
-            Known::Never,
+        // A personal access token without expiry (GitHub classic PAT, fine-grained PAT).
+        let a = cred(CredentialType::Token, Known::At(days_ago(1)), Known::Never);
+        assert_eq!(checks(&a), vec![CheckId::CredentialNoExpiry]);
+        // Old and never expiring: both.
+        let a = cred(CredentialType::Token, Known::At(days_ago(91)), Known::Never);
+        assert_eq!(
+            checks(&a),
+            vec![CheckId::CredentialNoExpiry, CheckId::CredentialUnrotated]
         );
-        assert!(checks(&a).is_empty());
+        let a = cred(
+            CredentialType::Token,
+            Known::At(days_ago(1)),
+            Known::Unknown,
+        );
+        assert!(checks(&a).is_empty(), "unknown expiry is not no expiry");
+        // Passwords, SSH keys, access keys and API keys: no finding for "never".
+        for t in [
+            CredentialType::Password,
+            CredentialType::SshKey,
+            CredentialType::AccessKey,
+            CredentialType::ApiKey,
+        ] {
+            let a = cred(t, Known::At(days_ago(1)), Known::Never);
+            assert!(checks(&a).is_empty(), "{t:?}");
+        }
         let a = cred(
             CredentialType::Certificate,
             Known::At(days_ago(1)),

@@ -2,151 +2,18 @@
 //! counts) with an injected clock. Each family lives in its own file; this module holds the
 //! check ids, severities and the per-account entry point [`evaluate_account`].
 
+pub mod catalog;
 pub mod credentials;
 pub mod dormancy;
 pub mod mfa;
 pub mod privilege;
 pub mod tenant;
 
-use serde::Serialize;
-
 use crate::config::Policy;
 use crate::model::{Account, AccountType, CredentialType, Timestamp};
 
-/// Every check the exporter runs. The string ids are part of the product contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CheckId {
-    MfaMissing,
-    MfaWeak,
-    MfaNotEnforced,
-    DormantInactive,
-    DormantNeverLoggedIn,
-    DormantTerminated,
-    CredentialUnrotated,
-    CredentialExpired,
-    CredentialExpiring,
-    CredentialNoExpiry,
-    PrivilegeRoleNotAllowed,
-    PrivilegeUnused,
-    PrivilegeNoMfa,
-    PrivilegeServiceAccountAdmin,
-    TenantTooManySuperAdmins,
-    TenantTooFewSuperAdmins,
-    TenantMfaPolicyGap,
-}
-
-pub const N_CHECKS: usize = 17;
-
-impl CheckId {
-    pub const ALL: [CheckId; N_CHECKS] = [
-        CheckId::MfaMissing,
-        CheckId::MfaWeak,
-        CheckId::MfaNotEnforced,
-        CheckId::DormantInactive,
-        CheckId::DormantNeverLoggedIn,
-        CheckId::DormantTerminated,
-        CheckId::CredentialUnrotated,
-        CheckId::CredentialExpired,
-        CheckId::CredentialExpiring,
-        CheckId::CredentialNoExpiry,
-        CheckId::PrivilegeRoleNotAllowed,
-        CheckId::PrivilegeUnused,
-        CheckId::PrivilegeNoMfa,
-        CheckId::PrivilegeServiceAccountAdmin,
-        CheckId::TenantTooManySuperAdmins,
-        CheckId::TenantTooFewSuperAdmins,
-        CheckId::TenantMfaPolicyGap,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckId::MfaMissing => "mfa.missing",
-            CheckId::MfaWeak => "mfa.weak",
-            CheckId::MfaNotEnforced => "mfa.not_enforced",
-            CheckId::DormantInactive => "dormant.inactive",
-            CheckId::DormantNeverLoggedIn => "dormant.never_logged_in",
-            CheckId::DormantTerminated => "dormant.terminated",
-            CheckId::CredentialUnrotated => "credential.unrotated",
-            CheckId::CredentialExpired => "credential.expired",
-            CheckId::CredentialExpiring => "credential.expiring",
-            CheckId::CredentialNoExpiry => "credential.no_expiry",
-            CheckId::PrivilegeRoleNotAllowed => "privilege.role_not_allowed",
-            CheckId::PrivilegeUnused => "privilege.unused",
-            CheckId::PrivilegeNoMfa => "privilege.no_mfa",
-            CheckId::PrivilegeServiceAccountAdmin => "privilege.service_account_admin",
-            CheckId::TenantTooManySuperAdmins => "tenant.too_many_super_admins",
-            CheckId::TenantTooFewSuperAdmins => "tenant.too_few_super_admins",
-            CheckId::TenantMfaPolicyGap => "tenant.mfa_policy_gap",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<CheckId> {
-        CheckId::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
-    /// Fixed per check, so `identity_posture_findings{check, severity}` has one series per
-    /// check: privileged findings are critical, MFA-less and leavers high, credential
-    /// warnings low, everything else medium.
-    pub fn severity(self) -> Severity {
-        match self {
-            CheckId::PrivilegeRoleNotAllowed
-            | CheckId::PrivilegeUnused
-            | CheckId::PrivilegeNoMfa
-            | CheckId::PrivilegeServiceAccountAdmin
-            | CheckId::TenantTooManySuperAdmins
-            | CheckId::TenantTooFewSuperAdmins => Severity::Critical,
-            CheckId::MfaMissing | CheckId::DormantTerminated | CheckId::TenantMfaPolicyGap => {
-                Severity::High
-            }
-            CheckId::CredentialExpiring | CheckId::CredentialNoExpiry => Severity::Low,
-            _ => Severity::Medium,
-        }
-    }
-
-    pub fn is_tenant(self) -> bool {
-        matches!(
-            self,
-            CheckId::TenantTooManySuperAdmins
-                | CheckId::TenantTooFewSuperAdmins
-                | CheckId::TenantMfaPolicyGap
-        )
-    }
-}
-
-impl Serialize for CheckId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Critical,
-    High,
-    Medium,
-    Low,
-}
-
-impl Severity {
-    pub const ALL: [Severity; 4] = [
-        Severity::Critical,
-        Severity::High,
-        Severity::Medium,
-        Severity::Low,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::High => "high",
-            Severity::Medium => "medium",
-            Severity::Low => "low",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Severity> {
-        Severity::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-}
+/// Check ids and severities live in the model (the configuration names them too).
+pub use crate::model::{CheckId, Severity, N_CHECKS};
 
 /// One finding on one account. Kept small: the text is rendered only when the API asks.
 #[derive(Debug, Clone, PartialEq)]
@@ -274,14 +141,16 @@ pub fn evaluate_account(a: &Account, ctx: &Ctx<'_>, out: &mut Vec<Finding>) -> V
     v
 }
 
-/// Whole days in `d`, rounded down (a finding's `days`).
+/// Whole days in `d`, rounded down, never negative (a finding's `days`).
 pub(crate) fn whole_days(d: time::Duration) -> i64 {
-    d.whole_days()
+    d.whole_days().max(0)
 }
 
-/// `true` when `later - earlier` is strictly longer than `days` days.
+/// `true` when `later - earlier` is strictly longer than `days` days. An `earlier` after
+/// `later` (a timestamp in the future: bad data or clock skew) counts as `later`: age zero,
+/// never "older than" anything. [`crate::report`] counts such timestamps per source.
 pub(crate) fn older_than(earlier: Timestamp, later: Timestamp, days: u32) -> bool {
-    later - earlier > time::Duration::days(i64::from(days))
+    later - earlier.min(later) > time::Duration::days(i64::from(days))
 }
 
 #[cfg(test)]
@@ -340,12 +209,27 @@ mod tests {
         for c in CheckId::ALL {
             assert_eq!(CheckId::parse(c.as_str()), Some(c));
         }
-        assert_eq!(CheckId::MfaMissing.severity(), Severity::High);
-        assert_eq!(CheckId::DormantTerminated.severity(), Severity::High);
-        assert_eq!(CheckId::PrivilegeNoMfa.severity(), Severity::Critical);
-        assert_eq!(CheckId::CredentialExpiring.severity(), Severity::Low);
-        assert_eq!(CheckId::CredentialNoExpiry.severity(), Severity::Low);
-        assert_eq!(CheckId::DormantInactive.severity(), Severity::Medium);
+        assert_eq!(CheckId::MfaMissing.default_severity(), Severity::High);
+        assert_eq!(
+            CheckId::DormantTerminated.default_severity(),
+            Severity::High
+        );
+        assert_eq!(
+            CheckId::PrivilegeNoMfa.default_severity(),
+            Severity::Critical
+        );
+        assert_eq!(
+            CheckId::CredentialExpiring.default_severity(),
+            Severity::Low
+        );
+        assert_eq!(
+            CheckId::CredentialNoExpiry.default_severity(),
+            Severity::Low
+        );
+        assert_eq!(
+            CheckId::DormantInactive.default_severity(),
+            Severity::Medium
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The `/api/v1` views: source state, summary counts, per-account findings (JSON or CSV,
-//! filtered, keyset-paginated so pages stay consistent across polls), and one account.
+//! filtered, keyset-paginated so pages stay consistent across polls, with the total for the
+//! filter), one account, and compliance per framework. The findings filter and selection
+//! here also feed the HTML findings view, so both always list the same findings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -12,16 +14,17 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::ServerState;
 use crate::checks::{CheckId, Severity};
 use crate::model::{AccountType, DataKind};
-use crate::report::{Report, StoredFinding};
+use crate::report::{FindingRecord, Report, StoredFinding};
 use crate::state::{AppState, SourceState};
 
-const DEFAULT_LIMIT: usize = 1000;
-const MAX_LIMIT: usize = 10_000;
+pub const DEFAULT_LIMIT: usize = 1000;
+pub const MAX_LIMIT: usize = 10_000;
 
 /// An error answer: a status and a short message, never internals.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -29,11 +32,32 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-pub async fn sources(State(state): State<Arc<AppState>>) -> Json<Value> {
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "cannot render response");
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+}
+
+/// Every CSV the server produces goes through here, and so through [`super::csv_safe`]:
+/// every cell quoted, formula cells neutralised (the one place cells are sanitised).
+pub fn csv_response<T: Serialize>(
+    columns: &[&str],
+    rows: impl IntoIterator<Item = T>,
+) -> Result<Response, ApiError> {
+    let mut w = super::csv_safe::Writer::new(Vec::new());
+    w.write_record(columns.iter().copied()).map_err(internal)?;
+    for r in rows {
+        w.serialize_record(columns, &r).map_err(internal)?;
+    }
+    let body = w.into_inner().map_err(internal)?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
+}
+
+pub async fn sources(State(s): State<Arc<ServerState>>) -> Json<Value> {
+    let state = s.app();
     let list: Vec<Value> = state.sources.iter().map(|s| source_json(s)).collect();
     Json(json!({ "sources": list }))
 }
@@ -63,6 +87,7 @@ fn source_json(s: &SourceState) -> Value {
         "polling": st.polling,
         "last_attempt": st.last_attempt.map(crate::model::format_ts),
         "last_success": st.last_success.map(crate::model::format_ts),
+        "next_poll": st.next_poll.map(crate::model::format_ts),
         "last_duration_seconds": st.last_duration_seconds,
         "last_error": st.last_error,
         "last_error_at": st.last_error_at.map(crate::model::format_ts),
@@ -76,21 +101,37 @@ fn source_json(s: &SourceState) -> Value {
     })
 }
 
-#[derive(Serialize, Default)]
-struct Counts {
-    accounts: u64,
-    active_accounts: u64,
-    excluded_accounts: u64,
-    compliant_accounts: u64,
-    compliant_ratio: f64,
-    checks: BTreeMap<&'static str, u64>,
-    severities: BTreeMap<&'static str, u64>,
+/// The counts of one source or of all: the numbers behind `/metrics`, the landing page and
+/// `/api/v1/summary`, computed once here.
+#[derive(Serialize, Default, Debug, Clone)]
+pub struct Counts {
+    pub accounts: u64,
+    pub active_accounts: u64,
+    pub excluded_accounts: u64,
+    pub compliant_accounts: u64,
+    pub compliant_ratio: f64,
+    /// Per check: accounts with a counted finding (= `identity_posture_findings`).
+    pub checks: BTreeMap<&'static str, u64>,
+    /// Per severity: the `checks` numbers summed by each check's severity.
+    pub severities: BTreeMap<&'static str, u64>,
+    /// Per check: counted findings (an account with two stale keys has two) = the `total`
+    /// of `/api/v1/findings?check=…&excluded=false&excepted=false`.
+    pub findings: BTreeMap<&'static str, u64>,
+    /// Per check: accounts whose findings of the check are all covered by exceptions.
+    pub excepted: BTreeMap<&'static str, u64>,
+    /// Checks turned off by policy (for at least one of the counted sources).
+    pub disabled_checks: Vec<&'static str>,
+    /// Findings first seen in the last poll, and findings gone since the one before.
+    pub new_findings: u64,
+    pub resolved_findings: u64,
 }
 
-fn counts(reports: &[&Report]) -> Counts {
+pub fn counts(reports: &[&Report]) -> Counts {
     let mut c = Counts::default();
     for ch in CheckId::ALL {
         c.checks.insert(ch.as_str(), 0);
+        c.findings.insert(ch.as_str(), 0);
+        c.excepted.insert(ch.as_str(), 0);
     }
     for s in Severity::ALL {
         c.severities.insert(s.as_str(), 0);
@@ -101,10 +142,19 @@ fn counts(reports: &[&Report]) -> Counts {
         c.active_accounts += t.active[0] + t.active[1];
         c.excluded_accounts += t.excluded;
         c.compliant_accounts += t.compliant;
+        c.new_findings += r.history.new;
+        c.resolved_findings += r.history.resolved.len() as u64;
         for ch in CheckId::ALL {
-            let n = t.findings[ch as usize];
-            *c.checks.entry(ch.as_str()).or_default() += n;
-            *c.severities.entry(ch.severity().as_str()).or_default() += n;
+            let i = ch as usize;
+            *c.checks.entry(ch.as_str()).or_default() += t.findings[i];
+            *c.findings.entry(ch.as_str()).or_default() += t.finding_rows[i];
+            *c.excepted.entry(ch.as_str()).or_default() += t.excepted[i];
+            *c.severities
+                .entry(r.policy.severity(ch).as_str())
+                .or_default() += t.findings[i];
+            if !r.policy.check(ch).enabled && !c.disabled_checks.contains(&ch.as_str()) {
+                c.disabled_checks.push(ch.as_str());
+            }
         }
     }
     c.compliant_ratio = if c.active_accounts == 0 {
@@ -115,40 +165,192 @@ fn counts(reports: &[&Report]) -> Counts {
     c
 }
 
-pub async fn summary(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let reports: Vec<(Arc<SourceState>, Option<Arc<Report>>)> = state
-        .sources
-        .iter()
-        .map(|s| (s.clone(), s.report.load_full()))
-        .collect();
+pub async fn summary(State(s): State<Arc<ServerState>>) -> Json<Value> {
+    let state = s.app();
     let mut per = Vec::new();
     let mut all = Vec::new();
-    for (s, r) in &reports {
+    for s in &state.sources {
         let st = s.status();
-        match r {
+        match s.report.load_full() {
             Some(r) => {
-                all.push(r.as_ref());
                 per.push(json!({"source": s.name, "provider": s.provider, "up": st.up, "counts": counts(&[r.as_ref()])}));
+                all.push(r);
             }
             None => per.push(
                 json!({"source": s.name, "provider": s.provider, "up": st.up, "counts": null}),
             ),
         }
     }
-    Json(json!({"overall": counts(&all), "sources": per}))
+    let refs: Vec<&Report> = all.iter().map(|r| r.as_ref()).collect();
+    Json(json!({
+        "units": {
+            "checks": "accounts (tenant checks: findings)",
+            "severities": "accounts",
+            "findings": "findings",
+            "excepted": "accounts",
+        },
+        "overall": counts(&refs),
+        "sources": per,
+    }))
 }
 
-#[derive(Debug, Deserialize, Default)]
+/// The findings filter, as the API and the view take it from the query string.
+#[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct FindingsQuery {
-    source: Option<String>,
-    check: Option<String>,
-    severity: Option<String>,
-    account_type: Option<String>,
-    excluded: Option<bool>,
-    format: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
+    pub source: Option<String>,
+    pub check: Option<String>,
+    pub severity: Option<String>,
+    pub account_type: Option<String>,
+    pub privileged: Option<bool>,
+    pub excluded: Option<bool>,
+    pub excepted: Option<bool>,
+    /// Only findings first seen in the latest poll.
+    pub new: Option<bool>,
+    /// Case-insensitive substring of the login (or display name).
+    pub q: Option<String>,
+    pub format: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+    /// Page number (HTML view only; the API pages with `cursor`).
+    pub page: Option<usize>,
+}
+
+/// A parsed, validated filter.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub source: Option<String>,
+    pub check: Option<CheckId>,
+    pub severity: Option<Severity>,
+    pub account_type: Option<AccountType>,
+    pub privileged: Option<bool>,
+    pub excluded: Option<bool>,
+    pub excepted: Option<bool>,
+    pub new: Option<bool>,
+    pub q: Option<String>,
+}
+
+impl Filter {
+    pub fn parse(q: &FindingsQuery, state: &AppState) -> Result<Filter, ApiError> {
+        let check = q
+            .check
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(|c| CheckId::parse(c).ok_or_else(|| bad(format!("unknown check {c:?}"))))
+            .transpose()?;
+        let severity = q
+            .severity
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(|c| Severity::parse(c).ok_or_else(|| bad(format!("unknown severity {c:?}"))))
+            .transpose()?;
+        let account_type = match q.account_type.as_deref() {
+            None | Some("") => None,
+            Some("human") => Some(AccountType::Human),
+            Some("service") => Some(AccountType::Service),
+            Some(o) => {
+                return Err(bad(format!(
+                    "unknown account_type {o:?} (human or service)"
+                )))
+            }
+        };
+        let source = q.source.clone().filter(|s| !s.is_empty());
+        if let Some(name) = &source {
+            if state.source(name).is_none() {
+                return Err(ApiError(
+                    StatusCode::NOT_FOUND,
+                    format!("no source named {name:?}"),
+                ));
+            }
+        }
+        Ok(Filter {
+            source,
+            check,
+            severity,
+            account_type,
+            privileged: q.privileged,
+            excluded: q.excluded,
+            excepted: q.excepted,
+            new: q.new,
+            q: q.q
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_lowercase),
+        })
+    }
+
+    pub fn matches(&self, r: &Report, f: &StoredFinding) -> bool {
+        if self.check.is_some_and(|c| f.finding.check != c)
+            || self
+                .severity
+                .is_some_and(|sv| r.policy.severity(f.finding.check) != sv)
+            || self.excepted.is_some_and(|e| f.excepted.is_some() != e)
+            || self.new.is_some_and(|n| r.is_new(f) != n)
+        {
+            return false;
+        }
+        let meta = f.account.map(|i| r.meta[i as usize]);
+        if let Some(at) = self.account_type {
+            if meta.is_none_or(|m| m.account_type != at) {
+                return false;
+            }
+        }
+        if let Some(p) = self.privileged {
+            if meta.is_none_or(|m| m.privileged != p) {
+                return false;
+            }
+        }
+        if let Some(ex) = self.excluded {
+            if meta.is_some_and(|m| m.excluded) != ex {
+                return false;
+            }
+        }
+        if let Some(q) = &self.q {
+            let Some(a) = f.account.map(|i| &r.accounts[i as usize]) else {
+                return false;
+            };
+            let hit = a.login.to_lowercase().contains(q)
+                || a.display_name
+                    .as_deref()
+                    .is_some_and(|d| d.to_lowercase().contains(q));
+            if !hit {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The filter as query-string pairs (for links and exports of the same filter).
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut v = Vec::new();
+        if let Some(s) = &self.source {
+            v.push(("source", s.clone()));
+        }
+        if let Some(c) = self.check {
+            v.push(("check", c.as_str().to_string()));
+        }
+        if let Some(s) = self.severity {
+            v.push(("severity", s.as_str().to_string()));
+        }
+        if let Some(a) = self.account_type {
+            v.push(("account_type", a.as_str().to_string()));
+        }
+        for (k, b) in [
+            ("privileged", self.privileged),
+            ("excluded", self.excluded),
+            ("excepted", self.excepted),
+            ("new", self.new),
+        ] {
+            if let Some(b) = b {
+                v.push((k, b.to_string()));
+            }
+        }
+        if let Some(q) = &self.q {
+            v.push(("q", q.clone()));
+        }
+        v
+    }
 }
 
 /// Keyset position: the last item of the previous page.
@@ -174,11 +376,10 @@ fn decode_cursor(s: &str) -> Result<Cursor, ApiError> {
         .ok_or_else(|| bad("invalid cursor"))
 }
 
+type Key<'a> = (Option<&'a str>, Option<u32>, CheckId, Option<&'a str>);
+
 /// Sort key of a stored finding (the order `Report::findings` is in).
-fn key<'a>(
-    r: &'a Report,
-    f: &'a StoredFinding,
-) -> (Option<&'a str>, Option<u32>, CheckId, Option<&'a str>) {
+fn key<'a>(r: &'a Report, f: &'a StoredFinding) -> Key<'a> {
     (
         f.account.map(|i| r.accounts[i as usize].id.as_str()),
         f.account,
@@ -187,207 +388,184 @@ fn key<'a>(
     )
 }
 
-#[derive(Serialize)]
-struct FindingRow<'a> {
-    source: &'a str,
-    provider: &'a str,
-    scope: &'static str,
-    account_id: Option<&'a str>,
-    login: Option<&'a str>,
-    display_name: Option<&'a str>,
-    account_type: Option<&'static str>,
-    status: Option<&'static str>,
-    privileged: Option<bool>,
-    excluded: bool,
-    check: &'static str,
-    severity: &'static str,
-    subject: Option<&'a str>,
-    credential_type: Option<&'static str>,
-    days: Option<i64>,
-    detail: String,
+/// Where a page starts.
+pub enum Start {
+    /// Keyset cursor (the API).
+    Cursor(Option<String>),
+    /// Skip this many matches (the HTML view's page numbers).
+    Offset(usize),
 }
 
-fn row<'a>(s: &'a SourceState, r: &'a Report, f: &'a StoredFinding) -> FindingRow<'a> {
-    let acct = f
-        .account
-        .map(|i| (&r.accounts[i as usize], r.meta[i as usize]));
-    FindingRow {
-        source: &s.name,
-        provider: s.provider,
-        scope: if acct.is_some() { "account" } else { "tenant" },
-        account_id: acct.map(|(a, _)| a.id.as_str()),
-        login: acct.map(|(a, _)| a.login.as_str()),
-        display_name: acct.and_then(|(a, _)| a.display_name.as_deref()),
-        account_type: acct.map(|(_, m)| m.account_type.as_str()),
-        status: acct.map(|(a, _)| a.status.as_str()),
-        privileged: acct.map(|(_, m)| m.privileged),
-        excluded: acct.is_some_and(|(_, m)| m.excluded),
-        check: f.finding.check.as_str(),
-        severity: f.finding.check.severity().as_str(),
-        subject: f.finding.subject.as_deref(),
-        credential_type: f.finding.credential_type.map(|c| c.as_str()),
-        days: f.finding.days,
-        detail: f.finding.describe(),
+/// One page of matching findings, with the totals for the whole filter.
+pub struct Selection {
+    /// (source, report, index into `report.findings`).
+    pub rows: Vec<(Arc<SourceState>, Arc<Report>, usize)>,
+    /// Findings matching the filter, all pages.
+    pub total: u64,
+    /// Distinct accounts among them (tenant findings count one each).
+    pub accounts: u64,
+    pub next_cursor: Option<String>,
+}
+
+impl Selection {
+    pub fn records(&self) -> impl Iterator<Item = FindingRecord<'_>> {
+        self.rows
+            .iter()
+            .map(|(s, r, i)| r.record(&s.name, s.provider, &r.findings[*i]))
     }
 }
 
-pub async fn findings(
-    State(state): State<Arc<AppState>>,
-    q: Result<Query<FindingsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| bad(format!("invalid query: {}", e.body_text())))?;
-    let check = q
-        .check
-        .as_deref()
-        .map(|c| CheckId::parse(c).ok_or_else(|| bad(format!("unknown check {c:?}"))))
-        .transpose()?;
-    let severity = q
-        .severity
-        .as_deref()
-        .map(|c| Severity::parse(c).ok_or_else(|| bad(format!("unknown severity {c:?}"))))
-        .transpose()?;
-    let account_type = match q.account_type.as_deref() {
-        None => None,
-        Some("human") => Some(AccountType::Human),
-        Some("service") => Some(AccountType::Service),
-        Some(o) => {
-            return Err(bad(format!(
-                "unknown account_type {o:?} (human or service)"
-            )))
-        }
+/// Selects one page of the findings matching `filter`, in (source, account id, check,
+/// subject) order, and counts every match.
+pub fn select(
+    state: &AppState,
+    filter: &Filter,
+    start: Start,
+    limit: usize,
+) -> Result<Selection, ApiError> {
+    let cursor = match &start {
+        Start::Cursor(c) => c.as_deref().map(decode_cursor).transpose()?,
+        Start::Offset(_) => None,
     };
-    let csv = match q.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(o) => return Err(bad(format!("unknown format {o:?} (json or csv)"))),
+    let cursor_check = cursor
+        .as_ref()
+        .map(|c| CheckId::parse(&c.check).ok_or_else(|| bad("invalid cursor")))
+        .transpose()?;
+    let skip = match start {
+        Start::Offset(n) => n,
+        Start::Cursor(_) => 0,
     };
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    if let Some(name) = &q.source {
-        if state.source(name).is_none() {
-            return Err(ApiError(
-                StatusCode::NOT_FOUND,
-                format!("no source named {name:?}"),
-            ));
-        }
-    }
-    let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
-
     let mut sources: Vec<&Arc<SourceState>> = state
         .sources
         .iter()
-        .filter(|s| q.source.as_deref().is_none_or(|n| s.name == n))
+        .filter(|s| filter.source.as_deref().is_none_or(|n| s.name == n))
         .collect();
     sources.sort_by(|a, b| a.name.cmp(&b.name));
 
-    let mut reports = Vec::new();
+    let mut sel = Selection {
+        rows: Vec::new(),
+        total: 0,
+        accounts: 0,
+        next_cursor: None,
+    };
+    let mut matched = 0usize;
+    let mut more = false;
     for s in sources {
-        if let Some(c) = &cursor {
-            if s.name < c.source {
+        let Some(r) = s.report.load_full() else {
+            continue;
+        };
+        let mut seen_accounts = HashSet::new();
+        for (i, f) in r.findings.iter().enumerate() {
+            if !filter.matches(&r, f) {
                 continue;
             }
-        }
-        if let Some(r) = s.report.load_full() {
-            reports.push((s, r));
-        }
-    }
-
-    let mut rows = Vec::new();
-    let mut next = None;
-    'outer: for (s, r) in &reports {
-        let start = match &cursor {
-            Some(c) if c.source == s.name => {
-                let ck = CheckId::parse(&c.check).ok_or_else(|| bad("invalid cursor"))?;
-                let ckey = (
+            sel.total += 1;
+            match f.account {
+                Some(a) => {
+                    if seen_accounts.insert(a) {
+                        sel.accounts += 1;
+                    }
+                }
+                None => sel.accounts += 1,
+            }
+            if let (Some(c), Some(ck)) = (&cursor, cursor_check) {
+                let ckey: Key = (
                     c.account_id.as_deref(),
                     c.account_index,
                     ck,
                     c.subject.as_deref(),
                 );
-                r.findings.partition_point(|f| key(r, f) <= ckey)
+                if s.name.as_str() < c.source.as_str() || (s.name == c.source && key(&r, f) <= ckey)
+                {
+                    continue;
+                }
             }
-            _ => 0,
-        };
-        for f in &r.findings[start..] {
-            if check.is_some_and(|c| f.finding.check != c)
-                || severity.is_some_and(|sv| f.finding.check.severity() != sv)
-            {
+            matched += 1;
+            if matched <= skip {
                 continue;
             }
-            let meta = f.account.map(|i| r.meta[i as usize]);
-            if let Some(at) = account_type {
-                if meta.is_none_or(|m| m.account_type != at) {
-                    continue;
-                }
+            if sel.rows.len() < limit {
+                sel.rows.push((s.clone(), r.clone(), i));
+            } else {
+                more = true;
             }
-            if let Some(ex) = q.excluded {
-                if meta.is_some_and(|m| m.excluded) != ex {
-                    continue;
-                }
-            }
-            if rows.len() == limit {
-                let (last, index): &(FindingRow, Option<u32>) = rows.last().expect("limit >= 1");
-                next = Some(Cursor {
-                    source: last.source.to_string(),
-                    account_id: last.account_id.map(str::to_string),
-                    account_index: *index,
-                    check: last.check.to_string(),
-                    subject: last.subject.map(str::to_string),
-                });
-                break 'outer;
-            }
-            rows.push((row(s, r, f), f.account));
         }
     }
-    let next = next.map(|c| encode_cursor(&c));
-    let rows: Vec<FindingRow> = rows.into_iter().map(|(r, _)| r).collect();
-
-    if csv {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        for r in &rows {
-            w.serialize(r)
-                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if more {
+        if let Some((s, r, i)) = sel.rows.last() {
+            let f = &r.findings[*i];
+            sel.next_cursor = Some(encode_cursor(&Cursor {
+                source: s.name.clone(),
+                account_id: f.account.map(|a| r.accounts[a as usize].id.clone()),
+                account_index: f.account,
+                check: f.finding.check.as_str().to_string(),
+                subject: f.finding.subject.as_deref().map(str::to_string),
+            }));
         }
-        if rows.is_empty() {
-            w.write_record([
-                "source",
-                "provider",
-                "scope",
-                "account_id",
-                "login",
-                "display_name",
-                "account_type",
-                "status",
-                "privileged",
-                "excluded",
-                "check",
-                "severity",
-                "subject",
-                "credential_type",
-                "days",
-                "detail",
-            ])
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        }
-        let body = w
-            .into_inner()
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let mut resp = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
-        if let Some(n) = &next {
-            if let Ok(v) = header::HeaderValue::try_from(n.as_str()) {
-                resp.headers_mut().insert("x-next-cursor", v);
-            }
-        }
-        return Ok(resp);
     }
-    Ok(Json(json!({"findings": rows, "count": rows.len(), "next_cursor": next})).into_response())
+    Ok(sel)
 }
 
-pub async fn account(
-    State(state): State<Arc<AppState>>,
-    Path((source, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn findings(
+    State(s): State<Arc<ServerState>>,
+    q: Result<Query<FindingsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let state = s.app();
+    let Query(q) = q.map_err(|e| bad(format!("invalid query: {}", e.body_text())))?;
+    let filter = Filter::parse(&q, &state)?;
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(o) => return Err(bad(format!("unknown format {o:?} (json or csv)"))),
+    };
+    // `limit=0` is a mistake, not a request for one finding (or none): say so. Above the
+    // maximum the page is capped (documented), as before.
+    let limit = match q.limit {
+        Some(0) => return Err(bad(format!("limit must be between 1 and {MAX_LIMIT}"))),
+        Some(n) => n.min(MAX_LIMIT),
+        None => DEFAULT_LIMIT,
+    };
+    let sel = select(&state, &filter, Start::Cursor(q.cursor.clone()), limit)?;
+    if csv {
+        let mut resp = csv_response(&FindingRecord::COLUMNS, sel.records())?;
+        let h = resp.headers_mut();
+        if let Some(n) = &sel.next_cursor {
+            if let Ok(v) = header::HeaderValue::try_from(n.as_str()) {
+                h.insert("x-next-cursor", v);
+            }
+        }
+        h.insert("x-total-count", header::HeaderValue::from(sel.total));
+        return Ok(resp);
+    }
+    let rows: Vec<FindingRecord> = sel.records().collect();
+    Ok(Json(json!({
+        "findings": rows,
+        "count": rows.len(),
+        "total": sel.total,
+        "accounts": sel.accounts,
+        "unit": "findings",
+        "next_cursor": sel.next_cursor,
+    }))
+    .into_response())
+}
+
+/// Finds an account by id, or else by login (case-insensitive).
+pub fn find_account(r: &Report, id_or_login: &str) -> Option<u32> {
+    r.index.get(id_or_login).copied().or_else(|| {
+        r.accounts
+            .iter()
+            .position(|a| a.login.eq_ignore_ascii_case(id_or_login))
+            .map(|i| i as u32)
+    })
+}
+
+/// The source and its last report, or a 404 that says which is missing.
+pub fn source_report(
+    state: &AppState,
+    source: &str,
+) -> Result<(Arc<SourceState>, Arc<Report>), ApiError> {
     let s = state
-        .source(&source)
+        .source(source)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no source named {source:?}")))?;
     let r = s.report.load_full().ok_or_else(|| {
         ApiError(
@@ -395,18 +573,27 @@ pub async fn account(
             format!("source {source:?} has not completed a poll yet"),
         )
     })?;
-    let idx = *r.index.get(&id).ok_or_else(|| {
+    Ok((s.clone(), r))
+}
+
+pub async fn account(
+    State(st): State<Arc<ServerState>>,
+    Path((source, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let state = st.app();
+    let (s, r) = source_report(&state, &source)?;
+    let idx = find_account(&r, &id).ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
             format!("no account {id:?} in source {source:?}"),
         )
     })?;
     let meta = r.meta[idx as usize];
-    let findings: Vec<FindingRow> = r
+    let findings: Vec<FindingRecord> = r
         .findings
         .iter()
         .filter(|f| f.account == Some(idx))
-        .map(|f| row(s, &r, f))
+        .map(|f| r.record(&s.name, s.provider, f))
         .collect();
     Ok(Json(json!({
         "source": s.name,
@@ -417,4 +604,26 @@ pub async fn account(
         "excluded": meta.excluded,
         "findings": findings,
     })))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ComplianceQuery {
+    pub framework: Option<String>,
+    pub format: Option<String>,
+}
+
+pub async fn compliance(
+    State(st): State<Arc<ServerState>>,
+    q: Result<Query<ComplianceQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let state = st.app();
+    let Query(q) = q.map_err(|e| bad(format!("invalid query: {}", e.body_text())))?;
+    let frameworks = super::compliance::frameworks_from(q.framework.as_deref())?;
+    let report = super::compliance::evaluate(&state, &frameworks);
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Json(json!({ "frameworks": report })).into_response()),
+        Some("csv") => super::compliance::csv(&report),
+        Some(o) => Err(bad(format!("unknown format {o:?} (json or csv)"))),
+    }
 }

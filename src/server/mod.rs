@@ -1,22 +1,51 @@
-//! The HTTP server (README "HTTP endpoints"): `/metrics` (ready bytes from the last poll), the landing page,
-//! `/-/healthy`, `/-/ready`, and the `/api/v1` views in [`api`]. Scrapes never call upstream.
+//! The HTTP server (README "HTTP endpoints"): `/metrics` (ready bytes from the last poll),
+//! the findings view in [`views`] (overview at `/`), `/-/healthy`, `/-/ready`, `/-/reload`,
+//! `/-/poll/{source}`, and the `/api/v1` views in [`api`]. Scrapes never call upstream.
+//! One listener ([`conn`]) serves plain HTTP and TLS with a connection cap and timeouts.
 
 pub mod api;
 pub mod auth;
+pub mod compliance;
+pub mod conn;
+pub mod csv_safe;
 pub mod tls;
+pub mod views;
+pub mod webconfig;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use futures_util::future::BoxFuture;
+
+use arc_swap::ArcSwap;
 
 use crate::config::ServerConfig;
 use crate::metrics;
-use crate::state::{AppState, BUILD};
+use crate::state::{AppState, Live};
 use auth::{ApiAccess, AuthState, BasicAuth, WebConfig};
+pub use conn::HttpStats;
+
+/// Reloads the configuration (`POST /-/reload`, SIGHUP): `Ok` with a summary, or `Err` with
+/// the problems, in which case the running configuration stays.
+pub type Reloader = Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
+
+/// What every handler can reach.
+pub struct ServerState {
+    pub live: Arc<Live>,
+    pub reloader: Option<Reloader>,
+}
+
+impl ServerState {
+    /// The configuration and sources in force now.
+    pub fn app(&self) -> Arc<AppState> {
+        self.live.load()
+    }
+}
 
 /// Reads `server.web_config_file`, if any.
 pub fn web_config(server: &ServerConfig) -> Result<WebConfig, String> {
@@ -26,12 +55,31 @@ pub fn web_config(server: &ServerConfig) -> Result<WebConfig, String> {
     }
 }
 
-/// Builds the router. `server` decides who may call `/api/v1`.
+/// Builds the router over fixed state (no reload). `server` decides who may call `/api/v1`.
 pub fn app(state: Arc<AppState>, server: &ServerConfig) -> Result<Router, String> {
-    app_with(state, server, web_config(server)?)
+    let shared = Arc::new(ServerState {
+        live: Arc::new(Live::new(state)),
+        reloader: None,
+    });
+    app_with(shared, server, web_config(server)?, Arc::default())
 }
 
-fn app_with(state: Arc<AppState>, server: &ServerConfig, web: WebConfig) -> Result<Router, String> {
+/// Builds the router over reloadable state.
+pub fn app_live(
+    live: Arc<Live>,
+    reloader: Option<Reloader>,
+    server: &ServerConfig,
+) -> Result<Router, String> {
+    let shared = Arc::new(ServerState { live, reloader });
+    app_with(shared, server, web_config(server)?, Arc::default())
+}
+
+fn app_with(
+    state: Arc<ServerState>,
+    server: &ServerConfig,
+    web: WebConfig,
+    stats: Arc<HttpStats>,
+) -> Result<Router, String> {
     let mut extra_headers = Vec::new();
     for (k, v) in web.http_server_config.iter().flat_map(|h| h.headers.iter()) {
         let name = header::HeaderName::try_from(k.as_str())
@@ -40,68 +88,130 @@ fn app_with(state: Arc<AppState>, server: &ServerConfig, web: WebConfig) -> Resu
             .map_err(|_| format!("web config: invalid value for header {k:?}"))?;
         extra_headers.push((name, value));
     }
+    let limiter = web.limiter().map(Arc::new);
     let auth = Arc::new(AuthState {
         api: ApiAccess::new(server.api_token.clone(), server.listen),
         basic: BasicAuth::new(web.basic_auth_users),
         extra_headers,
+        stats,
     });
-    Ok(router(state, auth))
+    Ok(
+        router(state, auth).layer(axum::middleware::from_fn_with_state(
+            limiter,
+            webconfig::rate_limit_layer,
+        )),
+    )
 }
 
-pub fn router(state: Arc<AppState>, auth: Arc<AuthState>) -> Router {
+pub fn router(state: Arc<ServerState>, auth: Arc<AuthState>) -> Router {
+    let stats = auth.stats.clone();
+    // Everything that names people: the API and the findings and account pages.
     let api = Router::new()
         .route("/api/v1/sources", get(api::sources))
         .route("/api/v1/summary", get(api::summary))
         .route("/api/v1/findings", get(api::findings))
         .route("/api/v1/accounts/{source}/{id}", get(api::account))
+        .route("/api/v1/compliance", get(api::compliance))
+        .route("/findings", get(views::pages::findings))
+        .route("/account", get(views::pages::account))
         .route_layer(axum::middleware::from_fn_with_state(
             auth.clone(),
             auth::api_guard,
         ));
+    let admin = Router::new()
+        .route("/-/reload", post(reload_handler))
+        .route("/-/poll/{source}", post(poll_handler))
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            auth::admin_guard,
+        ));
     Router::new()
-        .route("/", get(landing))
+        .route("/", get(views::pages::overview))
+        .route("/source", get(views::pages::source))
+        .route("/compliance", get(views::pages::compliance_page))
         .route("/metrics", get(metrics_handler))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
         .merge(api)
+        .merge(admin)
         .layer(axum::middleware::from_fn_with_state(
             auth,
             auth::basic_auth_layer,
         ))
+        .layer(Extension(stats))
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight responses finish. Plain HTTP, or
-/// TLS when the web config has `tls_server_config` (certificates re-read when they change).
+/// Binds the listen address, so that a port in use is reported before anything else starts.
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
+    let l =
+        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    l.set_nonblocking(true)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    Ok(l)
+}
+
+/// Binds `server.listen` and serves fixed state (see [`serve`]).
 pub async fn run(
     state: Arc<AppState>,
     server: &ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    let listener = bind(server.listen)?;
+    serve(listener, Arc::new(Live::new(state)), None, server, shutdown).await
+}
+
+/// Serves on `listener` until `shutdown` resolves, then lets in-flight responses finish
+/// (at most [`conn::SHUTDOWN_GRACE`]). Plain HTTP, or TLS when the web config has
+/// `tls_server_config` (certificates re-read when they change). Either way the connection
+/// cap and timeouts of `server.limits` apply ([`conn`]), and handlers see the peer address
+/// (`ConnectInfo<SocketAddr>`, which the admin endpoints' guard reads).
+pub async fn serve(
+    listener: std::net::TcpListener,
+    live: Arc<Live>,
+    reloader: Option<Reloader>,
+    server: &ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let addr = server.listen;
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    serve_tokio(listener, live, reloader, server, shutdown).await
+}
+
+/// [`serve`] of fixed state on a listener that is already bound (tests bind 127.0.0.1:0
+/// themselves).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    server: &ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    serve_tokio(listener, Arc::new(Live::new(state)), None, server, shutdown).await
+}
+
+async fn serve_tokio(
+    listener: tokio::net::TcpListener,
+    live: Arc<Live>,
+    reloader: Option<Reloader>,
+    server: &ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     let mut web = web_config(server)?;
     let tls_cfg = web.tls_server_config.take();
-    let router = app_with(state, server, web)?;
-    let addr = server.listen;
-    match tls_cfg {
-        None => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(|e| format!("server error: {e}"))
-        }
-        Some(t) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls::build(&t)?);
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
-            });
-            let reload = rustls.clone();
-            tokio::spawn(async move {
+    let stats = Arc::new(HttpStats::default());
+    let shared = Arc::new(ServerState { live, reloader });
+    let router = app_with(shared, server, web, stats.clone())?;
+    let tls = match &tls_cfg {
+        None => None,
+        Some(t) => Some(Arc::new(ArcSwap::new(tls::build(t)?))),
+    };
+    // Certificates (and client CAs) re-read when their files change; each new handshake
+    // takes the configuration in force.
+    let cert_reload = match (tls_cfg, &tls) {
+        (Some(t), Some(current)) => {
+            let current = current.clone();
+            Some(tokio::spawn(async move {
                 let mut stamp = t.stamp();
                 loop {
                     tokio::time::sleep(std::time::Duration::from_secs(30)).await;
@@ -111,7 +221,7 @@ pub async fn run(
                     }
                     match tls::build(&t) {
                         Ok(c) => {
-                            reload.reload_from_config(c);
+                            current.store(c);
                             stamp = now;
                             tracing::info!("TLS certificate reloaded");
                         }
@@ -120,26 +230,32 @@ pub async fn run(
                         }
                     }
                 }
-            });
-            axum_server::bind_rustls(addr, rustls)
-                .handle(handle)
-                .serve(router.into_make_service())
-                .await
-                .map_err(|e| format!("cannot serve TLS on {addr}: {e}"))
+            }))
         }
+        _ => None,
+    };
+    conn::serve(listener, router, tls, server.limits, stats, shutdown).await;
+    if let Some(r) = cert_reload {
+        r.abort();
     }
+    Ok(())
 }
 
-async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
-    let cached = state.metrics.load_full();
+async fn metrics_handler(
+    State(state): State<Arc<ServerState>>,
+    Extension(http): Extension<Arc<HttpStats>>,
+) -> Response {
+    let cached = state.app().metrics.load_full();
     let process = metrics::process_metrics();
-    let mut body = Vec::with_capacity(cached.len() + process.len());
+    let http = http.render();
+    let mut body = Vec::with_capacity(cached.len() + process.len() + http.len());
     body.extend_from_slice(&cached);
+    body.extend_from_slice(&http);
     body.extend_from_slice(&process);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }
-
-async fn ready(State(state): State<Arc<AppState>>) -> Response {
+async fn ready(State(state): State<Arc<ServerState>>) -> Response {
+    let state = state.app();
     let waiting: Vec<&str> = state
         .sources
         .iter()
@@ -160,58 +276,44 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// `POST /-/reload`: reloads the configuration; the old one stays on any error.
+async fn reload_handler(State(state): State<Arc<ServerState>>) -> Response {
+    let Some(reload) = &state.reloader else {
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            "Reload is not available in this mode\n",
+        )
+            .into_response();
+    };
+    match reload().await {
+        Ok(msg) => (StatusCode::OK, format!("{msg}\n")).into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            format!("configuration not reloaded, the running one stays:\n{e}\n"),
+        )
+            .into_response(),
+    }
 }
 
-async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
-    let mut rows = String::new();
-    for s in &state.sources {
-        let st = s.status();
-        let r = s.report.load_full();
-        let state_txt = st.state();
-        let (active, ratio, findings) = match &r {
-            Some(r) => (
-                (r.tally.active[0] + r.tally.active[1]).to_string(),
-                format!("{:.1} %", r.tally.compliant_ratio() * 100.0),
-                r.tally.findings.iter().sum::<u64>().to_string(),
-            ),
-            None => ("–".into(), "–".into(), "–".into()),
-        };
-        let last = st
-            .last_success
-            .map(crate::model::format_ts)
-            .unwrap_or_else(|| "never".into());
-        let err = st.last_error.as_deref().filter(|_| !st.up).unwrap_or("");
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td class=\"{state_txt}\">{state_txt}</td><td>{active}</td><td>{ratio}</td><td>{findings}</td><td>{}</td><td>{}</td></tr>\n",
-            esc(&s.name),
-            s.provider,
-            esc(&last),
-            esc(err)
-        ));
+/// `POST /-/poll/{source}`: polls the source now (after the poll in flight, if any).
+async fn poll_handler(
+    State(state): State<Arc<ServerState>>,
+    Path(source): Path<String>,
+) -> Response {
+    let app = state.app();
+    match app.source(&source) {
+        Some(s) => {
+            s.poll_now.notify_one();
+            (
+                StatusCode::ACCEPTED,
+                format!("Poll of {source} requested\n"),
+            )
+                .into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("No source named {source:?}\n"),
+        )
+            .into_response(),
     }
-    Html(format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>identity-posture-exporter</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.ok{{color:#080}}.error{{color:#b00}}.pending{{color:#888}}</style>
-</head><body>
-<h1>identity-posture-exporter</h1>
-<p>Identity posture (MFA, dormant accounts, credential rotation, privilege) per source, from the last background poll. Version {} ({}).</p>
-<table><tr><th>source</th><th>provider</th><th>state</th><th>active accounts</th><th>compliant</th><th>findings</th><th>last success</th><th>last error</th></tr>
-{rows}</table>
-<ul>
-<li><a href="metrics">/metrics</a> – Prometheus metrics</li>
-<li><a href="api/v1/sources">/api/v1/sources</a> – source state and errors</li>
-<li><a href="api/v1/summary">/api/v1/summary</a> – counts per check and severity</li>
-<li><a href="api/v1/findings">/api/v1/findings</a> – per-account findings (<a href="api/v1/findings?format=csv">CSV</a>)</li>
-<li><a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a></li>
-</ul>
-</body></html>
-"#,
-        BUILD.version, BUILD.revision
-    ))
 }

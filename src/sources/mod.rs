@@ -29,6 +29,8 @@ registry::providers! {
     "okta" okta::OktaSource => Okta,
     "entra" entra::EntraSource => Entra,
     "sspm" sspm::SspmSource => Sspm,
+    "google" google::GoogleSource => Google,
+    "github" github::GithubSource => Github,
     "aws_iam" aws_iam::AwsIamSource => AwsIam,
 }
 

@@ -5,6 +5,8 @@
 
 pub mod conformance;
 pub mod entra_mock;
+pub mod github_mock;
+pub mod google_mock;
 pub mod harness;
 pub mod iam_stub;
 pub mod mock;
