@@ -173,7 +173,6 @@ pub fn read_ndjson<R: Read>(
             break;
         }
     }
-    drop(note);
     match bad_lines {
         0 => Ok(TenantFacts::default()),
         1 => Err(bad(format!("{}: {}", path.display(), reported[0]))),
