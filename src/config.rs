@@ -373,6 +373,9 @@ pub const DEFAULT_SUPER_ADMIN_ROLES: &[&str] = &[
     "Company Administrator",
     "_SEED_ADMIN_ROLE", // Google Workspace super admin (built-in role id name)
     "Super Admin",
+    "owner",               // GitHub organisation owner
+    "root",                // AWS IAM: the account's root user
+    "AdministratorAccess", // AWS IAM: the AWS-managed policy granting everything
 ];
 
 impl Default for Policy {

@@ -165,7 +165,9 @@ fn init_logging(log: &LogArgs) {
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(identity_posture_exporter::sources::quiet_credential_logs(
+            filter,
+        ))
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match log.log_format {

@@ -239,6 +239,10 @@ impl AuthState {
     }
 }
 
+/// How long a request waits before its 503 when every password-check slot is busy (the
+/// `Retry-After` it is told).
+const BUSY_ANSWER_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Basic auth in front of everything (when configured), plus the configured extra headers.
 pub async fn basic_auth_layer(
     State(auth): State<Arc<AuthState>>,
@@ -262,6 +266,11 @@ pub async fn basic_auth_layer(
             }
             BasicOutcome::Busy => {
                 auth.stats.auth_throttled.fetch_add(1, Ordering::Relaxed);
+                // Answer only after the Retry-After it names: a guessing client that ignores
+                // it is slowed to one request a second per connection, at no CPU cost (a
+                // sleeping task), instead of thousands of instant refusals that compete with
+                // real scrapes for the cores. The connection cap bounds the waiting clients.
+                tokio::time::sleep(BUSY_ANSWER_DELAY).await;
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(header::RETRY_AFTER, "1")],
