@@ -457,7 +457,8 @@ async fn verdicts_account_by_account() {
     assert_eq!(factors("dave"), vec![FactorType::Webauthn]);
     assert_eq!(factors("<root_account>"), vec![FactorType::Totp]);
     assert_eq!(account("erin").groups, vec!["iam-admins".to_string()]);
-    let roles: Vec<&str> = account("erin")
+    let erin = account("erin");
+    let roles: Vec<&str> = erin
         .roles
         .as_ref()
         .unwrap()
@@ -469,7 +470,8 @@ async fn verdicts_account_by_account() {
         account("bob").last_login,
         Known::At(NOW - time::Duration::days(100))
     );
-    let keys: Vec<&str> = account("bob")
+    let bob = account("bob");
+    let keys: Vec<&str> = bob
         .credentials
         .as_ref()
         .unwrap()

@@ -405,7 +405,7 @@ async fn public_base_reads_everything_with_hand_worked_gauges() {
 
     // The accounts as mapped.
     let r = h.report();
-    let acct = |id: &str| &r.accounts[r.index[id] as usize];
+    let acct = |id: &str| r.account(r.find_id(id).unwrap()).unwrap();
     let alice = acct("101");
     assert_eq!(alice.login, "alice");
     assert_eq!(alice.roles.as_ref().unwrap()[0].name, "owner");
@@ -664,7 +664,7 @@ async fn github_app_signs_a_jwt_and_reads_fine_grained_tokens() {
         1.0
     );
     let r = h.report();
-    let grace = &r.accounts[r.index["202"] as usize];
+    let grace = r.account(r.find_id("202").unwrap()).unwrap();
     assert_eq!(
         grace.credentials.as_ref().unwrap()[0].id,
         "fine-grained-pat-9003"
@@ -892,7 +892,7 @@ async fn the_audit_log_is_read_back_over_polls_within_the_page_budget() {
         "{why}"
     );
     let r = h.report();
-    let acct = |id: &str| r.accounts[r.index[id] as usize].clone();
+    let acct = |id: &str| r.account(r.find_id(id).unwrap()).unwrap();
     assert_eq!(
         acct("103").last_login,
         Known::Unknown,
@@ -937,7 +937,7 @@ async fn the_audit_log_is_read_back_over_polls_within_the_page_budget() {
     );
     let r = h.report();
     assert_eq!(
-        r.accounts[r.index["101"] as usize].last_login,
+        r.account(r.find_id("101").unwrap()).unwrap().last_login,
         Known::At(time::macros::datetime!(2026-11-27 10:00 UTC))
     );
 }
