@@ -109,6 +109,14 @@ if command -v kubectl >/dev/null 2>&1; then
   say "kubectl kustomize deploy/kubernetes"
   kubectl kustomize deploy/kubernetes >"$WORK/kustomize.out" 2>&1 \
     || { cat "$WORK/kustomize.out"; die "kubectl kustomize deploy/kubernetes"; }
+  say "kubectl kustomize deploy/kubernetes-two-shards (two Deployments, one source each, one ConfigMap)"
+  kubectl kustomize deploy/kubernetes-two-shards >"$WORK/kustomize-shards.out" 2>&1 \
+    || { cat "$WORK/kustomize-shards.out"; die "kubectl kustomize deploy/kubernetes-two-shards"; }
+  [ "$(grep -c '^kind: Deployment$' "$WORK/kustomize-shards.out")" = 2 ] \
+    && [ "$(grep -c '^kind: ConfigMap$' "$WORK/kustomize-shards.out")" = 1 ] \
+    && grep -A1 'name: IPE_SOURCES' "$WORK/kustomize-shards.out" | grep -q 'value: okta-prod' \
+    && grep -A1 'name: IPE_SOURCES' "$WORK/kustomize-shards.out" | grep -q 'value: entra-prod' \
+    || { cat "$WORK/kustomize-shards.out"; die "deploy/kubernetes-two-shards: expected two Deployments (IPE_SOURCES okta-prod, entra-prod) over one ConfigMap"; }
 fi
 if command -v systemd-analyze >/dev/null 2>&1; then
   say "systemd-analyze verify deploy/systemd/identity-posture-exporter.service"

@@ -56,6 +56,9 @@ pub struct RawServer {
     pub web_config_file: Option<PathBuf>,
     pub api_token_file: Option<PathBuf>,
     pub api_token_env: Option<String>,
+    pub max_connections: Option<u32>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
     pub external_url: Option<String>,
 }
 
@@ -218,6 +221,31 @@ pub struct ServerConfig {
     /// The URL people reach the exporter at (behind a proxy, say), without a trailing slash:
     /// absolute links in alerts (`identity_posture_exporter_web_info`) and pages.
     pub external_url: Option<String>,
+    /// Connection cap and timeouts of the listener (docs/security.md).
+    pub limits: ConnLimits,
+}
+
+/// How long and how many HTTP connections the listener keeps (`[server]` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Open connections at most; at the cap the one that waited longest for a request is
+    /// closed to make room, or the new one is refused when every connection is busy.
+    pub max_connections: usize,
+    /// A new connection (TLS handshake included), or a request already begun, must deliver
+    /// its request headers within this time.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> ConnLimits {
+        ConnLimits {
+            max_connections: 512,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 /// Where persisted state lives. `None`: in memory only (history restarts with the process).
@@ -364,6 +392,9 @@ pub const DEFAULT_SUPER_ADMIN_ROLES: &[&str] = &[
     "Company Administrator",
     "_SEED_ADMIN_ROLE", // Google Workspace super admin (built-in role id name)
     "Super Admin",
+    "owner",               // GitHub organisation owner
+    "root",                // AWS IAM: the account's root user
+    "AdministratorAccess", // AWS IAM: the AWS-managed policy granting everything
 ];
 
 impl Default for Policy {
@@ -763,37 +794,9 @@ pub fn load_with_env(
     types: &dyn SourceTypes,
     vars: &[(String, String)],
 ) -> Result<Config, ConfigErrors> {
-    if path.is_dir() {
-        return Err(ConfigErrors::one(format!(
-            "{}: is a directory; --config takes the configuration file itself",
-            path.display()
-        )));
-    }
-    let text = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ConfigErrors::one(format!(
-                "{}: no such file",
-                path.display()
-            )))
-        }
-        Err(e) => {
-            return Err(ConfigErrors::one(format!(
-                "{}: cannot read: {e}",
-                path.display()
-            )))
-        }
-    };
-    // PowerShell and some editors write a byte-order mark; TOML does not allow one.
-    let text = text.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&text);
-    let Ok(text) = std::str::from_utf8(text) else {
-        return Err(ConfigErrors::one(format!(
-            "{}: not UTF-8 text",
-            path.display()
-        )));
-    };
+    let text = read_config_file(path).map_err(ConfigErrors::one)?;
     let figment = Figment::new()
-        .merge(Toml::string(text))
+        .merge(Toml::string(&text))
         .merge(env_provider(vars));
     let base = path
         .parent()
@@ -821,9 +824,44 @@ pub fn load_with_env(
     }
 }
 
+/// A configuration file larger than this is refused (it cannot be one).
+const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// Reads the configuration file as text: says so when the path is missing or a directory,
+/// and accepts a UTF-8 byte-order mark (PowerShell and Notepad write one).
+fn read_config_file(path: &Path) -> Result<String, String> {
+    let p = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{p}: no such file"),
+        _ => format!("{p}: cannot read: {e}"),
+    })?;
+    if meta.is_dir() {
+        return Err(format!(
+            "{p}: is a directory; --config takes the configuration file (e.g. {p}/config.toml)"
+        ));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "{p}: {} bytes is too large for a configuration file (at most {} MiB)",
+            meta.len(),
+            MAX_CONFIG_BYTES >> 20
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("{p}: cannot read: {e}"))?;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        format!(
+            "{p}: not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Validates a configuration given as a TOML string (tests, examples). Relative paths are
-/// taken relative to the working directory; the process environment is not read.
+/// taken relative to the working directory; the process environment is not read. A leading
+/// UTF-8 byte-order mark is ignored, as in [`load`].
 pub fn from_toml_str(toml: &str, types: &dyn SourceTypes) -> Result<Config, ConfigErrors> {
+    let toml = toml.strip_prefix('\u{feff}').unwrap_or(toml);
     from_figment(
         &Figment::new().merge(Toml::string(toml)),
         &Inputs {
@@ -1171,7 +1209,7 @@ fn figment_errors(e: figment::Error, prefix: &str, provider: Option<&str>) -> Ve
                     }
                     "missing required key".to_string()
                 }
-                other => other.to_string(),
+                other => without_source_excerpt(&other.to_string()),
             };
             // A value that came from the environment: name the variable.
             let from_env = e
@@ -1191,6 +1229,20 @@ fn figment_errors(e: figment::Error, prefix: &str, provider: Option<&str>) -> Ve
             }
         })
         .collect()
+}
+
+/// A TOML syntax error quotes the offending line (`2 | key = "value"`) under a caret; the
+/// line may hold a misplaced secret, so only the position and the message are kept.
+fn without_source_excerpt(msg: &str) -> String {
+    msg.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            let digits = t.trim_start_matches(|c: char| c.is_ascii_digit());
+            !(digits.starts_with('|') || digits.starts_with(" |"))
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn kind_name(a: &figment::error::Actual) -> String {
@@ -1226,6 +1278,32 @@ fn validate_server(raw: &RawServer, inputs: &Inputs<'_>, errors: &mut Vec<String
         raw.api_token_env.as_deref(),
         false,
     );
+    let d = ConnLimits::default();
+    let max_connections = match raw.max_connections {
+        None => d.max_connections,
+        Some(n @ 1..=1_000_000) => n as usize,
+        Some(n) => {
+            v.error(
+                "max_connections",
+                format!("{n} is out of range (1 to 1000000)"),
+            );
+            d.max_connections
+        }
+    };
+    let header_read_timeout = v.duration(
+        "header_read_timeout",
+        raw.header_read_timeout.as_deref(),
+        d.header_read_timeout,
+    );
+    let idle_timeout = v.duration("idle_timeout", raw.idle_timeout.as_deref(), d.idle_timeout);
+    for (key, t) in [
+        ("header_read_timeout", header_read_timeout),
+        ("idle_timeout", idle_timeout),
+    ] {
+        if t > Duration::from_secs(3600) {
+            v.error(key, "at most 1h");
+        }
+    }
     let external_url = raw
         .external_url
         .as_deref()
@@ -1244,6 +1322,11 @@ fn validate_server(raw: &RawServer, inputs: &Inputs<'_>, errors: &mut Vec<String
         listen,
         web_config_file,
         api_token,
+        limits: ConnLimits {
+            max_connections,
+            header_read_timeout,
+            idle_timeout,
+        },
         external_url,
     }
 }

@@ -18,6 +18,9 @@ use crate::store::Store;
 pub struct Overrides {
     pub listen: Option<String>,
     pub web_config_file: Option<PathBuf>,
+    /// `--source NAME` / `IPE_SOURCES`: run only these of the configured sources (a shard);
+    /// empty = all.
+    pub sources: Vec<String>,
 }
 
 /// Loads `path` and applies the command-line overrides.
@@ -32,7 +35,45 @@ pub fn load_config(path: &Path, o: &Overrides) -> Result<Config, String> {
         }
         cfg.server.web_config_file = Some(w.clone());
     }
+    select_sources(&mut cfg, &o.sources)?;
     Ok(cfg)
+}
+
+/// Keeps only the sources named in `names` (`--source`, `IPE_SOURCES`), in the file's order;
+/// all of them when `names` is empty. A name the file does not configure is an error that
+/// lists the configured ones (a typo must not start an instance that polls nothing).
+pub fn select_sources(cfg: &mut Config, names: &[String]) -> Result<(), String> {
+    let names: Vec<&str> = names
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let unknown: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !cfg.sources.iter().any(|s| s.name == *n))
+        .collect();
+    if !unknown.is_empty() {
+        let configured: Vec<&str> = cfg.sources.iter().map(|s| s.name.as_str()).collect();
+        return Err(format!(
+            "--source/IPE_SOURCES: no source named {} in the configuration; configured: {}",
+            unknown
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if configured.is_empty() {
+                "none".to_string()
+            } else {
+                configured.join(", ")
+            }
+        ));
+    }
+    cfg.sources.retain(|s| names.contains(&s.name.as_str()));
+    Ok(())
 }
 
 struct Running {

@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod model;
 pub mod poller;
 pub mod report;
+pub mod retained;
 pub mod server;
 pub mod sources;
 pub mod state;

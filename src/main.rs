@@ -49,6 +49,15 @@ struct ConfigArg {
     /// Configuration file (TOML); `IPE_`-prefixed environment variables override it.
     #[arg(long, short = 'c', env = "IPE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Run only this configured source (repeatable; `IPE_SOURCES` takes a comma-separated
+    /// list): one configuration shared by several instances, each polling its own sources.
+    #[arg(
+        long = "source",
+        env = "IPE_SOURCES",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    sources: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -161,7 +170,9 @@ fn init_logging(log: &LogArgs) {
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(identity_posture_exporter::sources::quiet_credential_logs(
+            filter,
+        ))
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match log.log_format {
@@ -176,10 +187,11 @@ fn config_path(c: &ConfigArg) -> Result<PathBuf, String> {
         .ok_or_else(|| "--config FILE is required (or IPE_CONFIG)".to_string())
 }
 
-fn overrides(w: &WebArgs) -> Overrides {
+fn overrides(c: &ConfigArg, w: &WebArgs) -> Overrides {
     Overrides {
         listen: w.listen.clone(),
         web_config_file: w.web_config_file.clone(),
+        sources: c.sources.clone(),
     }
 }
 
@@ -197,9 +209,13 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig(a)) => check_config(&a),
         Some(Command::Collect(a)) => {
             init_logging(&a.log);
-            let cfg = match config_path(&a.config)
-                .and_then(|p| daemon::load_config(&p, &Overrides::default()))
-            {
+            let cfg = match config_path(&a.config).and_then(|p| {
+                let o = Overrides {
+                    sources: a.config.sources.clone(),
+                    ..Overrides::default()
+                };
+                daemon::load_config(&p, &o)
+            }) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
@@ -208,13 +224,24 @@ fn main() -> ExitCode {
             };
             let rt = runtime();
             let clock = poller::system_clock();
-            let json = a.format == CollectFormat::Json;
-            let (out, ok) = rt.block_on(collect::run(&cfg, &clock, json));
             let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            if lock.write_all(&out).and_then(|_| lock.flush()).is_err() {
-                return ExitCode::FAILURE;
-            }
+            let ok = if a.format == CollectFormat::Json {
+                // Findings stream to stdout as they are read back, never held whole.
+                match rt.block_on(collect::run_json(&cfg, &clock, &mut stdout.lock())) {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        eprintln!("collect: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                let (out, ok) = rt.block_on(collect::run(&cfg, &clock));
+                let mut lock = stdout.lock();
+                if lock.write_all(&out).and_then(|_| lock.flush()).is_err() {
+                    return ExitCode::FAILURE;
+                }
+                ok
+            };
             if ok {
                 ExitCode::SUCCESS
             } else {
@@ -331,7 +358,8 @@ fn restore_echo(saved: &libc::termios) {
 
 /// Everything `serve` would load, each problem printed; exit 1 on any.
 fn check_config(a: &CheckArgs) -> ExitCode {
-    let cfg = match config_path(&a.config).and_then(|p| daemon::load_config(&p, &overrides(&a.web)))
+    let cfg = match config_path(&a.config)
+        .and_then(|p| daemon::load_config(&p, &overrides(&a.config, &a.web)))
     {
         Ok(c) => c,
         Err(e) => {
@@ -386,7 +414,7 @@ fn serve_main(a: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let o = overrides(&a.web);
+    let o = overrides(&a.config, &a.web);
     let cfg = match daemon::load_config(&path, &o) {
         Ok(c) => c,
         Err(e) => {

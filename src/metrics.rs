@@ -11,7 +11,7 @@ use prometheus::{Encoder, GaugeVec, Opts, Registry, TextEncoder};
 
 use crate::checks::{CheckId, Severity};
 use crate::model::{AccountType, CredentialType, DataKind, Status};
-use crate::report::{Report, DORMANT_REASONS, OVERPRIV_REASONS};
+use crate::report::{Report, DORMANT_REASONS, FUTURE_FIELDS, OVERPRIV_REASONS};
 use crate::state::{AppState, SourceState, BUILD};
 
 const POLL_NOTE: &str = " Value from the last background poll, not computed at scrape time.";
@@ -142,6 +142,7 @@ fn families() -> Families {
         )
         .counter(),
     );
+    f.declare(g("identity_posture_future_timestamps", "Timestamps more than a day after the poll's clock, by field (created, last_login, last_rotated, last_used): bad data or a wrong clock; the checks treat them as now", &["field"]));
     f.declare(g(
         "identity_posture_source_data_available",
         "1 if the source could read this class of data, 0 if not (see /api/v1/sources for why)",
@@ -431,6 +432,10 @@ fn add_report(
     }
     fams.get("identity_posture_compliant_accounts_ratio")
         .add(lv(&[]), t.compliant_ratio());
+    for (field, n) in FUTURE_FIELDS.iter().zip(t.future_timestamps) {
+        fams.get("identity_posture_future_timestamps")
+            .add(lv(&[field]), n as f64);
+    }
     for d in DataKind::ALL {
         fams.get("identity_posture_source_data_available").add(
             lv(&[d.as_str()]),

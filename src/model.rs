@@ -455,6 +455,12 @@ pub struct TenantFacts {
     /// sources, never read from a file.
     #[serde(skip)]
     pub no_super_admin_role: bool,
+    /// The provider cannot be locked out by having too few super admins, so
+    /// `tenant.too_few_super_admins` does not apply (the maximum still does). AWS: the root
+    /// user always exists and is recovered by e-mail, and admins normally come through roles
+    /// the source does not list. Set by sources, never read from a file.
+    #[serde(skip)]
+    pub no_super_admin_minimum: bool,
 }
 
 /// The data classes a source may be unable to read (`identity_posture_source_data_available`).

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::SourceConfig;
 use crate::model::Timestamp;
-use crate::report::ReportBuilder;
+use crate::report::{FindingsHook, ReportBuilder};
 use crate::sources::{Deps, ErrorKind, PollContext, Source, SourceError};
 use crate::state::{AppState, SourceState};
 
@@ -34,6 +34,18 @@ pub async fn poll_once(
     clock: &Clock,
     retain: bool,
 ) -> Result<(), String> {
+    poll_once_with(cfg, source, state, clock, retain, None).await
+}
+
+/// [`poll_once`], with `hook` seeing every account's findings as they are produced.
+pub async fn poll_once_with(
+    cfg: &SourceConfig,
+    source: &Source,
+    state: &SourceState,
+    clock: &Clock,
+    retain: bool,
+    hook: Option<FindingsHook>,
+) -> Result<(), String> {
     let now = clock();
     let started = Instant::now();
     state.update_status(|s| {
@@ -43,6 +55,9 @@ pub async fn poll_once(
     });
     let mut builder = ReportBuilder::new(cfg.policy.clone(), now, retain)
         .with_max_accounts(cfg.max_accounts_per_poll);
+    if let Some(h) = hook {
+        builder = builder.with_hook(h);
+    }
     let limit_hit = builder.limit_hit();
     let ctx = PollContext {
         now,
@@ -85,8 +100,14 @@ pub async fn poll_once(
                 // History reads and writes the store: off the async workers.
                 let store = state.store.clone();
                 let name = cfg.name.clone();
+                let previous = state.report.load_full();
                 tokio::task::spawn_blocking(move || {
-                    crate::history::apply(&store, &name, &mut report);
+                    crate::history::apply_with_previous(
+                        &store,
+                        &name,
+                        &mut report,
+                        previous.as_deref(),
+                    );
                     report
                 })
                 .await
@@ -137,7 +158,11 @@ pub async fn poll_once(
         Ok(report) => {
             let accounts = report.tally.accounts.iter().flatten().sum::<u64>();
             tracing::info!(source = %cfg.name, accounts, seconds = elapsed, "poll succeeded");
+            crate::report::log_future_timestamps(&cfg.name, &report.tally);
             state.report.store(Some(Arc::new(report)));
+            // The previous report is freed here (unless a request still reads it): give the
+            // pages back so they do not add to the next poll's peak.
+            crate::retained::release_free_memory();
             state.update_status(|s| {
                 s.up = true;
                 s.polling = false;

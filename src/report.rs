@@ -10,8 +10,9 @@ use std::sync::Arc;
 use crate::checks::{self, CheckId, Ctx, Finding, MfaClass, N_CHECKS};
 use crate::config::Policy;
 use crate::model::{
-    Account, AccountType, CredentialType, DataAvailability, FactorStatus, Status, Timestamp,
+    Account, AccountType, CredentialType, DataAvailability, FactorStatus, Known, Status, Timestamp,
 };
+use crate::retained::{Head, Retained, RetainedBuilder};
 use crate::sources::{AccountSink, PollOutput, SourceGauge};
 
 pub const DORMANT_REASONS: [&str; 3] = ["inactive", "never_logged_in", "terminated"];
@@ -21,6 +22,13 @@ pub const OVERPRIV_REASONS: [&str; 4] = [
     "no_mfa",
     "service_account_admin",
 ];
+
+/// The timestamp fields counted in `identity_posture_future_timestamps{field}`.
+pub const FUTURE_FIELDS: [&str; 4] = ["created", "last_login", "last_rotated", "last_used"];
+
+/// A timestamp later than this after the poll's clock counts as "in the future". The slack
+/// keeps clock skew and logins that happen while a long poll runs out of the count.
+pub const FUTURE_SLACK: time::Duration = time::Duration::days(1);
 
 /// At most this many distinct roles per source in `identity_posture_privileged_accounts`.
 pub const MAX_ROLE_LABELS: usize = 20;
@@ -67,6 +75,11 @@ pub struct Tally {
     pub factors_unrecognized: u64,
     /// Accounts whose roles were known (tenant admin-count checks need roles).
     pub roles_known: u64,
+    /// Timestamps more than [`FUTURE_SLACK`] after the poll's clock, per [`FUTURE_FIELDS`]
+    /// (every account, excluded or not). The checks treat them as "now".
+    pub future_timestamps: [u64; 4],
+    /// The first such timestamp seen, for the log line: (account id, field).
+    pub future_example: Option<(String, &'static str)>,
 }
 
 impl Tally {
@@ -105,15 +118,63 @@ pub struct AccountMeta {
     pub privileged: bool,
 }
 
-/// A finding and the account it belongs to (`None` for tenant findings).
-#[derive(Debug, Clone)]
+/// A finding and the account it belongs to (`None` for tenant findings), as a report keeps
+/// it: 28 bytes, its subject interned in the report's symbols (see [`Report::subject`]).
+#[derive(Debug, Clone, Copy)]
 pub struct StoredFinding {
     pub account: Option<u32>,
-    pub finding: Finding,
+    pub check: CheckId,
+    pub credential_type: Option<CredentialType>,
     /// The exception covering it: an index into the report's `policy.exceptions`.
     pub excepted: Option<u16>,
-    /// When the finding was first seen (finding history); the poll's time when it is new.
-    pub first_seen: Option<Timestamp>,
+    /// `i32::MIN`: none (ages in days always fit: timestamps end at year 9999).
+    days: i32,
+    /// A symbol of the report's accounts, or `u32::MAX`: none.
+    subject: u32,
+    /// An index into the report's `times`, or `u32::MAX`: not stamped by history yet.
+    first_seen: u32,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl StoredFinding {
+    fn new(account: Option<u32>, f: &Finding, subject: u32, excepted: Option<u16>) -> Self {
+        StoredFinding {
+            account,
+            check: f.check,
+            credential_type: f.credential_type,
+            excepted,
+            days: f.days.map_or(i32::MIN, |d| {
+                d.clamp(i64::from(i32::MIN + 1), i64::from(i32::MAX)) as i32
+            }),
+            subject,
+            first_seen: NONE,
+        }
+    }
+
+    pub fn days(&self) -> Option<i64> {
+        (self.days != i32::MIN).then_some(i64::from(self.days))
+    }
+}
+
+/// A finding's fields, borrowed: what [`FindingRecord`] is made from.
+#[derive(Debug, Clone, Copy)]
+pub struct FindingRef<'a> {
+    pub check: CheckId,
+    pub subject: Option<&'a str>,
+    pub credential_type: Option<CredentialType>,
+    pub days: Option<i64>,
+}
+
+impl<'a> From<&'a Finding> for FindingRef<'a> {
+    fn from(f: &'a Finding) -> Self {
+        FindingRef {
+            check: f.check,
+            subject: f.subject.as_deref(),
+            credential_type: f.credential_type,
+            days: f.days,
+        }
+    }
 }
 
 /// The result of one successful poll of one source.
@@ -125,13 +186,17 @@ pub struct Report {
     pub tally: Tally,
     pub availability: DataAvailability,
     pub gauges: Vec<SourceGauge>,
-    /// Retained accounts (empty when not retaining).
-    pub accounts: Vec<Account>,
+    /// Retained accounts, compact (empty when not retaining).
+    pub accounts: Retained,
     pub meta: Vec<AccountMeta>,
     /// Sorted by account id, then check; tenant findings first.
     pub findings: Vec<StoredFinding>,
-    /// Account id → index in `accounts`.
-    pub index: HashMap<String, u32>,
+    /// The distinct first sightings of the findings (`StoredFinding::first_seen` indexes it).
+    times: Vec<Timestamp>,
+    /// `times` → index, while history stamps the findings (a long history has many).
+    time_index: HashMap<Timestamp, u32>,
+    /// Accounts with at least one finding, plus one per tenant finding.
+    finding_accounts: u64,
     /// What finding history says about this poll (filled in by [`crate::history`]).
     pub history: HistorySummary,
 }
@@ -169,9 +234,69 @@ pub struct ResolvedFinding {
 
 impl Report {
     pub fn account_id(&self, f: &StoredFinding) -> &str {
-        f.account
-            .map(|i| self.accounts[i as usize].id.as_str())
-            .unwrap_or("")
+        f.account.map(|i| self.accounts.id(i)).unwrap_or("")
+    }
+
+    /// Accounts with at least one finding, plus one per tenant finding (what
+    /// `/api/v1/findings` reports as `accounts` without a filter).
+    pub fn finding_accounts(&self) -> u64 {
+        self.finding_accounts
+    }
+
+    /// Account `i`, decoded.
+    pub fn account(&self, i: u32) -> Option<Account> {
+        self.accounts.get(i)
+    }
+
+    /// The index of the account with this id.
+    pub fn find_id(&self, id: &str) -> Option<u32> {
+        self.accounts.find_id(id)
+    }
+
+    /// What the finding is about inside the account (a credential id, a role name).
+    pub fn subject(&self, f: &StoredFinding) -> Option<&str> {
+        (f.subject != NONE).then(|| self.accounts.symbols().get(f.subject))
+    }
+
+    /// When the finding was first seen (finding history); the poll's time when it is new.
+    pub fn first_seen(&self, f: &StoredFinding) -> Option<Timestamp> {
+        self.times.get(f.first_seen as usize).copied()
+    }
+
+    /// Stamps finding `i` as first seen at `t` (finding history).
+    pub fn set_first_seen(&mut self, i: usize, t: Timestamp) {
+        let idx = match self.time_index.get(&t) {
+            Some(p) => *p,
+            None => {
+                self.times.push(t);
+                let p = (self.times.len() - 1) as u32;
+                self.time_index.insert(t, p);
+                p
+            }
+        };
+        if let Some(f) = self.findings.get_mut(i) {
+            f.first_seen = idx;
+        }
+    }
+
+    /// The finding's fields, borrowed from the report.
+    pub fn finding_ref<'a>(&'a self, f: &StoredFinding) -> FindingRef<'a> {
+        FindingRef {
+            check: f.check,
+            subject: self.subject(f),
+            credential_type: f.credential_type,
+            days: f.days(),
+        }
+    }
+
+    /// The finding as the checks made it.
+    pub fn finding(&self, f: &StoredFinding) -> Finding {
+        Finding {
+            check: f.check,
+            subject: self.subject(f).map(Into::into),
+            credential_type: f.credential_type,
+            days: f.days(),
+        }
     }
 
     /// One finding in the shape the API, the findings view and `collect --format json` share
@@ -184,45 +309,39 @@ impl Report {
     ) -> FindingRecord<'a> {
         let acct = f
             .account
-            .map(|i| (&self.accounts[i as usize], self.meta[i as usize]));
+            .and_then(|i| Some((self.accounts.head(i)?, *self.meta.get(i as usize)?)));
         let exception = f
             .excepted
             .and_then(|i| self.policy.exceptions.get(usize::from(i)));
-        FindingRecord {
+        FindingRecord::new(
             source,
             provider,
-            scope: if acct.is_some() { "account" } else { "tenant" },
-            account_id: acct.map(|(a, _)| a.id.as_str()),
-            login: acct.map(|(a, _)| a.login.as_str()),
-            display_name: acct.and_then(|(a, _)| a.display_name.as_deref()),
-            account_type: acct.map(|(_, m)| m.account_type.as_str()),
-            status: acct.map(|(a, _)| a.status.as_str()),
-            privileged: acct.map(|(_, m)| m.privileged),
-            excluded: acct.is_some_and(|(_, m)| m.excluded),
-            excepted: exception.is_some(),
-            exception_reason: exception.map(|e| e.reason.as_str()),
-            exception_owner: exception.map(|e| e.owner.as_str()),
-            exception_expires: exception.map(|e| crate::model::format_ts(e.expires)),
-            check: f.finding.check.as_str(),
-            severity: self.policy.severity(f.finding.check).as_str(),
-            subject: f.finding.subject.as_deref(),
-            credential_type: f.finding.credential_type.map(|c| c.as_str()),
-            days: f.finding.days,
-            first_seen: f.first_seen.map(crate::model::format_ts),
-            new: self.is_new(f),
-            detail: f.finding.describe(),
-            remediation: checks::catalog::remediation(f.finding.check, provider),
-        }
+            acct,
+            self.finding_ref(f),
+            exception,
+            &self.policy,
+            self.first_seen(f),
+            self.is_new(f),
+        )
     }
 
     /// First seen in this poll (history has no earlier sighting).
     pub fn is_new(&self, f: &StoredFinding) -> bool {
-        f.first_seen.is_some() && f.first_seen == self.evaluated_at
+        let first = self.first_seen(f);
+        first.is_some() && first == self.evaluated_at
+    }
+
+    /// The account's type, exclusion and privilege.
+    pub fn meta(&self, i: u32) -> Option<AccountMeta> {
+        self.meta.get(i as usize).copied()
     }
 
     /// Whether a finding counts (not on an excluded account, not covered by an exception).
     pub fn counts(&self, f: &StoredFinding) -> bool {
-        f.excepted.is_none() && !f.account.is_some_and(|i| self.meta[i as usize].excluded)
+        f.excepted.is_none()
+            && !f
+                .account
+                .is_some_and(|i| self.meta(i).is_some_and(|m| m.excluded))
     }
 }
 
@@ -261,7 +380,47 @@ pub struct FindingRecord<'a> {
     pub remediation: &'static str,
 }
 
-impl FindingRecord<'_> {
+impl<'a> FindingRecord<'a> {
+    /// The record of finding `f` (on `acct`, or a tenant finding), covered by `exception`,
+    /// with its severity from `policy`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        source: &'a str,
+        provider: &'a str,
+        acct: Option<(Head<'a>, AccountMeta)>,
+        f: FindingRef<'a>,
+        exception: Option<&'a crate::config::Exception>,
+        policy: &Policy,
+        first_seen: Option<Timestamp>,
+        new: bool,
+    ) -> FindingRecord<'a> {
+        FindingRecord {
+            source,
+            provider,
+            scope: if acct.is_some() { "account" } else { "tenant" },
+            account_id: acct.map(|(a, _)| a.id),
+            login: acct.map(|(a, _)| a.login),
+            display_name: acct.and_then(|(a, _)| a.display_name),
+            account_type: acct.map(|(_, m)| m.account_type.as_str()),
+            status: acct.map(|(a, _)| a.status.as_str()),
+            privileged: acct.map(|(_, m)| m.privileged),
+            excluded: acct.is_some_and(|(_, m)| m.excluded),
+            excepted: exception.is_some(),
+            exception_reason: exception.map(|e| e.reason.as_str()),
+            exception_owner: exception.map(|e| e.owner.as_str()),
+            exception_expires: exception.map(|e| crate::model::format_ts(e.expires)),
+            check: f.check.as_str(),
+            severity: policy.severity(f.check).as_str(),
+            subject: f.subject,
+            credential_type: f.credential_type.map(|c| c.as_str()),
+            days: f.days,
+            first_seen: first_seen.map(crate::model::format_ts),
+            new,
+            detail: checks::describe(f.check, f.subject, f.credential_type, f.days),
+            remediation: checks::catalog::remediation(f.check, provider),
+        }
+    }
+
     pub const COLUMNS: [&'static str; 23] = [
         "source",
         "provider",
@@ -289,16 +448,58 @@ impl FindingRecord<'_> {
     ];
 }
 
+/// One account's findings as the checks produced them, handed to a [`FindingsHook`].
+pub struct AccountFindings<'a> {
+    pub account: &'a Account,
+    pub meta: AccountMeta,
+    /// Sorted by check, then subject (the order the retained report lists them in).
+    pub findings: &'a [Finding],
+    /// Parallel to `findings`: the exception covering each, an index into `policy.exceptions`.
+    pub excepted: &'a [Option<u16>],
+    pub policy: &'a Policy,
+    /// The poll's clock.
+    pub now: Timestamp,
+}
+
+impl AccountFindings<'_> {
+    /// The findings in the shared shape ([`FindingRecord`]) as a single poll without history
+    /// shows them: first seen at the poll's time, and new.
+    pub fn records<'b>(
+        &'b self,
+        source: &'b str,
+        provider: &'b str,
+    ) -> impl Iterator<Item = FindingRecord<'b>> + 'b {
+        self.findings.iter().zip(self.excepted).map(move |(f, e)| {
+            let exception = e.and_then(|i| self.policy.exceptions.get(usize::from(i)));
+            FindingRecord::new(
+                source,
+                provider,
+                Some((Head::of(self.account), self.meta)),
+                f.into(),
+                exception,
+                self.policy,
+                Some(self.now),
+                true,
+            )
+        })
+    }
+}
+
+/// Called with every account that has findings, as they are produced, for output that
+/// streams instead of retaining (`collect --format json`).
+pub type FindingsHook = Box<dyn FnMut(&AccountFindings<'_>) + Send>;
+
 /// Runs the checks over accounts as they arrive and counts them.
 pub struct ReportBuilder {
     policy: Policy,
     now: Timestamp,
     retain: bool,
+    hook: Option<FindingsHook>,
     tally: Tally,
     scratch: Vec<Finding>,
     /// Parallel to `scratch`: the exception covering each finding.
     scratch_excepted: Vec<Option<u16>>,
-    accounts: Vec<Account>,
+    accounts: RetainedBuilder,
     meta: Vec<AccountMeta>,
     findings: Vec<StoredFinding>,
     /// Accounts seen, and how many carried each data class (`DataKind::ALL` order): data
@@ -327,10 +528,11 @@ impl ReportBuilder {
             policy,
             now,
             retain,
+            hook: None,
             tally: Tally::default(),
             scratch: Vec::with_capacity(16),
             scratch_excepted: Vec::with_capacity(16),
-            accounts: Vec::new(),
+            accounts: RetainedBuilder::new(now),
             meta: Vec::new(),
             findings: Vec::new(),
             seen: 0,
@@ -340,6 +542,12 @@ impl ReportBuilder {
             limit_hit: Arc::new(tokio::sync::Notify::new()),
             overflowed: false,
         }
+    }
+
+    /// Sets the [`FindingsHook`].
+    pub fn with_hook(mut self, hook: FindingsHook) -> ReportBuilder {
+        self.hook = Some(hook);
+        self
     }
 
     /// Stops taking accounts after `max` (see [`ReportBuilder::limit_hit`]).
@@ -382,22 +590,34 @@ impl ReportBuilder {
             return;
         }
         let v = self.evaluate(&a);
-        if self.retain {
-            let idx = self.accounts.len() as u32;
-            for (f, excepted) in self.scratch.drain(..).zip(self.scratch_excepted.drain(..)) {
-                self.findings.push(StoredFinding {
-                    account: Some(idx),
-                    finding: f,
-                    excepted,
-                    first_seen: None,
+        let meta = AccountMeta {
+            account_type: v.account_type,
+            excluded: v.excluded,
+            privileged: v.privileged,
+        };
+        if let Some(hook) = &mut self.hook {
+            if !self.scratch.is_empty() {
+                hook(&AccountFindings {
+                    account: &a,
+                    meta,
+                    findings: &self.scratch,
+                    excepted: &self.scratch_excepted,
+                    policy: &self.policy,
+                    now: self.now,
                 });
             }
-            self.meta.push(AccountMeta {
-                account_type: v.account_type,
-                excluded: v.excluded,
-                privileged: v.privileged,
-            });
-            self.accounts.push(a);
+        }
+        if self.retain {
+            let idx = self.accounts.push(&a);
+            for (f, excepted) in self.scratch.drain(..).zip(self.scratch_excepted.drain(..)) {
+                let subject = match &f.subject {
+                    Some(s) => self.accounts.subject(s),
+                    None => NONE,
+                };
+                self.findings
+                    .push(StoredFinding::new(Some(idx), &f, subject, excepted));
+            }
+            self.meta.push(meta);
         }
     }
 
@@ -417,6 +637,14 @@ impl ReportBuilder {
         let v = checks::evaluate_account(a, &ctx, &mut self.scratch);
         let p = &self.policy;
         self.scratch.retain(|f| p.check(f.check).enabled);
+        if self.hook.is_some() {
+            // The hook sees an account's findings in the order a retained report lists them.
+            self.scratch.sort_by(|x, y| {
+                x.check
+                    .cmp(&y.check)
+                    .then_with(|| x.subject.cmp(&y.subject))
+            });
+        }
         self.scratch_excepted.clear();
         for f in &self.scratch {
             let e = if p.exceptions.is_empty() {
@@ -434,6 +662,7 @@ impl ReportBuilder {
             &self.scratch_excepted,
             p,
         );
+        count_future(&mut self.tally, a, self.now + FUTURE_SLACK);
         v
     }
 
@@ -457,41 +686,109 @@ impl ReportBuilder {
                     self.tally.findings[c] += 1;
                     self.tally.finding_rows[c] += 1;
                 }
-                StoredFinding {
-                    account: None,
-                    finding: f,
-                    excepted,
-                    first_seen: None,
-                }
+                let subject = match &f.subject {
+                    Some(s) => self.accounts.subject(s),
+                    None => NONE,
+                };
+                StoredFinding::new(None, &f, subject, excepted)
             })
             .collect();
-        let mut index = HashMap::with_capacity(self.accounts.len());
-        for (i, a) in self.accounts.iter().enumerate() {
-            index.entry(a.id.clone()).or_insert(i as u32);
+        let accounts = self.accounts.finish();
+        // Accounts in id order, then each account's findings by check and subject: the
+        // rank of each account in id order makes the sort compare integers.
+        let mut rank = vec![0u32; accounts.len()];
+        for (r, i) in accounts.by_id().iter().enumerate() {
+            rank[*i as usize] = r as u32;
         }
-        let accounts = &self.accounts;
+        let syms = accounts.symbols();
+        let subj = |f: &StoredFinding| (f.subject != NONE).then(|| syms.get(f.subject));
         self.findings.sort_by(|x, y| {
-            let ix = x.account.map(|i| accounts[i as usize].id.as_str());
-            let iy = y.account.map(|i| accounts[i as usize].id.as_str());
-            ix.cmp(&iy)
-                .then(x.account.cmp(&y.account))
-                .then(x.finding.check.cmp(&y.finding.check))
-                .then(x.finding.subject.cmp(&y.finding.subject))
+            let rx = x.account.map(|i| rank[i as usize]);
+            let ry = y.account.map(|i| rank[i as usize]);
+            rx.cmp(&ry)
+                .then(x.check.cmp(&y.check))
+                .then_with(|| subj(x).cmp(&subj(y)))
         });
+        drop(rank);
         let mut findings = tenant;
         findings.append(&mut self.findings);
+        findings.shrink_to_fit();
+        self.meta.shrink_to_fit();
+        let mut finding_accounts = 0u64;
+        let mut last = None;
+        for f in &findings {
+            if f.account.is_none() || f.account != last {
+                finding_accounts += 1;
+            }
+            last = f.account;
+        }
         Report {
             evaluated_at: Some(self.now),
             policy: self.policy,
             tally: self.tally,
             availability: out.availability,
             gauges: out.gauges,
-            accounts: self.accounts,
+            accounts,
             meta: self.meta,
             findings,
-            index,
+            times: Vec::new(),
+            time_index: HashMap::new(),
+            finding_accounts,
             history: HistorySummary::default(),
         }
+    }
+}
+
+/// One warning per poll of a source whose data has timestamps in the future.
+pub fn log_future_timestamps(source: &str, t: &Tally) {
+    let total: u64 = t.future_timestamps.iter().sum();
+    if total == 0 {
+        return;
+    }
+    let [created, last_login, last_rotated, last_used] = t.future_timestamps;
+    let (example_account, example_field) = t
+        .future_example
+        .as_ref()
+        .map(|(id, f)| (id.as_str(), *f))
+        .unwrap_or(("", ""));
+    tracing::warn!(
+        source,
+        total,
+        created,
+        last_login,
+        last_rotated,
+        last_used,
+        example_account,
+        example_field,
+        "timestamps more than a day in the future (bad source data or a wrong clock); the checks treat them as now"
+    );
+}
+
+/// Counts the account's timestamps that lie after `limit`.
+fn count_future(t: &mut Tally, a: &Account, limit: Timestamp) {
+    let at = |k: &Known<Timestamp>| matches!(k, Known::At(x) if *x > limit);
+    let mut n = [
+        u64::from(a.created.is_some_and(|c| c > limit)),
+        u64::from(at(&a.last_login)),
+        0,
+        0,
+    ];
+    for c in a.credentials.iter().flatten() {
+        n[2] += u64::from(at(&c.last_rotated));
+        n[3] += u64::from(at(&c.last_used));
+    }
+    for r in a.roles.iter().flatten() {
+        n[3] += u64::from(at(&r.last_used));
+    }
+    if n == [0; 4] {
+        return;
+    }
+    for (total, k) in t.future_timestamps.iter_mut().zip(n) {
+        *total += k;
+    }
+    if t.future_example.is_none() {
+        let field = FUTURE_FIELDS[n.iter().position(|k| *k > 0).unwrap_or(0)];
+        t.future_example = Some((a.id.clone(), field));
     }
 }
 
@@ -656,10 +953,7 @@ severity = "low"
         );
         let r = with(p, NOW, vec![no_mfa("a"), active("b")]);
         assert_eq!(r.tally.findings[CheckId::MfaMissing as usize], 0);
-        assert!(r
-            .findings
-            .iter()
-            .all(|f| f.finding.check != CheckId::MfaMissing));
+        assert!(r.findings.iter().all(|f| f.check != CheckId::MfaMissing));
         assert_eq!(r.tally.compliant, 2, "a has no other finding");
         // The MFA gauges describe factors, not findings: still counted.
         assert_eq!(r.tally.without_mfa[0][0], 1);
@@ -830,6 +1124,56 @@ expires = "2026-12-01T00:00:00Z"
             r.tally.findings[CheckId::TenantTooFewSuperAdmins as usize],
             1
         );
+    }
+
+    #[test]
+    fn future_timestamps_are_counted_per_field_and_judged_as_now() {
+        let far = NOW + time::Duration::days(365 * 70);
+        let mut a = active("svc-future");
+        a.created = Some(far);
+        a.last_login = Known::At(far);
+        a.credentials = Some(vec![
+            Credential {
+                credential_type: CredentialType::AccessKey,
+                id: "k1".into(),
+                last_rotated: Known::At(far),
+                expires: Known::Unknown,
+                last_used: Known::At(far),
+            },
+            Credential {
+                credential_type: CredentialType::AccessKey,
+                id: "k2".into(),
+                last_rotated: Known::At(far),
+                expires: Known::Unknown,
+                last_used: Known::Unknown,
+            },
+        ]);
+        a.roles = Some(vec![Role {
+            name: "SUPER_ADMIN".into(),
+            last_used: Known::At(far),
+        }]);
+        let mut skewed = active("skewed");
+        // Within the slack: a login during a long poll, or clock skew, is not counted.
+        skewed.last_login = Known::At(NOW + time::Duration::hours(2));
+        let r = with(Policy::default(), NOW, vec![skewed, a]);
+        assert_eq!(r.tally.future_timestamps, [1, 1, 2, 2]);
+        assert_eq!(
+            r.tally.future_example,
+            Some(("svc-future".to_string(), "created"))
+        );
+        // Treated as "now": no rotation, dormancy or unused-privilege finding, no negative days.
+        let checks: Vec<CheckId> = r
+            .findings
+            .iter()
+            .filter(|f| f.account == Some(1))
+            .map(|f| f.check)
+            .collect();
+        assert!(
+            !checks.contains(&CheckId::CredentialUnrotated),
+            "{checks:?}"
+        );
+        assert!(!checks.contains(&CheckId::PrivilegeUnused), "{checks:?}");
+        assert!(r.findings.iter().all(|f| f.days().unwrap_or(0) >= 0));
     }
 
     #[test]

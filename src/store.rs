@@ -13,6 +13,10 @@ use serde::Serialize;
 /// The database file inside `state_dir`.
 pub const FILE_NAME: &str = "state.redb";
 
+/// redb's page cache (its default is 1 GiB). History is read and written once per poll, in
+/// key order: a small cache costs little time and keeps the daemon's memory bounded.
+const CACHE_BYTES: usize = 1 << 20;
+
 /// Keys are strings; values are a 2-byte little-endian version followed by JSON.
 type Table<'a> = TableDefinition<'a, &'static str, &'static [u8]>;
 
@@ -68,6 +72,7 @@ impl Store {
     /// A store that lives as long as the process.
     pub fn in_memory() -> Store {
         let db = redb::Database::builder()
+            .set_cache_size(CACHE_BYTES)
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .expect("an in-memory redb database");
         Store { db, path: None }
@@ -86,7 +91,10 @@ impl Store {
             return Store::in_memory();
         }
         let path = dir.join(FILE_NAME);
-        match redb::Database::create(&path) {
+        match redb::Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+        {
             Ok(db) => {
                 tracing::info!(path = %path.display(), "state store opened");
                 Store {
@@ -108,7 +116,10 @@ impl Store {
                     tracing::warn!(error = %e, "cannot move the unreadable state store aside; keeping state in memory");
                     return Store::in_memory();
                 }
-                match redb::Database::create(&path) {
+                match redb::Database::builder()
+                    .set_cache_size(CACHE_BYTES)
+                    .create(&path)
+                {
                     Ok(db) => Store {
                         db,
                         path: Some(path),
@@ -205,6 +216,98 @@ impl Store {
             }
         }
         txn.commit().map_err(|e| e.to_string())
+    }
+}
+
+/// Writes inside [`Store::update`]: applied together when it returns, or not at all.
+pub struct Writer<'t> {
+    txn: &'t redb::WriteTransaction,
+    tables: Vec<(String, redb::Table<'t, &'static str, &'static [u8]>)>,
+}
+
+impl<'t> Writer<'t> {
+    fn table(
+        &mut self,
+        name: &str,
+    ) -> Result<&mut redb::Table<'t, &'static str, &'static [u8]>, String> {
+        let i = match self.tables.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                let t = self
+                    .txn
+                    .open_table::<&str, &[u8]>(TableDefinition::new(name))
+                    .map_err(|e| e.to_string())?;
+                self.tables.push((name.to_string(), t));
+                self.tables.len() - 1
+            }
+        };
+        Ok(&mut self.tables[i].1)
+    }
+
+    /// Stores `value` (serialised, tagged with `version`) under `key` in `table`.
+    pub fn put<T: Serialize>(
+        &mut self,
+        table: &str,
+        key: &str,
+        version: u16,
+        value: &T,
+    ) -> Result<(), String> {
+        let mut bytes = version.to_le_bytes().to_vec();
+        serde_json::to_writer(&mut bytes, value).map_err(|e| e.to_string())?;
+        self.table(table)?
+            .insert(key, bytes.as_slice())
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    pub fn delete(&mut self, table: &str, key: &str) -> Result<(), String> {
+        self.table(table)?.remove(key).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Streams the entries of `table` whose key starts with `prefix`, in key order (a
+    /// snapshot taken at the start; `None` for a value of another version), to `f` with a
+    /// [`Writer`]; `f`'s writes are committed in one transaction when it returns `Ok`.
+    /// Unlike [`Store::scan`] and [`Batch`], nothing is held in memory per entry, so a
+    /// source with a million findings updates its history in constant memory.
+    pub fn update<T: DeserializeOwned, R>(
+        &self,
+        table: &str,
+        prefix: &str,
+        version: u16,
+        f: impl FnOnce(
+            &mut dyn Iterator<Item = (String, Option<T>)>,
+            &mut Writer<'_>,
+        ) -> Result<R, String>,
+    ) -> Result<R, String> {
+        let read = self.db.begin_read().map_err(|e| e.to_string())?;
+        let snapshot = match read.open_table::<&str, &[u8]>(TableDefinition::new(table)) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.to_string()),
+        };
+        let range = match &snapshot {
+            Some(t) => Some(t.range(prefix..).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let mut entries = range.into_iter().flatten().map_while(|item| {
+            let (k, v) = item.map_err(|e| warn_read(table, e)).ok()?;
+            let k = k.value();
+            k.starts_with(prefix)
+                .then(|| (k.to_string(), decode(v.value(), version)))
+        });
+        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        let r = {
+            let mut w = Writer {
+                txn: &txn,
+                tables: Vec::new(),
+            };
+            f(&mut entries, &mut w)?
+        };
+        txn.commit().map_err(|e| e.to_string())?;
+        Ok(r)
     }
 }
 

@@ -987,7 +987,7 @@ async fn api_lists_detections_paged_as_json_and_csv_behind_the_api_token() {
     assert!(lines
         .next()
         .unwrap()
-        .starts_with("source,provider,id,kind,severity,active"));
+        .starts_with("\"source\",\"provider\",\"id\",\"kind\",\"severity\",\"active\""));
     assert_eq!(lines.count(), 2);
 
     for bad in [

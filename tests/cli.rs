@@ -549,3 +549,70 @@ fn a_port_in_use_is_reported_once_before_any_poll() {
         "polled before binding: {err}"
     );
 }
+
+#[test]
+fn source_and_ipe_sources_run_a_subset_and_refuse_unknown_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("shards.toml");
+    let demo = format!(
+        "{}/examples/demo-identities.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::write(
+        &f,
+        format!(
+            "[[sources]]\nname = \"a\"\ntype = \"file\"\npath = \"{demo}\"\n[[sources]]\nname = \"b\"\ntype = \"file\"\npath = \"{demo}\"\n[[sources]]\nname = \"c\"\ntype = \"file\"\npath = \"/nonexistent/c.json\"\n"
+        ),
+    )
+    .unwrap();
+    let f = f.to_str().unwrap();
+    let up = |out: &str, s: &str| {
+        out.contains(&format!(
+            "identity_posture_source_up{{provider=\"file\",source=\"{s}\"}} 1"
+        ))
+    };
+    let named = |out: &str, s: &str| out.contains(&format!("source=\"{s}\""));
+
+    // Every source: c fails, so collect fails.
+    let (code, out, _) = run(&["collect", "--config", f]);
+    assert_eq!(code, 1);
+    assert!(up(&out, "a") && up(&out, "b"));
+
+    // --source, repeatable: only those run (c is left out, so collect succeeds).
+    let (code, out, err) = run(&["collect", "--config", f, "--source", "a", "--source", "b"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(up(&out, "a") && up(&out, "b") && !named(&out, "c"), "{out}");
+
+    // IPE_SOURCES, comma-separated (spaces and empty items tolerated).
+    let out = bin()
+        .args(["collect", "--config", f])
+        .env("IPE_SOURCES", "b, ,")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        up(&text, "b") && !named(&text, "a") && !named(&text, "c"),
+        "{text}"
+    );
+
+    // check-config validates the shard.
+    let (code, out, _) = run(&["check-config", "--config", f, "--source", "a"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("1 source(s): a (file)"), "{out}");
+
+    // An unknown name is an error that lists the configured sources, in every command.
+    for cmd in ["collect", "check-config", "serve"] {
+        let (code, _, err) = run(&[cmd, "--config", f, "--source", "a", "--source", "nope"]);
+        assert_ne!(code, 0, "{cmd}");
+        assert!(err.contains("\"nope\""), "{cmd}: {err}");
+        assert!(err.contains("configured: a, b, c"), "{cmd}: {err}");
+    }
+    let out = bin()
+        .args(["check-config", "--config", f])
+        .env("IPE_SOURCES", "typo")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("configured: a, b, c"));
+}

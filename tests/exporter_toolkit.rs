@@ -185,6 +185,7 @@ fn server_cfg(web: &Path, listen: SocketAddr) -> ServerConfig {
         web_config_file: Some(web.to_path_buf()),
         api_token: None,
         external_url: None,
+        limits: Default::default(),
     }
 }
 

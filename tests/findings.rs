@@ -448,10 +448,11 @@ async fn the_view_is_guarded_like_the_api_and_has_its_pages() {
         .text("/api/v1/compliance?framework=cis-aws&format=csv")
         .await;
     assert_eq!(code, 200);
-    assert!(
-        csv.starts_with("framework,control,title,checks,status,accounts_failing,tenant_findings\n")
-    );
-    assert!(csv.contains("cis-aws,1.14,"));
+    // Every cell quoted (CSV-injection hardening: all CSV goes through server::csv_safe).
+    assert!(csv.starts_with(
+        "\"framework\",\"control\",\"title\",\"checks\",\"status\",\"accounts_failing\",\"tenant_findings\"\n"
+    ));
+    assert!(csv.contains("\"cis-aws\",\"1.14\","));
     let (code, html) = r.text("/compliance?framework=cisa-scuba").await;
     assert_eq!(code, 200);
     assert!(html.contains("MS.AAD.3.2v1"));

@@ -533,7 +533,8 @@ async fn findings_api_filters_paginates_and_exports_csv() {
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
     let body = csv.text().await.unwrap();
     let lines: Vec<&str> = body.lines().collect();
-    assert!(lines[0].starts_with("source,provider,scope,account_id,login"));
+    // Every cell quoted (CSV-injection hardening, see server::csv_safe).
+    assert!(lines[0].starts_with("\"source\",\"provider\",\"scope\",\"account_id\",\"login\""));
     assert_eq!(lines.len(), 2);
     assert!(lines[1].contains("svc-ci") && lines[1].contains("s-soon"));
 
@@ -709,4 +710,57 @@ async fn a_poll_that_hangs_is_cut_off_by_the_timeout() {
     assert_eq!(s["sources"][0]["state"], "error");
     // Release the blocked reader so the runtime can shut down.
     drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+}
+
+#[tokio::test]
+async fn metrics_are_gzip_compressed_when_the_scraper_asks() {
+    use std::io::Read;
+    let r = start(config("tests/data/org.json", "")).await;
+    r.poll().await.unwrap();
+    let url = format!("{}/metrics", r.base);
+    // A client that does not decode by itself, so the wire bytes can be checked.
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let plain = raw.get(&url).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.headers()["vary"], "Accept-Encoding");
+    let plain = plain.text().await.unwrap();
+    for _ in 0..2 {
+        // Twice: the second reuses the poll's compressed part.
+        let resp = raw
+            .get(&url)
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-encoding"], "gzip");
+        assert_eq!(resp.headers()["vary"], "Accept-Encoding");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let gz = resp.bytes().await.unwrap();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert!(gz.len() < text.len() / 3, "{} of {}", gz.len(), text.len());
+        // Everything the poll computed is there, then the live listener and process metrics.
+        let posture = |t: &str| -> BTreeMap<String, f64> {
+            parse_metrics(t)
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("identity_posture_") && !k.contains("_http_"))
+                .collect()
+        };
+        assert_eq!(posture(&text), posture(&plain));
+        assert!(text.contains("process_resident_memory_bytes"));
+        assert!(text.contains("identity_posture_http_connections"));
+    }
+    // q=0 refuses gzip.
+    let resp = raw
+        .get(&url)
+        .header("accept-encoding", "gzip;q=0")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("content-encoding").is_none());
 }

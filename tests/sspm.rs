@@ -284,12 +284,13 @@ impl Run {
 fn findings(r: &Report) -> BTreeSet<(String, &'static str)> {
     r.findings
         .iter()
-        .map(|f| (r.account_id(f).to_string(), f.finding.check.as_str()))
+        .map(|f| (r.account_id(f).to_string(), f.check.as_str()))
         .collect()
 }
 
-fn acct<'a>(r: &'a Report, id: &str) -> &'a identity_posture_exporter::model::Account {
-    &r.accounts[r.index[id] as usize]
+/// The account, decoded from the report's compact form (leaked: tests only).
+fn acct(r: &Report, id: &str) -> &'static identity_posture_exporter::model::Account {
+    Box::leak(Box::new(r.account(r.find_id(id).unwrap()).unwrap()))
 }
 
 fn role_names(a: &identity_posture_exporter::model::Account) -> Vec<&str> {
@@ -540,7 +541,7 @@ async fn paging_is_safe_whichever_number_the_first_page_has() {
             .await
             .unwrap_or_else(|e| panic!("{paging:?}: {e}"));
         assert_eq!(r.accounts.len(), 12, "{paging:?}");
-        let ids: BTreeSet<&str> = r.accounts.iter().map(|a| a.id.as_str()).collect();
+        let ids: BTreeSet<String> = r.accounts.iter().map(|a| a.id).collect();
         assert_eq!(ids.len(), 12, "{paging:?}: duplicates");
         assert_eq!(
             run.mock.count("/inst-gh/saas_accounts"),
@@ -567,11 +568,11 @@ async fn a_server_ignoring_page_ends_the_listing_instead_of_looping() {
     // Page 1 repeating page 0 is taken for a 1-based server once; page 2 repeating again
     // ends the listing. Only the first two accounts of each multi-page instance are known.
     assert_eq!(run.mock.count("/inst-gh/saas_accounts"), 3);
-    let gh: Vec<&str> = r
+    let gh: Vec<String> = r
         .accounts
         .iter()
         .filter(|a| a.id.starts_with("inst-gh:"))
-        .map(|a| a.id.as_str())
+        .map(|a| a.id)
         .collect();
     assert_eq!(gh, ["inst-gh:gh-1", "inst-gh:gh-2"]);
 }
@@ -734,7 +735,7 @@ async fn without_idps_mfa_is_reported_unavailable_once() {
     assert!(r
         .findings
         .iter()
-        .all(|f| !f.finding.check.as_str().starts_with("mfa.")));
+        .all(|f| !f.check.as_str().starts_with("mfa.")));
 }
 
 #[tokio::test]

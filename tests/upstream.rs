@@ -240,6 +240,302 @@ async fn persistent_429_gives_up_with_e0000047() {
     assert!(timer.sleeps().iter().all(|d| *d >= Duration::from_secs(1)));
 }
 
+/// A provider that throttles with another status (Google's 403 `userRateLimitExceeded`): the
+/// source's classifier makes it a rate limit — waited for with growing backoff, retried,
+/// counted — while other 403s stay permission errors that are not retried.
+#[tokio::test]
+async fn a_classified_403_is_a_rate_limit() {
+    fn classify(status: u16, _: &HeaderMap, body: &[u8], _now: f64) -> Option<Throttled> {
+        (status == 403 && std::str::from_utf8(body).is_ok_and(|b| b.contains("\"usageLimits\"")))
+            .then_some(Throttled { wait: None })
+    }
+    let throttle = || {
+        (
+            StatusCode::FORBIDDEN,
+            [("content-type", "application/json")],
+            r#"{"error":{"code":403,"message":"User Rate Limit Exceeded","errors":[{"message":"User Rate Limit Exceeded","domain":"usageLimits","reason":"userRateLimitExceeded"}]}}"#,
+        )
+            .into_response()
+    };
+    let forbidden = || {
+        (
+            StatusCode::FORBIDDEN,
+            [("content-type", "application/json")],
+            r#"{"error":{"code":403,"message":"Not Authorized to access this resource/api","errors":[{"message":"Not Authorized to access this resource/api","domain":"global","reason":"forbidden"}]}}"#,
+        )
+            .into_response()
+    };
+    let c = Counter::default();
+    let app = Router::new()
+        .route(
+            "/twice",
+            get(move |State(c): State<Counter>| async move {
+                if c.next() < 2 {
+                    throttle()
+                } else {
+                    "{}".into_response()
+                }
+            }),
+        )
+        .route("/always", get(move || async move { throttle() }))
+        .route("/denied", get(move || async move { forbidden() }))
+        .with_state(c.clone());
+    let base = serve(app).await;
+    let make = |classifier: Option<RateLimitRule>| {
+        let timer = ManualTimer::new(T0);
+        let mut opts = UpstreamOptions::new("test", limits());
+        opts.rate_limited = classifier;
+        let up = Upstream::with_timer(opts, Auth::None, Arc::new(timer.clone())).unwrap();
+        (up, timer)
+    };
+
+    let (up, timer) = make(Some(classify));
+    let stats = RequestStats::default();
+    up.session(&stats)
+        .send(Request::get(base.join("twice").unwrap(), "/twice"))
+        .await
+        .unwrap();
+    assert_eq!(c.get(), 3);
+    assert_eq!(stats.rate_limited(), 2);
+    assert_eq!(stats.api_requests().get("4xx"), Some(&2));
+    let sleeps = timer.sleeps();
+    assert_eq!(sleeps.len(), 2, "{sleeps:?}");
+    // Equal-jitter backoff (0.5 s base, doubling), clamped to at least the 1 s minimum wait.
+    assert_eq!(sleeps[0], Duration::from_secs(1));
+    assert!(sleeps[1] >= Duration::from_secs(1) && sleeps[1] <= Duration::from_secs(2));
+
+    // Throttled through every allowed attempt: a rate-limit error, not a permission error.
+    let stats = RequestStats::default();
+    let e = up
+        .session(&stats)
+        .send(Request::get(base.join("always").unwrap(), "/always"))
+        .await
+        .unwrap_err();
+    let max = RetryPolicy::default().max_rate_limited_attempts as u64;
+    assert_eq!(stats.rate_limited(), max);
+    assert!(e.is_rate_limited() && !e.is_permission(), "{e}");
+    assert_eq!(e.provider_code(), Some("userRateLimitExceeded"));
+    assert_eq!(
+        identity_posture_exporter::sources::ErrorKind::of(&e),
+        identity_posture_exporter::sources::ErrorKind::RateLimited
+    );
+
+    // A 403 the classifier does not recognise fails at once as a permission error.
+    let stats = RequestStats::default();
+    let e = up
+        .session(&stats)
+        .send(Request::get(base.join("denied").unwrap(), "/denied"))
+        .await
+        .unwrap_err();
+    assert!(e.is_permission() && !e.is_rate_limited(), "{e}");
+    assert_eq!(stats.rate_limited(), 0);
+    assert_eq!(stats.api_requests().get("4xx"), Some(&1));
+
+    // Without a classifier the throttling 403 is an ordinary 403.
+    let (up, _) = make(None);
+    let stats = RequestStats::default();
+    let e = up
+        .session(&stats)
+        .send(Request::get(base.join("always").unwrap(), "/always"))
+        .await
+        .unwrap_err();
+    assert!(e.is_permission());
+    assert_eq!(stats.rate_limited(), 0);
+}
+
+/// A documented quota without headers (Google: 2,400 queries a minute): with share 0.5 of
+/// 4 per minute, two requests start at once and the next two wait for the window to move.
+#[tokio::test]
+async fn a_documented_quota_spaces_requests() {
+    let c = Counter::default();
+    let app = Router::new()
+        .route(
+            "/x",
+            get(|State(c): State<Counter>| async move {
+                c.next();
+                "{}"
+            }),
+        )
+        .with_state(c.clone());
+    let base = serve(app).await;
+    let timer = ManualTimer::new(T0);
+    let mut opts = UpstreamOptions::new("test", limits());
+    opts.quota = Some(RequestQuota {
+        requests: 4,
+        per: Duration::from_secs(60),
+    });
+    let up = Upstream::with_timer(opts, Auth::None, Arc::new(timer.clone())).unwrap();
+    let stats = RequestStats::default();
+    let s = up.session(&stats);
+    for _ in 0..4 {
+        s.send(Request::get(base.join("x").unwrap(), "/x"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(c.get(), 4);
+    assert_eq!(timer.sleeps(), vec![Duration::from_secs(60)]);
+    assert_eq!(stats.rate_limited(), 0, "pacing is not being rate limited");
+}
+
+/// A provider rule for rate limits answered with another status: a 403 carrying the
+/// (made-up) `x-slow-down` header is a rate limit with that many seconds to wait.
+fn slow_down_rule(
+    status: u16,
+    h: &reqwest::header::HeaderMap,
+    body: &[u8],
+    _now: f64,
+) -> Option<Throttled> {
+    if status != 403 {
+        return None;
+    }
+    let secs = h.get("x-slow-down")?.to_str().ok()?.parse::<u64>().ok()?;
+    assert!(!body.is_empty(), "the rule sees the body");
+    Some(Throttled {
+        wait: Some(Duration::from_secs(secs)),
+    })
+}
+
+/// `rate_limited` rule with a wait: a 403 the rule calls a rate limit waits as long as it says,
+/// is counted as rate limited, and once the retries are spent is a rate-limit error (never a
+/// permission refusal); a plain
+/// 403 is left alone and fails at once.
+#[tokio::test]
+async fn a_provider_rate_limit_rule_turns_other_statuses_into_rate_limits() {
+    #[derive(Clone)]
+    struct S(Counter, usize);
+    let handler = |State(S(c, limited)): State<S>| async move {
+        let mut r = okta_error(StatusCode::FORBIDDEN, "E0000006", "slow down");
+        if c.next() < limited {
+            r.headers_mut().insert("x-slow-down", "7".parse().unwrap());
+            // Its rate-limit headers must not make the pacer wait a second time.
+            r.headers_mut()
+                .insert("x-rate-limit-limit", "10".parse().unwrap());
+            r.headers_mut()
+                .insert("x-rate-limit-remaining", "0".parse().unwrap());
+            r.headers_mut().insert(
+                "x-rate-limit-reset",
+                ((T0 as u64) + 3000).to_string().parse().unwrap(),
+            );
+            r
+        } else if limited == 1 {
+            "{}".into_response()
+        } else {
+            r
+        }
+    };
+    let client_with_rule = || {
+        let timer = ManualTimer::new(T0);
+        let mut opts = UpstreamOptions::new("test", limits());
+        opts.rate_limit_headers = Some(RateLimitHeaders::OKTA);
+        opts.rate_limited = Some(slow_down_rule);
+        let up = Upstream::with_timer(opts, Auth::None, Arc::new(timer.clone())).unwrap();
+        (up, timer)
+    };
+
+    // Limited once, then served: one 7 s wait, one rate-limited count.
+    let app = Router::new()
+        .route("/x", get(handler))
+        .with_state(S(Counter::default(), 1));
+    let base = serve(app).await;
+    let (up, timer) = client_with_rule();
+    let stats = RequestStats::default();
+    let s = up.session(&stats);
+    s.send(Request::get(base.join("x").unwrap(), "/x"))
+        .await
+        .unwrap();
+    assert_eq!(timer.sleeps(), vec![Duration::from_secs(7)]);
+    assert_eq!(stats.rate_limited(), 1);
+    assert_eq!(stats.api_requests().get("4xx"), Some(&1));
+    // The next request is not paced by the rate-limited answer's headers.
+    s.send(Request::get(base.join("x").unwrap(), "/x"))
+        .await
+        .unwrap();
+    assert_eq!(timer.sleeps().len(), 1);
+
+    // Always limited: every allowed attempt, then a rate-limit error, not a refusal.
+    let app = Router::new()
+        .route("/x", get(handler))
+        .with_state(S(Counter::default(), usize::MAX));
+    let base = serve(app).await;
+    let (up, _timer) = client_with_rule();
+    let stats = RequestStats::default();
+    let e = up
+        .session(&stats)
+        .send(Request::get(base.join("x").unwrap(), "/x"))
+        .await
+        .unwrap_err();
+    assert!(e.is_rate_limited(), "{e}");
+    assert!(!e.is_permission());
+    assert!(e.to_string().contains("rate limited (HTTP 403)"), "{e}");
+    let max = RetryPolicy::default().max_rate_limited_attempts as u64;
+    assert_eq!(stats.rate_limited(), max);
+
+    // A 403 the rule does not claim: a refusal, not retried.
+    let app = Router::new()
+        .route("/x", get(handler))
+        .with_state(S(Counter::default(), 0));
+    let base = serve(app).await;
+    let (up, timer) = client_with_rule();
+    let stats = RequestStats::default();
+    let e = up
+        .session(&stats)
+        .send(Request::get(base.join("x").unwrap(), "/x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(403));
+    assert!(e.is_permission());
+    assert!(timer.sleeps().is_empty());
+    assert_eq!(stats.rate_limited(), 0);
+}
+
+/// `default_headers` go with every request and replace the default `Accept`; a request's own
+/// header replaces them in turn. Each header is sent once.
+#[tokio::test]
+async fn default_headers_replace_the_default_accept() {
+    let app = Router::new().route(
+        "/h",
+        get(|h: HeaderMap| async move {
+            let all = |n: &str| {
+                h.get_all(n)
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            };
+            format!("{};{}", all("accept"), all("x-api-version"))
+        }),
+    );
+    let base = serve(app).await;
+    let timer = ManualTimer::new(T0);
+    let mut opts = UpstreamOptions::new("test", limits());
+    opts.default_headers = vec![
+        (
+            reqwest::header::ACCEPT,
+            "application/vnd.example+json".parse().unwrap(),
+        ),
+        (
+            "x-api-version".parse().unwrap(),
+            "2022-11-28".parse().unwrap(),
+        ),
+    ];
+    let up = Upstream::with_timer(opts, Auth::None, Arc::new(timer)).unwrap();
+    let stats = RequestStats::default();
+    let s = up.session(&stats);
+    let r = s
+        .send(Request::get(base.join("h").unwrap(), "/h"))
+        .await
+        .unwrap();
+    assert_eq!(&r.body[..], b"application/vnd.example+json;2022-11-28");
+    let r = s
+        .send(Request::get(base.join("h").unwrap(), "/h").header(
+            "x-api-version".parse().unwrap(),
+            "2026-03-10".parse().unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(&r.body[..], b"application/vnd.example+json;2026-03-10");
+}
+
 /// With share 0.5 of a 10-request window, the client stops at remaining = 5 and waits for
 /// the reset instead of using the rest.
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Credential checks: `credential.unrotated` (older than its type's max age, not expired),
 //! `credential.expired` (past expiry, still present; reported only as this),
 //! `credential.expiring` (within `expiring_within_days`), `credential.no_expiry` (a client
-//! secret or certificate with an explicit "never expires").
+//! secret, certificate or personal access token with an explicit "never expires").
 
 use super::{older_than, whole_days, CheckId, Ctx, Finding};
 use crate::config::Policy;
@@ -55,9 +55,14 @@ pub fn check(a: &Account, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
                 }
             }
             Known::Never => {
+                // Credentials that can be given an expiry and were not. Passwords and SSH
+                // keys have none by design; a token's "never" is its owner's choice (GitHub
+                // personal access tokens, SaaS API tokens).
                 if matches!(
                     c.credential_type,
-                    CredentialType::ClientSecret | CredentialType::Certificate
+                    CredentialType::ClientSecret
+                        | CredentialType::Certificate
+                        | CredentialType::Token
                 ) {
                     out.push(finding(CheckId::CredentialNoExpiry, None));
                 }
@@ -193,19 +198,38 @@ mod tests {
     }
 
     #[test]
-    fn no_expiry_only_for_app_secrets_and_certificates() {
+    fn no_expiry_for_app_secrets_certificates_and_tokens() {
         let a = cred(
             CredentialType::ClientSecret,
             Known::At(days_ago(1)),
             Known::Never,
         );
         assert_eq!(checks(&a), vec![CheckId::CredentialNoExpiry]);
-        let a = cred(
-            CredentialType::Password,
-            Known::At(days_ago(1)),
-            Known::Never,
+        // A personal access token without expiry (GitHub classic PAT, fine-grained PAT).
+        let a = cred(CredentialType::Token, Known::At(days_ago(1)), Known::Never);
+        assert_eq!(checks(&a), vec![CheckId::CredentialNoExpiry]);
+        // Old and never expiring: both.
+        let a = cred(CredentialType::Token, Known::At(days_ago(91)), Known::Never);
+        assert_eq!(
+            checks(&a),
+            vec![CheckId::CredentialNoExpiry, CheckId::CredentialUnrotated]
         );
-        assert!(checks(&a).is_empty());
+        let a = cred(
+            CredentialType::Token,
+            Known::At(days_ago(1)),
+            Known::Unknown,
+        );
+        assert!(checks(&a).is_empty(), "unknown expiry is not no expiry");
+        // Passwords, SSH keys, access keys and API keys: no finding for "never".
+        for t in [
+            CredentialType::Password,
+            CredentialType::SshKey,
+            CredentialType::AccessKey,
+            CredentialType::ApiKey,
+        ] {
+            let a = cred(t, Known::At(days_ago(1)), Known::Never);
+            assert!(checks(&a).is_empty(), "{t:?}");
+        }
         let a = cred(
             CredentialType::Certificate,
             Known::At(days_ago(1)),

@@ -39,42 +39,54 @@ impl Finding {
 
     /// A sentence a person can act on.
     pub fn describe(&self) -> String {
-        let subj = self.subject.as_deref().unwrap_or("");
-        let ct = self
-            .credential_type
-            .map(|c| c.as_str())
-            .unwrap_or("credential");
-        let d = self.days.unwrap_or(0);
-        match self.check {
-            CheckId::MfaMissing => "no active MFA factor".into(),
-            CheckId::MfaWeak => "only weak MFA factors (e.g. SMS, voice, email)".into(),
-            CheckId::MfaNotEnforced => "MFA enrolled but not enforced".into(),
-            CheckId::DormantInactive => format!("no login for {d} days"),
-            CheckId::DormantNeverLoggedIn => format!("never logged in; created {d} days ago"),
-            CheckId::DormantTerminated => {
-                format!("left the organisation {d} days ago but the account still exists")
-            }
-            CheckId::CredentialUnrotated => format!("{ct} {subj:?} not rotated for {d} days"),
-            CheckId::CredentialExpired => {
-                format!("{ct} {subj:?} expired {d} days ago and is still present")
-            }
-            CheckId::CredentialExpiring => format!("{ct} {subj:?} expires in {d} days"),
-            CheckId::CredentialNoExpiry => format!("{ct} {subj:?} has no expiry date"),
-            CheckId::PrivilegeRoleNotAllowed => {
-                format!("holds role {subj:?} outside its allowed groups and accounts")
-            }
-            CheckId::PrivilegeUnused => match self.days {
-                Some(d) => format!("privileged, but no login or role use for {d} days"),
-                None => "privileged, but never used".into(),
-            },
-            CheckId::PrivilegeNoMfa => "privileged without MFA or with only weak MFA".into(),
-            CheckId::PrivilegeServiceAccountAdmin => {
-                format!("service account holding admin role {subj:?}")
-            }
-            CheckId::TenantTooManySuperAdmins
-            | CheckId::TenantTooFewSuperAdmins
-            | CheckId::TenantMfaPolicyGap => subj.to_string(),
+        describe(
+            self.check,
+            self.subject.as_deref(),
+            self.credential_type,
+            self.days,
+        )
+    }
+}
+
+/// The sentence for a finding of `check` (see [`Finding::describe`]).
+pub fn describe(
+    check: CheckId,
+    subject: Option<&str>,
+    credential_type: Option<CredentialType>,
+    days: Option<i64>,
+) -> String {
+    let subj = subject.unwrap_or("");
+    let ct = credential_type.map(|c| c.as_str()).unwrap_or("credential");
+    let d = days.unwrap_or(0);
+    match check {
+        CheckId::MfaMissing => "no active MFA factor".into(),
+        CheckId::MfaWeak => "only weak MFA factors (e.g. SMS, voice, email)".into(),
+        CheckId::MfaNotEnforced => "MFA enrolled but not enforced".into(),
+        CheckId::DormantInactive => format!("no login for {d} days"),
+        CheckId::DormantNeverLoggedIn => format!("never logged in; created {d} days ago"),
+        CheckId::DormantTerminated => {
+            format!("left the organisation {d} days ago but the account still exists")
         }
+        CheckId::CredentialUnrotated => format!("{ct} {subj:?} not rotated for {d} days"),
+        CheckId::CredentialExpired => {
+            format!("{ct} {subj:?} expired {d} days ago and is still present")
+        }
+        CheckId::CredentialExpiring => format!("{ct} {subj:?} expires in {d} days"),
+        CheckId::CredentialNoExpiry => format!("{ct} {subj:?} has no expiry date"),
+        CheckId::PrivilegeRoleNotAllowed => {
+            format!("holds role {subj:?} outside its allowed groups and accounts")
+        }
+        CheckId::PrivilegeUnused => match days {
+            Some(d) => format!("privileged, but no login or role use for {d} days"),
+            None => "privileged, but never used".into(),
+        },
+        CheckId::PrivilegeNoMfa => "privileged without MFA or with only weak MFA".into(),
+        CheckId::PrivilegeServiceAccountAdmin => {
+            format!("service account holding admin role {subj:?}")
+        }
+        CheckId::TenantTooManySuperAdmins
+        | CheckId::TenantTooFewSuperAdmins
+        | CheckId::TenantMfaPolicyGap => subj.to_string(),
     }
 }
 
@@ -141,14 +153,16 @@ pub fn evaluate_account(a: &Account, ctx: &Ctx<'_>, out: &mut Vec<Finding>) -> V
     v
 }
 
-/// Whole days in `d`, rounded down (a finding's `days`).
+/// Whole days in `d`, rounded down, never negative (a finding's `days`).
 pub(crate) fn whole_days(d: time::Duration) -> i64 {
-    d.whole_days()
+    d.whole_days().max(0)
 }
 
-/// `true` when `later - earlier` is strictly longer than `days` days.
+/// `true` when `later - earlier` is strictly longer than `days` days. An `earlier` after
+/// `later` (a timestamp in the future: bad data or clock skew) counts as `later`: age zero,
+/// never "older than" anything. [`crate::report`] counts such timestamps per source.
 pub(crate) fn older_than(earlier: Timestamp, later: Timestamp, days: u32) -> bool {
-    later - earlier > time::Duration::days(i64::from(days))
+    later - earlier.min(later) > time::Duration::days(i64::from(days))
 }
 
 #[cfg(test)]

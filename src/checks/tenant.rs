@@ -1,5 +1,6 @@
 //! Tenant-level checks, one result per source: super-admin counts outside
-//! `[min_super_admins, max_super_admins]`, and the provider's MFA policy gaps.
+//! `[min_super_admins, max_super_admins]` (the minimum only where a provider can be locked
+//! out), and the provider's MFA policy gaps.
 
 use super::{CheckId, Finding};
 use crate::config::Policy;
@@ -22,7 +23,7 @@ pub fn check(super_admins: Option<u64>, facts: &TenantFacts, p: &Policy) -> Vec<
                 ),
             ));
         }
-        if n < u64::from(p.min_super_admins) {
+        if n < u64::from(p.min_super_admins) && !facts.no_super_admin_minimum {
             out.push(note(
                 CheckId::TenantTooFewSuperAdmins,
                 format!(
@@ -70,6 +71,21 @@ mod tests {
             vec![CheckId::TenantTooFewSuperAdmins]
         );
         assert!(check(None, &t, &p).is_empty(), "roles unknown");
+    }
+
+    #[test]
+    fn no_minimum_where_the_provider_cannot_be_locked_out() {
+        let p = Policy::default();
+        let t = TenantFacts {
+            no_super_admin_minimum: true,
+            ..TenantFacts::default()
+        };
+        assert!(check(Some(1), &t, &p).is_empty(), "AWS: root alone is fine");
+        assert_eq!(
+            ids(&check(Some(5), &t, &p)),
+            vec![CheckId::TenantTooManySuperAdmins],
+            "the maximum still applies"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! filter), one account, and compliance per framework. The findings filter and selection
 //! here also feed the HTML findings view, so both always list the same findings.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -41,17 +41,16 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
 }
 
-/// Every CSV the server produces goes through here (one place to sanitise cells).
+/// Every CSV the server produces goes through here, and so through [`super::csv_safe`]:
+/// every cell quoted, formula cells neutralised (the one place cells are sanitised).
 pub fn csv_response<T: Serialize>(
     columns: &[&str],
     rows: impl IntoIterator<Item = T>,
 ) -> Result<Response, ApiError> {
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(Vec::new());
-    w.write_record(columns).map_err(internal)?;
+    let mut w = super::csv_safe::Writer::new(Vec::new());
+    w.write_record(columns.iter().copied()).map_err(internal)?;
     for r in rows {
-        w.serialize(r).map_err(internal)?;
+        w.serialize_record(columns, &r).map_err(internal)?;
     }
     let body = w.into_inner().map_err(internal)?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
@@ -281,17 +280,29 @@ impl Filter {
         })
     }
 
+    /// No filter but the source: every finding matches.
+    pub fn is_all(&self) -> bool {
+        self.check.is_none()
+            && self.severity.is_none()
+            && self.account_type.is_none()
+            && self.privileged.is_none()
+            && self.excluded.is_none()
+            && self.excepted.is_none()
+            && self.new.is_none()
+            && self.q.is_none()
+    }
+
     pub fn matches(&self, r: &Report, f: &StoredFinding) -> bool {
-        if self.check.is_some_and(|c| f.finding.check != c)
+        if self.check.is_some_and(|c| f.check != c)
             || self
                 .severity
-                .is_some_and(|sv| r.policy.severity(f.finding.check) != sv)
+                .is_some_and(|sv| r.policy.severity(f.check) != sv)
             || self.excepted.is_some_and(|e| f.excepted.is_some() != e)
             || self.new.is_some_and(|n| r.is_new(f) != n)
         {
             return false;
         }
-        let meta = f.account.map(|i| r.meta[i as usize]);
+        let meta = f.account.and_then(|i| r.meta(i));
         if let Some(at) = self.account_type {
             if meta.is_none_or(|m| m.account_type != at) {
                 return false;
@@ -308,13 +319,11 @@ impl Filter {
             }
         }
         if let Some(q) = &self.q {
-            let Some(a) = f.account.map(|i| &r.accounts[i as usize]) else {
+            let Some(a) = f.account.and_then(|i| r.accounts.head(i)) else {
                 return false;
             };
             let hit = a.login.to_lowercase().contains(q)
-                || a.display_name
-                    .as_deref()
-                    .is_some_and(|d| d.to_lowercase().contains(q));
+                || a.display_name.is_some_and(|d| d.to_lowercase().contains(q));
             if !hit {
                 return false;
             }
@@ -382,10 +391,10 @@ type Key<'a> = (Option<&'a str>, Option<u32>, CheckId, Option<&'a str>);
 /// Sort key of a stored finding (the order `Report::findings` is in).
 fn key<'a>(r: &'a Report, f: &'a StoredFinding) -> Key<'a> {
     (
-        f.account.map(|i| r.accounts[i as usize].id.as_str()),
+        f.account.map(|i| r.accounts.id(i)),
         f.account,
-        f.finding.check,
-        f.finding.subject.as_deref(),
+        f.check,
+        r.subject(f),
     )
 }
 
@@ -451,35 +460,57 @@ pub fn select(
     };
     let mut matched = 0usize;
     let mut more = false;
+    let all = filter.is_all();
     for s in sources {
         let Some(r) = s.report.load_full() else {
             continue;
         };
-        let mut seen_accounts = HashSet::new();
-        for (i, f) in r.findings.iter().enumerate() {
-            if !filter.matches(&r, f) {
-                continue;
-            }
-            sel.total += 1;
-            match f.account {
-                Some(a) => {
-                    if seen_accounts.insert(a) {
-                        sel.accounts += 1;
+        // Totals for the whole filter. Without a filter they were counted with the report.
+        if all {
+            sel.total += r.findings.len() as u64;
+            sel.accounts += r.finding_accounts();
+        } else {
+            // Findings are sorted by account: an account's findings are next to each other.
+            let mut last_account = None;
+            for f in r.findings.iter().filter(|f| filter.matches(&r, f)) {
+                sel.total += 1;
+                match f.account {
+                    Some(a) => {
+                        if last_account != Some(a) {
+                            last_account = Some(a);
+                            sel.accounts += 1;
+                        }
                     }
+                    None => sel.accounts += 1,
                 }
-                None => sel.accounts += 1,
             }
-            if let (Some(c), Some(ck)) = (&cursor, cursor_check) {
-                let ckey: Key = (
-                    c.account_id.as_deref(),
-                    c.account_index,
-                    ck,
-                    c.subject.as_deref(),
-                );
-                if s.name.as_str() < c.source.as_str() || (s.name == c.source && key(&r, f) <= ckey)
-                {
+        }
+        if more {
+            continue;
+        }
+        // The page: findings are in key order, so a cursor is found by binary search.
+        let begin = match (&cursor, cursor_check) {
+            (Some(c), Some(ck)) => {
+                if s.name.as_str() < c.source.as_str() {
                     continue;
                 }
+                if s.name == c.source {
+                    let ckey: Key = (
+                        c.account_id.as_deref(),
+                        c.account_index,
+                        ck,
+                        c.subject.as_deref(),
+                    );
+                    r.findings.partition_point(|f| key(&r, f) <= ckey)
+                } else {
+                    0
+                }
+            }
+            _ => 0,
+        };
+        for (i, f) in r.findings.iter().enumerate().skip(begin) {
+            if !filter.matches(&r, f) {
+                continue;
             }
             matched += 1;
             if matched <= skip {
@@ -489,6 +520,7 @@ pub fn select(
                 sel.rows.push((s.clone(), r.clone(), i));
             } else {
                 more = true;
+                break;
             }
         }
     }
@@ -497,10 +529,10 @@ pub fn select(
             let f = &r.findings[*i];
             sel.next_cursor = Some(encode_cursor(&Cursor {
                 source: s.name.clone(),
-                account_id: f.account.map(|a| r.accounts[a as usize].id.clone()),
+                account_id: f.account.map(|a| r.accounts.id(a).to_string()),
                 account_index: f.account,
-                check: f.finding.check.as_str().to_string(),
-                subject: f.finding.subject.as_deref().map(str::to_string),
+                check: f.check.as_str().to_string(),
+                subject: r.subject(f).map(str::to_string),
             }));
         }
     }
@@ -519,7 +551,13 @@ pub async fn findings(
         Some("csv") => true,
         Some(o) => return Err(bad(format!("unknown format {o:?} (json or csv)"))),
     };
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    // `limit=0` is a mistake, not a request for one finding (or none): say so. Above the
+    // maximum the page is capped (documented), as before.
+    let limit = match q.limit {
+        Some(0) => return Err(bad(format!("limit must be between 1 and {MAX_LIMIT}"))),
+        Some(n) => n.min(MAX_LIMIT),
+        None => DEFAULT_LIMIT,
+    };
     let sel = select(&state, &filter, Start::Cursor(q.cursor.clone()), limit)?;
     if csv {
         let mut resp = csv_response(&FindingRecord::COLUMNS, sel.records())?;
@@ -546,12 +584,8 @@ pub async fn findings(
 
 /// Finds an account by id, or else by login (case-insensitive).
 pub fn find_account(r: &Report, id_or_login: &str) -> Option<u32> {
-    r.index.get(id_or_login).copied().or_else(|| {
-        r.accounts
-            .iter()
-            .position(|a| a.login.eq_ignore_ascii_case(id_or_login))
-            .map(|i| i as u32)
-    })
+    r.find_id(id_or_login)
+        .or_else(|| r.accounts.find_login(id_or_login))
 }
 
 /// The source and its last report, or a 404 that says which is missing.
@@ -583,7 +617,12 @@ pub async fn account(
             format!("no account {id:?} in source {source:?}"),
         )
     })?;
-    let meta = r.meta[idx as usize];
+    let (Some(meta), Some(account)) = (r.meta(idx), r.account(idx)) else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no account {id:?} in source {source:?}"),
+        ));
+    };
     let findings: Vec<FindingRecord> = r
         .findings
         .iter()
@@ -593,7 +632,7 @@ pub async fn account(
     Ok(Json(json!({
         "source": s.name,
         "provider": s.provider,
-        "account": r.accounts[idx as usize],
+        "account": account,
         "effective_account_type": meta.account_type.as_str(),
         "privileged": meta.privileged,
         "excluded": meta.excluded,

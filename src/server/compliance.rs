@@ -74,9 +74,9 @@ pub fn evaluate(state: &AppState, frameworks: &[Framework]) -> Vec<FrameworkResu
         for f in r.findings.iter().filter(|f| r.counts(f)) {
             match f.account {
                 Some(a) => {
-                    sf.accounts.entry(f.finding.check).or_default().insert(a);
+                    sf.accounts.entry(f.check).or_default().insert(a);
                 }
-                None => *sf.tenant.entry(f.finding.check).or_default() += 1,
+                None => *sf.tenant.entry(f.check).or_default() += 1,
             }
         }
         per_source.push(sf);

@@ -1,11 +1,15 @@
 //! The HTTP server (README "HTTP endpoints"): `/metrics` (ready bytes from the last poll),
 //! the findings view in [`views`] (overview at `/`), `/-/healthy`, `/-/ready`, `/-/reload`,
 //! `/-/poll/{source}`, and the `/api/v1` views in [`api`]. Scrapes never call upstream.
+//! One listener ([`conn`]) serves plain HTTP and TLS with a connection cap and timeouts.
 
 pub mod activity_api;
 pub mod api;
 pub mod auth;
 pub mod compliance;
+pub mod conn;
+pub mod csv_safe;
+pub mod gzip;
 pub mod tls;
 pub mod views;
 pub mod webconfig;
@@ -17,13 +21,16 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use futures_util::future::BoxFuture;
+
+use arc_swap::ArcSwap;
 
 use crate::config::ServerConfig;
 use crate::metrics;
 use crate::state::{AppState, Live};
 use auth::{ApiAccess, AuthState, BasicAuth, WebConfig};
+pub use conn::HttpStats;
 
 /// Reloads the configuration (`POST /-/reload`, SIGHUP): `Ok` with a summary, or `Err` with
 /// the problems, in which case the running configuration stays.
@@ -33,6 +40,8 @@ pub type Reloader = Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> +
 pub struct ServerState {
     pub live: Arc<Live>,
     pub reloader: Option<Reloader>,
+    /// `/metrics` compressed once per poll for scrapers that accept gzip.
+    pub gzip: gzip::GzipCache,
 }
 
 impl ServerState {
@@ -55,8 +64,9 @@ pub fn app(state: Arc<AppState>, server: &ServerConfig) -> Result<Router, String
     let shared = Arc::new(ServerState {
         live: Arc::new(Live::new(state)),
         reloader: None,
+        gzip: Default::default(),
     });
-    app_with(shared, server, web_config(server)?)
+    app_with(shared, server, web_config(server)?, Arc::default())
 }
 
 /// Builds the router over reloadable state.
@@ -65,14 +75,19 @@ pub fn app_live(
     reloader: Option<Reloader>,
     server: &ServerConfig,
 ) -> Result<Router, String> {
-    let shared = Arc::new(ServerState { live, reloader });
-    app_with(shared, server, web_config(server)?)
+    let shared = Arc::new(ServerState {
+        live,
+        reloader,
+        gzip: Default::default(),
+    });
+    app_with(shared, server, web_config(server)?, Arc::default())
 }
 
 fn app_with(
     state: Arc<ServerState>,
     server: &ServerConfig,
     web: WebConfig,
+    stats: Arc<HttpStats>,
 ) -> Result<Router, String> {
     let mut extra_headers = Vec::new();
     for (k, v) in web.http_server_config.iter().flat_map(|h| h.headers.iter()) {
@@ -87,6 +102,7 @@ fn app_with(
         api: ApiAccess::new(server.api_token.clone(), server.listen),
         basic: BasicAuth::new(web.basic_auth_users),
         extra_headers,
+        stats,
     });
     Ok(
         router(state, auth).layer(axum::middleware::from_fn_with_state(
@@ -97,6 +113,7 @@ fn app_with(
 }
 
 pub fn router(state: Arc<ServerState>, auth: Arc<AuthState>) -> Router {
+    let stats = auth.stats.clone();
     // Everything that names people: the API and the findings and account pages.
     let api = Router::new()
         .route("/api/v1/sources", get(api::sources))
@@ -131,6 +148,7 @@ pub fn router(state: Arc<ServerState>, auth: Arc<AuthState>) -> Router {
             auth,
             auth::basic_auth_layer,
         ))
+        .layer(Extension(stats))
         .with_state(state)
 }
 
@@ -153,9 +171,11 @@ pub async fn run(
     serve(listener, Arc::new(Live::new(state)), None, server, shutdown).await
 }
 
-/// Serves on `listener` until `shutdown` resolves, then lets in-flight responses finish.
-/// Plain HTTP, or TLS when the web config has `tls_server_config` (certificates re-read
-/// when they change).
+/// Serves on `listener` until `shutdown` resolves, then lets in-flight responses finish
+/// (at most [`conn::SHUTDOWN_GRACE`]). Plain HTTP, or TLS when the web config has
+/// `tls_server_config` (certificates re-read when they change). Either way the connection
+/// cap and timeouts of `server.limits` apply ([`conn`]), and handlers see the peer address
+/// (`ConnectInfo<SocketAddr>`, which the admin endpoints' guard reads).
 pub async fn serve(
     listener: std::net::TcpListener,
     live: Arc<Live>,
@@ -163,33 +183,49 @@ pub async fn serve(
     server: &ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    let addr = server.listen;
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    serve_tokio(listener, live, reloader, server, shutdown).await
+}
+
+/// [`serve`] of fixed state on a listener that is already bound (tests bind 127.0.0.1:0
+/// themselves).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    server: &ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    serve_tokio(listener, Arc::new(Live::new(state)), None, server, shutdown).await
+}
+
+async fn serve_tokio(
+    listener: tokio::net::TcpListener,
+    live: Arc<Live>,
+    reloader: Option<Reloader>,
+    server: &ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     let mut web = web_config(server)?;
     let tls_cfg = web.tls_server_config.take();
-    let shared = Arc::new(ServerState { live, reloader });
-    let router = app_with(shared, server, web)?;
-    let addr = server.listen;
-    match tls_cfg {
-        None => {
-            let listener = tokio::net::TcpListener::from_std(listener)
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| format!("server error: {e}"))
-        }
-        Some(t) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls::build(&t)?);
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
-            });
-            let reload = rustls.clone();
-            tokio::spawn(async move {
+    let stats = Arc::new(HttpStats::default());
+    let shared = Arc::new(ServerState {
+        live,
+        reloader,
+        gzip: Default::default(),
+    });
+    let router = app_with(shared, server, web, stats.clone())?;
+    let tls = match &tls_cfg {
+        None => None,
+        Some(t) => Some(Arc::new(ArcSwap::new(tls::build(t)?))),
+    };
+    // Certificates (and client CAs) re-read when their files change; each new handshake
+    // takes the configuration in force.
+    let cert_reload = match (tls_cfg, &tls) {
+        (Some(t), Some(current)) => {
+            let current = current.clone();
+            Some(tokio::spawn(async move {
                 let mut stamp = t.stamp();
                 loop {
                     tokio::time::sleep(std::time::Duration::from_secs(30)).await;
@@ -199,7 +235,7 @@ pub async fn serve(
                     }
                     match tls::build(&t) {
                         Ok(c) => {
-                            reload.reload_from_config(c);
+                            current.store(c);
                             stamp = now;
                             tracing::info!("TLS certificate reloaded");
                         }
@@ -208,26 +244,46 @@ pub async fn serve(
                         }
                     }
                 }
-            });
-            axum_server::from_tcp_rustls(listener, rustls)
-                .map_err(|e| format!("cannot serve TLS on {addr}: {e}"))?
-                .handle(handle)
-                .serve(router.into_make_service_with_connect_info::<SocketAddr>())
-                .await
-                .map_err(|e| format!("cannot serve TLS on {addr}: {e}"))
+            }))
         }
+        _ => None,
+    };
+    conn::serve(listener, router, tls, server.limits, stats, shutdown).await;
+    if let Some(r) = cert_reload {
+        r.abort();
     }
+    Ok(())
 }
 
-async fn metrics_handler(State(state): State<Arc<ServerState>>) -> Response {
+async fn metrics_handler(
+    State(state): State<Arc<ServerState>>,
+    Extension(http): Extension<Arc<HttpStats>>,
+    headers: header::HeaderMap,
+) -> Response {
     let cached = state.app().metrics.load_full();
     let process = metrics::process_metrics();
-    let mut body = Vec::with_capacity(cached.len() + process.len());
+    let http = http.render();
+    let vary = (header::VARY, "Accept-Encoding");
+    if gzip::accepts_gzip(&headers) {
+        let mut live = http;
+        live.extend_from_slice(&process);
+        let body = state.gzip.encode(&cached, &live);
+        return (
+            [
+                (header::CONTENT_TYPE, metrics::CONTENT_TYPE),
+                (header::CONTENT_ENCODING, "gzip"),
+                vary,
+            ],
+            body,
+        )
+            .into_response();
+    }
+    let mut body = Vec::with_capacity(cached.len() + process.len() + http.len());
     body.extend_from_slice(&cached);
+    body.extend_from_slice(&http);
     body.extend_from_slice(&process);
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE), vary], body).into_response()
 }
-
 async fn ready(State(state): State<Arc<ServerState>>) -> Response {
     let state = state.app();
     let waiting: Vec<&str> = state

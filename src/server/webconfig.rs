@@ -107,17 +107,36 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), String> {
     Ok(())
 }
 
+/// A web config file larger than this is refused.
+const MAX_WEB_CONFIG_BYTES: u64 = 1 << 20;
+
 impl WebConfig {
     /// Reads and validates a web config: every error names the file and the key.
     pub fn load(path: &Path) -> Result<WebConfig, String> {
+        let meta =
+            std::fs::metadata(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        if meta.len() > MAX_WEB_CONFIG_BYTES {
+            return Err(format!(
+                "{}: too large for a web config ({} bytes)",
+                path.display(),
+                meta.len()
+            ));
+        }
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        WebConfig::from_yaml_str(&text, path)
+    }
+
+    /// Parses and validates web config text; `path` names it in errors and anchors relative
+    /// TLS file paths. A leading byte-order mark is ignored.
+    pub fn from_yaml_str(text: &str, path: &Path) -> Result<WebConfig, String> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let at = |e: String| format!("{}: {e}", path.display());
         // An empty file is an empty config, as in exporter-toolkit.
         let mut wc: WebConfig = if text.trim().is_empty() {
             WebConfig::default()
         } else {
-            serde_yaml_ng::from_str(&text).map_err(|e| at(e.to_string()))?
+            serde_yaml_ng::from_str(text).map_err(|e| at(e.to_string()))?
         };
         if let Some(h) = &wc.http_server_config {
             validate_headers(&h.headers).map_err(at)?;

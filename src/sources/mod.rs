@@ -29,6 +29,39 @@ registry::providers! {
     "okta" okta::OktaSource => Okta,
     "entra" entra::EntraSource => Entra,
     "sspm" sspm::SspmSource => Sspm,
+    "google" google::GoogleSource => Google,
+    "github" github::GithubSource => Github,
+    "aws_iam" aws_iam::AwsIamSource => AwsIam,
+}
+
+/// Third-party crates whose debug and trace logs print credentials (the AWS SDK logs the
+/// resolved identity with its access key id, and SigV4 its canonical request): held at `info`
+/// whatever the log level asks, so no poll can put a credential into the logs.
+pub const QUIET_LOG_TARGETS: &[&str] = &[
+    "aws_config",
+    "aws_credential_types",
+    "aws_runtime",
+    "aws_sdk_iam",
+    "aws_sdk_sts",
+    "aws_sigv4",
+    "aws_smithy_http",
+    "aws_smithy_http_client",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_types",
+    "aws_types",
+];
+
+/// `filter` with [`QUIET_LOG_TARGETS`] capped at `info`.
+pub fn quiet_credential_logs(
+    filter: tracing_subscriber::EnvFilter,
+) -> tracing_subscriber::EnvFilter {
+    QUIET_LOG_TARGETS
+        .iter()
+        .fold(filter, |f, t| match format!("{t}=info").parse() {
+            Ok(d) => f.add_directive(d),
+            Err(_) => f,
+        })
 }
 
 /// Loads and validates a configuration file with every provider built into this binary.

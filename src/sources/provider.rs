@@ -241,6 +241,8 @@ impl ErrorKind {
     /// How an upstream failure is classified.
     pub fn of(e: &UpstreamError) -> ErrorKind {
         match e {
+            // Before the status arms: a provider may throttle with a 403.
+            e if e.is_rate_limited() => ErrorKind::RateLimited,
             UpstreamError::Status { status: 401, .. } => ErrorKind::Auth,
             UpstreamError::Status { status: 403, .. } => ErrorKind::Permission,
             UpstreamError::Status { status: 429, .. } => ErrorKind::RateLimited,
@@ -316,7 +318,7 @@ fn common_hint(kind: ErrorKind, e: &UpstreamError) -> Option<String> {
         (ErrorKind::Budget, _) => {
             "raise max_requests_per_poll: the listing needs more requests than it allows".into()
         }
-        (ErrorKind::RateLimited, _) => "the provider kept answering 429 after every retry; other integrations may be using the rate limit, or lower max_rate_limit_share / raise the interval".into(),
+        (ErrorKind::RateLimited, _) => "the provider kept rate limiting after every retry; other integrations may be using the rate limit, or lower max_rate_limit_share / raise the interval".into(),
         (ErrorKind::Auth, UpstreamError::Status { .. }) => {
             "the credential was rejected: check that it is current and belongs to this tenant".into()
         }
@@ -375,6 +377,14 @@ mod tests {
         assert_eq!(ErrorKind::of(&status(429)), ErrorKind::RateLimited);
         assert_eq!(ErrorKind::of(&status(503)), ErrorKind::Transport);
         assert_eq!(ErrorKind::of(&status(400)), ErrorKind::Decode);
+        // A 403 the client recognised as the provider's rate limit.
+        let mut throttled = status(403);
+        if let UpstreamError::Status { detail, .. } = &mut throttled {
+            detail.rate_limited = true;
+        }
+        assert_eq!(ErrorKind::of(&throttled), ErrorKind::RateLimited);
+        assert!(!throttled.is_permission());
+        assert!(permission_refusal(&throttled, "x").is_none());
         assert_eq!(
             ErrorKind::of(&UpstreamError::BudgetExhausted { max: 3 }),
             ErrorKind::Budget

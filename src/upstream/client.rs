@@ -15,7 +15,7 @@ use url::Url;
 use futures_util::future::BoxFuture;
 
 use super::error::{ProviderError, UpstreamError};
-use super::pacing::{Budget, Pacer, RateLimitHeaders};
+use super::pacing::{Budget, Pacer, RateCap, RateLimitHeaders, RequestQuota};
 use super::redact::{redact_url, Redactor};
 use super::retry::{parse_retry_after, RetryPolicy};
 use super::stats::RequestStats;
@@ -39,7 +39,33 @@ pub struct UpstreamOptions {
     pub limits: UpstreamLimits,
     /// The provider's rate-limit headers, for pacing and 429 waits; `None` = not paced.
     pub rate_limit_headers: Option<RateLimitHeaders>,
+    /// The provider's own rate-limit answers besides HTTP 429 (see [`RateLimitRule`]).
+    pub rate_limited: Option<RateLimitRule>,
+    /// A quota the provider documents but does not report in headers; requests are spaced so
+    /// that at most `max_rate_limit_share` of it starts in any window. `None` = no cap.
+    pub quota: Option<RequestQuota>,
+    /// Headers sent with every request (e.g. an API version); they replace the default
+    /// `Accept: application/json`, and a request's own headers replace them.
+    pub default_headers: Vec<(HeaderName, HeaderValue)>,
     pub user_agent: String,
+}
+
+/// How a provider says "rate limited" besides HTTP 429 — GitHub answers 403 with
+/// `x-ratelimit-remaining: 0`, `retry-after` or a secondary-limit message; Google 403 with a
+/// `usageLimits` reason. Called for every error response (429 included, so a rule can name
+/// its wait) with the status, headers, raw body and the time now; returns `None` when the
+/// response is not a rate limit. Such a response is handled like a 429: counted in
+/// `source_rate_limited_total`, retried after the provider's (clamped) wait or a backoff, and
+/// once the retries are spent reported as rate limited ([`UpstreamError::is_rate_limited`]),
+/// never as a refusal. The body is the unredacted one: a rule must not log it.
+pub type RateLimitRule =
+    fn(status: u16, headers: &HeaderMap, body: &[u8], now_unix: f64) -> Option<Throttled>;
+
+/// A response a [`RateLimitRule`] recognised as the provider's rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttled {
+    /// The wait the provider asks for, when it says; otherwise the retry backoff applies.
+    pub wait: Option<Duration>,
 }
 
 impl UpstreamOptions {
@@ -53,6 +79,9 @@ impl UpstreamOptions {
             retry: RetryPolicy::default(),
             limits,
             rate_limit_headers: None,
+            rate_limited: None,
+            quota: None,
+            default_headers: Vec::new(),
             user_agent: format!("identity-posture-exporter/{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -211,6 +240,7 @@ struct Inner {
     http: reqwest::Client,
     auth: Auth,
     pacer: Pacer,
+    rate_cap: Option<RateCap>,
     concurrency: Semaphore,
     timer: Arc<dyn Timer>,
     redactor: Redactor,
@@ -299,6 +329,9 @@ impl Upstream {
                     opts.limits.max_rate_limit_share,
                     opts.retry.max_rate_limit_wait,
                 ),
+                rate_cap: opts
+                    .quota
+                    .map(|q| RateCap::new(q, opts.limits.max_rate_limit_share)),
                 concurrency: Semaphore::new(concurrency),
                 http,
                 auth,
@@ -519,6 +552,24 @@ impl<'a> Session<'a> {
                     }
                 }
             }
+            if let Some(cap) = &inner.rate_cap {
+                let wait = cap.reserve(inner.timer.now_unix());
+                if !wait.is_zero() {
+                    let until = inner.timer.now_unix() + wait.as_secs_f64();
+                    self.stats.update_activity(|a| {
+                        a.waiting_until = Some((until, "the provider's documented quota (pacing)"))
+                    });
+                    tracing::debug!(
+                        source = %inner.opts.name,
+                        endpoint = %req.endpoint,
+                        wait_ms = wait.as_millis() as u64,
+                        per_window = cap.max(),
+                        "upstream pacing: spacing requests to stay within the provider's quota"
+                    );
+                    inner.timer.sleep(wait).await;
+                    self.stats.update_activity(|a| a.waiting_until = None);
+                }
+            }
             self.budget.take()?;
             let token = match (&inner.auth, req.auth) {
                 (Auth::OAuth(cache), true) => Some(cache.token(self).await?),
@@ -548,16 +599,16 @@ impl<'a> Session<'a> {
                 Attempt::Retry {
                     wait,
                     err,
-                    rate_limited: is_429,
+                    rate_limited: throttled,
                 } => {
-                    let (n, max) = if is_429 {
+                    let (n, max) = if throttled {
                         rate_limited += 1;
                         (rate_limited, policy.max_rate_limited_attempts)
                     } else {
                         transient += 1;
                         (transient, policy.max_attempts)
                     };
-                    if n >= max || (!is_429 && !req.retry_transient) {
+                    if n >= max || (!throttled && !req.retry_transient) {
                         return Err(err);
                     }
                     tracing::warn!(
@@ -570,8 +621,8 @@ impl<'a> Session<'a> {
                         "upstream: retrying"
                     );
                     let until = inner.timer.now_unix() + wait.as_secs_f64();
-                    let why = if is_429 {
-                        "the provider's rate limit (429)"
+                    let why = if throttled {
+                        "the provider's rate limit"
                     } else {
                         "a retry after a transient failure"
                     };
@@ -604,13 +655,16 @@ impl<'a> Session<'a> {
                 message: "client shut down".into(),
             });
         };
+        // The default Accept, then the source's headers, then the request's: later ones replace.
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        for (k, v) in inner.opts.default_headers.iter().chain(&req.headers) {
+            headers.insert(k.clone(), v.clone());
+        }
         let mut rb = inner
             .http
             .request(req.method.clone(), req.url.clone())
-            .header(ACCEPT, HeaderValue::from_static("application/json"));
-        for (k, v) in &req.headers {
-            rb = rb.header(k, v);
-        }
+            .headers(headers);
         let auth_value = match (&inner.auth, req.auth) {
             (Auth::Header(s), true) => HeaderValue::from_str(s.expose()).ok(),
             (Auth::OAuth(_), true) => {
@@ -649,12 +703,6 @@ impl<'a> Session<'a> {
         let now = inner.timer.now_unix();
         let headers = resp.headers().clone();
         let rl = inner.opts.rate_limit_headers.as_ref();
-        // A 429's own wait (below) covers it; its headers would make the pacer wait twice.
-        if status != StatusCode::TOO_MANY_REQUESTS {
-            if let Some(snap) = rl.and_then(|h| h.read(&headers, now)) {
-                inner.pacer.observe(&req.endpoint, snap);
-            }
-        }
         let body = read_body(resp, inner.opts.max_body_bytes).await;
         tracing::debug!(
             source = %inner.opts.name, method = %req.method, endpoint = %req.endpoint,
@@ -690,6 +738,18 @@ impl<'a> Session<'a> {
                 }
             }
         };
+        // The provider's own rate-limit answer (a 429 is one anyway).
+        let rule = match inner.opts.rate_limited {
+            Some(rule) if !status.is_success() => rule(status.as_u16(), &headers, &body, now),
+            _ => None,
+        };
+        let throttled = status == StatusCode::TOO_MANY_REQUESTS || rule.is_some();
+        // A rate limit's own wait (below) covers it; its headers would make the pacer wait twice.
+        if !throttled {
+            if let Some(snap) = rl.and_then(|h| h.read(&headers, now)) {
+                inner.pacer.observe(&req.endpoint, snap);
+            }
+        }
         if status.is_success() {
             return Attempt::Done(Response {
                 status,
@@ -702,19 +762,24 @@ impl<'a> Session<'a> {
         let detail = inner
             .redactor
             .apply(&String::from_utf8_lossy(&body[..body.len().min(4096)]));
+        let mut detail = ProviderError::parse(detail.as_bytes());
+        detail.rate_limited = throttled;
         let err = UpstreamError::Status {
             method: req.method.to_string(),
             endpoint: req.endpoint.clone(),
             status: status.as_u16(),
-            detail: Box::new(ProviderError::parse(detail.as_bytes())),
+            detail: Box::new(detail),
         };
         let retry_after = headers
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, now));
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        if throttled {
             self.stats.count_rate_limited();
-            let hinted = retry_after.or_else(|| rl.and_then(|h| h.reset_wait(&headers, now)));
+            let hinted = rule
+                .and_then(|t| t.wait)
+                .or(retry_after)
+                .or_else(|| rl.and_then(|h| h.reset_wait(&headers, now)));
             let wait = match hinted {
                 Some(d) => policy.clamp_wait(d),
                 None => policy.clamp_wait(policy.backoff(n.saturating_sub(1), &mut rand::rng())),

@@ -18,6 +18,10 @@ pub struct ProviderError {
     pub id_label: &'static str,
     /// Not JSON (or not a known shape): the start of the body.
     pub raw: Option<String>,
+    /// The response was the provider's rate limit (a 429, or another status its source's
+    /// classifier recognised, such as Google's 403 `userRateLimitExceeded`). Set by the client,
+    /// not by [`ProviderError::parse`].
+    pub rate_limited: bool,
 }
 
 const MAX_FIELD: usize = 300;
@@ -91,7 +95,22 @@ impl ProviderError {
             }
             // Graph / Google: {"error": {"code": ..., "message": ..., "status": ...}}.
             Some(obj @ serde_json::Value::Object(_)) => {
-                if let Some(c) = obj.get("code").and_then(text) {
+                // Google's `code` is the HTTP status again; the first `errors[].reason`
+                // (`userRateLimitExceeded`, `forbidden`) or else `status` says more.
+                let google_reason = || {
+                    obj.get("errors")
+                        .and_then(|v| v.as_array())
+                        .and_then(|a| a.first())
+                        .and_then(|f| f.get("reason"))
+                        .and_then(text)
+                        .or_else(|| obj.get("status").and_then(text))
+                };
+                let code = match obj.get("code") {
+                    Some(serde_json::Value::Number(n)) => google_reason().or(Some(n.to_string())),
+                    Some(c) => text(c),
+                    None => google_reason(),
+                };
+                if let Some(c) = code {
                     e.code.get_or_insert(c);
                 }
                 if let Some(m) = obj.get("message").and_then(text) {
@@ -155,7 +174,7 @@ impl fmt::Display for ProviderError {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     /// The provider answered with an error status (after retries, where they apply).
-    #[error("{method} {endpoint}: HTTP {status}{}", fmt_detail(.detail))]
+    #[error("{method} {endpoint}: {}{}", fmt_status(*.status, .detail), fmt_detail(.detail))]
     Status {
         method: String,
         endpoint: String,
@@ -206,6 +225,16 @@ pub enum UpstreamError {
     Token(String),
 }
 
+/// `HTTP 403`, or `rate limited (HTTP 403)` for a status the source's rate-limit rule
+/// recognised (a 429 says so itself).
+fn fmt_status(status: u16, d: &ProviderError) -> String {
+    if d.rate_limited && status != 429 {
+        format!("rate limited (HTTP {status})")
+    } else {
+        format!("HTTP {status}")
+    }
+}
+
 fn fmt_detail(d: &ProviderError) -> String {
     if d.is_empty() {
         String::new()
@@ -230,8 +259,18 @@ impl UpstreamError {
         }
     }
     /// True for 401/403: the credential lacks a permission (not a failure of the provider).
+    /// A 403 that is the provider's rate limit is not.
     pub fn is_permission(&self) -> bool {
-        matches!(self.status(), Some(401 | 403))
+        matches!(self.status(), Some(401 | 403)) && !self.is_rate_limited()
+    }
+    /// True when the provider was rate limiting (429, or a status the source's classifier
+    /// recognised) and kept doing so through every allowed retry.
+    pub fn is_rate_limited(&self) -> bool {
+        match self {
+            UpstreamError::Status { status: 429, .. } => true,
+            UpstreamError::Status { detail, .. } => detail.rate_limited,
+            _ => false,
+        }
     }
     /// The endpoint (path template) the error is about, if it is about one.
     pub fn endpoint(&self) -> Option<&str> {
@@ -287,6 +326,20 @@ mod tests {
             e.to_string(),
             r#"Authorization_RequestDenied "Insufficient privileges" (request-id r1)"#
         );
+        // Google: the numeric code gives way to the first reason, else the status.
+        let e = ProviderError::parse(
+            br#"{"error":{"code":403,"message":"User Rate Limit Exceeded","errors":[{"message":"User Rate Limit Exceeded","domain":"usageLimits","reason":"userRateLimitExceeded"}]}}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            r#"userRateLimitExceeded "User Rate Limit Exceeded""#
+        );
+        let e = ProviderError::parse(
+            br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#,
+        );
+        assert_eq!(e.code.as_deref(), Some("RESOURCE_EXHAUSTED"));
+        let e = ProviderError::parse(br#"{"error":{"code":500,"message":"boom"}}"#);
+        assert_eq!(e.code.as_deref(), Some("500"));
         let e = ProviderError::parse(br#"{"message":"Bad credentials"}"#);
         assert_eq!(e.to_string(), r#""Bad credentials""#);
         let e = ProviderError::parse(b"<html>\x1b[31m oops \xff</html>");

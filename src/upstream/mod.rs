@@ -20,8 +20,10 @@
 //! - [`client`]: [`Upstream`] (long-lived, one per source) and [`Session`] (one per poll):
 //!   the single place where requests are paced, budgeted, authenticated, retried, counted
 //!   (`identity_posture_source_api_requests_total{code}`, `…_rate_limited_total`) and logged.
-//! - [`retry`]: backoff with jitter; `Retry-After` parsing; clamping provider waits.
-//! - [`pacing`]: rate-limit headers per provider, the [`Pacer`], the per-poll [`Budget`].
+//! - [`retry`]: backoff with jitter; `Retry-After` parsing; clamping provider waits (429s, and
+//!   other statuses a source classifies as its provider's rate limit).
+//! - [`pacing`]: rate-limit headers per provider, the [`Pacer`], the [`RateCap`] for quotas
+//!   without headers, the per-poll [`Budget`].
 //! - [`paging`]: `Link` headers and body cursors, with loop and origin checks.
 //! - [`oauth`]: [`TokenCache`], the client-credentials and JWT-bearer grants, [`JwtSigner`].
 //! - [`token`]: [`AccessToken`], a token and when it expires.
@@ -42,14 +44,17 @@ pub mod timer;
 pub mod token;
 
 pub use client::{
-    check_url_scheme, Auth, Request, Response, Session, TokenProvider, Upstream, UpstreamOptions,
+    check_url_scheme, Auth, RateLimitRule, Request, Response, Session, Throttled, TokenProvider,
+    Upstream, UpstreamOptions,
 };
 pub use error::{ProviderError, UpstreamError};
 pub use oauth::{
     Claims, ClientAuth, ClientCredentials, JwtBearer, JwtSigner, TokenCache, TokenResponse,
     TokenSource,
 };
-pub use pacing::{Budget, Pacer, RateLimitHeaders, RateLimitSnapshot, ResetKind};
+pub use pacing::{
+    Budget, Pacer, RateCap, RateLimitHeaders, RateLimitSnapshot, RequestQuota, ResetKind,
+};
 pub use paging::{next_link, NextPage, Pager};
 pub use redact::{redact_url, Redactor};
 pub use retry::RetryPolicy;

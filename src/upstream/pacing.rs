@@ -1,9 +1,10 @@
 //! Proactive rate-limit pacing and the per-poll request budget. Providers report each
 //! bucket's `limit`, `remaining` and reset time; the exporter stops using a bucket once it
 //! has used its share (`max_rate_limit_share`) and waits for the reset, so the org's other
-//! integrations keep the rest.
+//! integrations keep the rest. Providers that document a quota but send no headers get a
+//! [`RateCap`]: a sliding window that never lets more requests start than the quota allows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -192,6 +193,65 @@ impl Pacer {
     }
 }
 
+/// A documented request quota the provider does not report in headers (Google Admin SDK:
+/// 2,400 queries per minute), of which the source may use its share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestQuota {
+    pub requests: u32,
+    pub per: Duration,
+}
+
+/// Keeps the requests started in any sliding window of `window` at or below `max`: each
+/// request reserves a start time, waiting when the window is full. Concurrent callers get
+/// successive slots, so they cannot all slip through at once.
+#[derive(Debug)]
+pub struct RateCap {
+    max: usize,
+    window: f64,
+    /// Reserved start times (unix seconds), non-decreasing; older than a window are dropped.
+    starts: Mutex<VecDeque<f64>>,
+}
+
+impl RateCap {
+    /// `share` of `quota` (at least one request per window).
+    pub fn new(quota: RequestQuota, share: f64) -> RateCap {
+        let share = if share.is_finite() {
+            share.clamp(0.01, 1.0)
+        } else {
+            0.5
+        };
+        RateCap {
+            max: ((f64::from(quota.requests) * share).floor() as usize).max(1),
+            window: quota.per.as_secs_f64().max(0.001),
+            starts: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Requests allowed to start in one window.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Reserves the next start time for a request made at `now_unix`; returns how long to wait
+    /// for it (zero when the window has room).
+    pub fn reserve(&self, now_unix: f64) -> Duration {
+        let mut q = self.starts.lock().unwrap_or_else(|e| e.into_inner());
+        while q.front().is_some_and(|t| *t <= now_unix - self.window) {
+            q.pop_front();
+        }
+        let mut at = now_unix;
+        if q.len() >= self.max {
+            // The window ending at `at` must not hold `max` earlier starts.
+            at = at.max(q[q.len() - self.max] + self.window);
+        }
+        if let Some(last) = q.back() {
+            at = at.max(*last);
+        }
+        q.push_back(at);
+        Duration::from_secs_f64((at - now_unix).max(0.0))
+    }
+}
+
 /// The per-poll request budget (`max_requests_per_poll`).
 #[derive(Debug)]
 pub struct Budget {
@@ -336,6 +396,39 @@ mod tests {
             },
         );
         assert_eq!(p.before_request("b", 0.0), None);
+    }
+
+    #[test]
+    fn the_rate_cap_never_lets_more_than_its_share_start_in_a_window() {
+        let quota = RequestQuota {
+            requests: 10,
+            per: Duration::from_secs(60),
+        };
+        let cap = RateCap::new(quota, 0.5);
+        assert_eq!(cap.max(), 5);
+        // Five start at once; the next five wait for the first five to leave the window.
+        let mut starts = Vec::new();
+        for _ in 0..10 {
+            let wait = cap.reserve(1000.0);
+            starts.push(1000.0 + wait.as_secs_f64());
+        }
+        assert_eq!(&starts[..5], &[1000.0; 5]);
+        assert_eq!(&starts[5..], &[1060.0; 5]);
+        // Later, once the window has moved on, no wait at all.
+        assert_eq!(cap.reserve(1200.0), Duration::ZERO);
+        // Whatever the arrival pattern, no 60 s window holds more than 5 starts.
+        let cap = RateCap::new(quota, 0.5);
+        let mut all = Vec::new();
+        for i in 0..200 {
+            let now = 2000.0 + f64::from(i) * 3.7;
+            all.push(now + cap.reserve(now).as_secs_f64());
+        }
+        for (i, t) in all.iter().enumerate() {
+            let in_window = all[i..].iter().filter(|u| **u < t + 60.0).count();
+            assert!(in_window <= 5, "{in_window} starts in the window from {t}");
+        }
+        // A share too small for one request still allows one.
+        assert_eq!(RateCap::new(quota, 0.01).max(), 1);
     }
 
     #[test]

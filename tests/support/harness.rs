@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use identity_posture_exporter::config::Config;
+use identity_posture_exporter::config::{Config, SourceConfig};
 use identity_posture_exporter::poller::{poll_and_publish, Clock};
 use identity_posture_exporter::report::Report;
 use identity_posture_exporter::sources::{config_from_toml, Deps, Source};
@@ -81,6 +81,27 @@ impl Harness {
         })
     }
 
+    /// A harness over a source that `make` builds from the first `[[sources]]` table of
+    /// `toml` (validated as usual) and the harness's virtual clock: a source on a fake of its
+    /// provider's SDK, or on real credentials the configuration cannot express.
+    pub fn with_source(toml: &str, make: impl FnOnce(&SourceConfig, &Deps) -> Source) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = toml.replace("{dir}", dir.path().to_str().unwrap());
+        let cfg = config_from_toml(&toml).unwrap_or_else(|e| panic!("{e}"));
+        let timer = ManualTimer::starting_now();
+        let source = make(&cfg.sources[0], &Deps::with_timer(Arc::new(timer.clone())));
+        let state = Arc::new(AppState::new(&cfg.sources));
+        identity_posture_exporter::metrics::refresh(&state);
+        Harness {
+            cfg,
+            state,
+            source,
+            timer,
+            dir,
+            clock: Arc::new(|| NOW),
+        }
+    }
+
     /// The same harness polling at another instant.
     pub fn at(mut self, now: OffsetDateTime) -> Harness {
         self.clock = Arc::new(move || now);
@@ -147,7 +168,7 @@ impl Harness {
         let r = self.report();
         r.findings
             .iter()
-            .map(|f| (r.account_id(f).to_string(), f.finding.check.as_str()))
+            .map(|f| (r.account_id(f).to_string(), f.check.as_str()))
             .collect()
     }
 
@@ -178,12 +199,15 @@ impl Write for Logs {
 }
 
 impl Logs {
-    /// Starts capturing this thread's logs (use with a current-thread `#[tokio::test]`).
+    /// Starts capturing this thread's logs (use with a current-thread `#[tokio::test]`), at
+    /// debug level with the binary's caps on third-party crates that would log credentials.
     pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
         let logs = Logs::default();
         let w = logs.clone();
         let sub = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
+            .with_env_filter(identity_posture_exporter::sources::quiet_credential_logs(
+                tracing_subscriber::EnvFilter::new("debug"),
+            ))
             .with_ansi(false)
             .with_writer(move || w.clone())
             .finish();

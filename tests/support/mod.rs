@@ -5,7 +5,11 @@
 
 pub mod conformance;
 pub mod entra_mock;
+pub mod github_mock;
+pub mod google_mock;
 pub mod harness;
+pub mod iam_stub;
 pub mod mock;
+pub mod moto;
 pub mod okta_mock;
 pub mod sspm_mock;

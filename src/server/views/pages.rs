@@ -428,7 +428,7 @@ Export the same filter: <a href=\"{}\">CSV</a> · <a href=\"{}\">JSON</a> (up to
                 check = esc(rec.check),
                 sv = severity(rec.severity),
                 detail = esc(&rec.detail),
-                first = when(f.first_seen, now, "–"),
+                first = when(r.first_seen(f), now, "–"),
             );
         }
         body.push_str("</table>");
@@ -568,7 +568,13 @@ pub async fn account(
             &format!("no account {wanted:?} in source {source:?}"),
         );
     };
-    let a = &r.accounts[idx as usize];
+    let Some(a) = r.account(idx) else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            &format!("no account {wanted:?} in source {source:?}"),
+        );
+    };
+    let a = &a;
     let m = r.meta[idx as usize];
     let now = now();
     let mut body = format!(
@@ -735,12 +741,12 @@ pub async fn account(
             let _ = write!(
                 body,
                 "<tr><td>{}<br><span class=\"muted\">{}</span></td><td>{}</td><td>{}{}</td><td>{}</td><td class=\"remediation\">{}</td></tr>",
-                esc(catalog::title(f.finding.check)),
+                esc(catalog::title(f.check)),
                 rec.check,
                 severity(rec.severity),
                 esc(&rec.detail),
                 exc,
-                when(f.first_seen, now, "–"),
+                when(r.first_seen(f), now, "–"),
                 esc(rec.remediation),
             );
         }

@@ -91,14 +91,40 @@ fn looks_like_ndjson<R: Read>(r: &mut BufReader<R>) -> std::io::Result<bool> {
         || rest.starts_with(b"}")))
 }
 
-/// NDJSON: one account per line; blank lines are skipped.
+/// Skips a UTF-8 byte-order mark at the start (PowerShell's `Out-File` writes one).
+fn skip_bom<R: Read>(r: &mut BufReader<R>, path: &Path) -> Result<(), SourceError> {
+    let buf = r
+        .fill_buf()
+        .map_err(|e| io_error(format!("{}: cannot read: {e}", path.display())))?;
+    if buf.starts_with(b"\xEF\xBB\xBF") {
+        r.consume(3);
+    }
+    Ok(())
+}
+
+/// How many bad NDJSON lines an error message quotes; the rest are counted.
+const MAX_REPORTED_LINES: usize = 10;
+
+/// NDJSON: one account per line; blank lines are skipped. A bad line fails the poll, but the
+/// file is read to its end first so that one error names every bad line (up to
+/// [`MAX_REPORTED_LINES`], the rest counted): an export with many broken lines is fixed in
+/// one round, not one line per poll. After the first bad line no account is delivered.
 pub fn read_ndjson<R: Read>(
     mut reader: BufReader<R>,
     path: &Path,
     f: &mut dyn FnMut(Account) -> bool,
 ) -> Result<TenantFacts, SourceError> {
+    skip_bom(&mut reader, path)?;
     let mut line = Vec::with_capacity(4096);
     let mut lineno = 0u64;
+    let mut bad_lines = 0u64;
+    let mut reported: Vec<String> = Vec::new();
+    let mut note = |bad_lines: &mut u64, lineno: u64, err: String| {
+        *bad_lines += 1;
+        if reported.len() < MAX_REPORTED_LINES {
+            reported.push(format!("line {lineno}: {err}"));
+        }
+    };
     loop {
         line.clear();
         let n = (&mut reader)
@@ -135,19 +161,35 @@ pub fn read_ndjson<R: Read>(
                     Ok(_) => "unexpected parse failure".to_string(),
                     Err(e) => describe(e.path().to_string(), e.inner()),
                 };
-                return Err(bad(format!(
-                    "{}: line {lineno}: {err}",
-                    path.display()
-                )));
+                note(&mut bad_lines, lineno, err);
+                continue;
             }
         };
-        validate_account(&account)
-            .map_err(|e| bad(format!("{}: line {lineno}: {e}", path.display())))?;
-        if !f(account) {
+        if let Err(e) = validate_account(&account) {
+            note(&mut bad_lines, lineno, e);
+            continue;
+        }
+        if bad_lines == 0 && !f(account) {
             break;
         }
     }
-    Ok(TenantFacts::default())
+    match bad_lines {
+        0 => Ok(TenantFacts::default()),
+        1 => Err(bad(format!("{}: {}", path.display(), reported[0]))),
+        n => {
+            let more = n - reported.len() as u64;
+            Err(bad(format!(
+                "{}: {n} bad lines, none of the file used: {}{}",
+                path.display(),
+                reported.join("; "),
+                if more > 0 {
+                    format!("; and {more} more")
+                } else {
+                    String::new()
+                }
+            )))
+        }
+    }
 }
 
 fn trim_ascii(mut s: &[u8]) -> &[u8] {
@@ -194,10 +236,11 @@ fn validate_account(a: &Account) -> Result<(), String> {
 
 /// Object form, streamed with a `DeserializeSeed` so accounts are handed on one at a time.
 pub fn read_object<R: Read>(
-    reader: BufReader<R>,
+    mut reader: BufReader<R>,
     path: &Path,
     f: &mut dyn FnMut(Account) -> bool,
 ) -> Result<TenantFacts, SourceError> {
+    skip_bom(&mut reader, path)?;
     let mut state = ObjectState {
         f,
         tenant: TenantFacts::default(),
@@ -378,6 +421,32 @@ mod tests {
         // NDJSON detection without the extension.
         let (_d3, p3) = write("a.json", &format!("{A1}\n{A2}\n"));
         assert_eq!(read_all(&p3).unwrap().0, n);
+    }
+
+    #[test]
+    fn every_bad_ndjson_line_is_named_up_to_a_cap() {
+        let body: String = (1..=15)
+            .map(|i| format!("{{\"id\":\"{i}\",\"login\":\"\",\"account_type\":\"human\",\"status\":\"active\"}}\n{A1}\n"))
+            .collect();
+        let (_d, p) = write("many.ndjson", &format!("{A1}\nnot json\n{body}"));
+        let e = read_all(&p).unwrap_err().to_string();
+        assert!(e.contains("many.ndjson: 16 bad lines, none of the file used"), "{e}");
+        assert!(e.contains("line 2: "), "{e}");
+        assert!(e.contains("line 3: "), "{e}");
+        assert!(e.contains("; and 6 more"), "{e}");
+        assert_eq!(e.matches("; line ").count(), MAX_REPORTED_LINES - 1, "{e}");
+        // Nothing is delivered after the first bad line.
+        let mut seen = 0;
+        let r = read_ndjson(
+            BufReader::new(std::fs::File::open(&p).unwrap()),
+            &p,
+            &mut |_| {
+                seen += 1;
+                true
+            },
+        );
+        assert!(r.is_err());
+        assert_eq!(seen, 1);
     }
 
     #[test]
