@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
-use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use url::Url;
 
@@ -56,13 +55,14 @@ pub const QUOTA: RequestQuota = RequestQuota {
 /// `usageLimits`), besides 429 (`RESOURCE_EXHAUSTED`).
 const THROTTLE_REASONS: [&str; 3] = ["userRateLimitExceeded", "rateLimitExceeded", "quotaExceeded"];
 
-/// The upstream layer's classifier: a 403 whose reason is one of [`THROTTLE_REASONS`].
-pub fn is_throttled(status: StatusCode, _: &HeaderMap, body: &[u8]) -> bool {
-    if status != StatusCode::FORBIDDEN {
-        return false;
+/// The upstream layer's rate-limit rule: a 403 whose reason is one of [`THROTTLE_REASONS`].
+/// Google names no wait of its own, so the retry backoff applies.
+pub fn is_throttled(status: u16, _: &HeaderMap, body: &[u8], _now: f64) -> Option<Throttled> {
+    if status != 403 {
+        return None;
     }
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return false;
+        return None;
     };
     let err = v.get("error");
     let listed = err
@@ -86,16 +86,7 @@ pub fn is_throttled(status: StatusCode, _: &HeaderMap, body: &[u8]) -> bool {
                     .is_some_and(|r| r == "RATE_LIMIT_EXCEEDED")
             })
         });
-    listed || detailed
-}
-
-/// The upstream layer's rate-limit rule: [`is_throttled`], with no wait of Google's own (the
-/// retry backoff applies).
-pub fn throttle_rule(status: u16, headers: &HeaderMap, body: &[u8], _now: f64) -> Option<Throttled> {
-    StatusCode::from_u16(status)
-        .ok()
-        .filter(|s| is_throttled(*s, headers, body))
-        .map(|_| Throttled { wait: None })
+    (listed || detailed).then_some(Throttled { wait: None })
 }
 
 /// One page of a `pageToken` listing: its cursor and the ids of its items (loop detection).
@@ -225,7 +216,7 @@ impl GoogleClient {
         let mut opts = UpstreamOptions::new(&sc.name, sc.limits.clone());
         // No rate-limit headers: throttling is a 403 reason or a 429, the quota is documented.
         opts.rate_limit_headers = None;
-        opts.rate_limited = Some(throttle_rule);
+        opts.rate_limited = Some(is_throttled);
         opts.quota = Some(QUOTA);
         opts.request_timeout = opts.request_timeout.min(sc.timeout);
         let up = Upstream::with_timer(opts, Auth::OAuth(tokens.clone()), deps.timer.clone())
@@ -523,13 +514,13 @@ mod tests {
     fn throttling_403s_are_told_from_refusals() {
         let h = HeaderMap::new();
         for r in THROTTLE_REASONS {
-            assert!(is_throttled(StatusCode::FORBIDDEN, &h, &body(r)), "{r}");
+            assert!(is_throttled(403, &h, &body(r), 0.0).is_some(), "{r}");
         }
-        assert!(!is_throttled(StatusCode::FORBIDDEN, &h, &body("forbidden")));
-        assert!(!is_throttled(StatusCode::FORBIDDEN, &h, &body("dailyLimitExceeded")));
-        assert!(!is_throttled(StatusCode::BAD_REQUEST, &h, &body("rateLimitExceeded")));
-        assert!(!is_throttled(StatusCode::FORBIDDEN, &h, b"<html>403</html>"));
+        assert!(is_throttled(403, &h, &body("forbidden"), 0.0).is_none());
+        assert!(is_throttled(403, &h, &body("dailyLimitExceeded"), 0.0).is_none());
+        assert!(is_throttled(400, &h, &body("rateLimitExceeded"), 0.0).is_none());
+        assert!(is_throttled(403, &h, b"<html>403</html>", 0.0).is_none());
         let v2 = br#"{"error":{"code":403,"message":"Quota exceeded","status":"PERMISSION_DENIED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED","domain":"googleapis.com"}]}}"#;
-        assert!(is_throttled(StatusCode::FORBIDDEN, &h, v2));
+        assert!(is_throttled(403, &h, v2, 0.0).is_some());
     }
 }
