@@ -174,7 +174,10 @@ pub async fn poll(
             Ok(())
         }
         (None, None) => {
-            tracing::info!(source = %cfg.name, counted = ingested.counted, detections = fired, "activity read");
+            tracing::info!(source = %cfg.name, counted = ingested.counted, detections = fired, more, "activity read");
+            if more {
+                tracing::info!(source = %cfg.name, "activity: the read stopped before the end of the stream (page cap or request budget); the next poll continues from the stored cursor");
+            }
             Ok(())
         }
     }
