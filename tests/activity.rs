@@ -1695,3 +1695,111 @@ async fn google_without_the_reports_privilege_leaves_activity_unknown_with_the_r
     );
     assert_eq!(snap.health.events, 0);
 }
+
+/// 97532aa: a sign-in pass stopped by the request budget says so (`more`), keeps its
+/// `nextLink` as the cursor, and the next polls finish it: every record counted once.
+#[tokio::test]
+async fn entra_request_budget_stops_the_pass_keeps_the_cursor_and_loses_nothing() {
+    // What the account listing spends (token, users, roles, registration, policies): an
+    // empty sign-in log is one more request.
+    let listing = {
+        let t = Tenant::default();
+        let toml = entra_toml(&t, "{base}");
+        let secret = format!("{}\n", t.client_secret);
+        let mock = MockGraph::start(t).await;
+        let h = Harness::start(&[("secret", &secret)], &toml.replace("{base}", &mock.base));
+        h.poll().await.unwrap();
+        h.gauge("identity_posture_activity_poll_requests", &[])
+            .unwrap() as u32
+            - 1
+    };
+    // Pages of one record; the budget leaves three requests for the sign-in log.
+    let t = Tenant {
+        sign_in_page_size: 1,
+        ..Tenant::default()
+    };
+    t.sign_ins.lock().unwrap().extend(entra_script());
+    let queries = t.sign_in_queries.clone();
+    let toml = format!(
+        "{}max_requests_per_poll = {}\n",
+        entra_toml(&t, "{base}"),
+        listing + 3
+    );
+    let secret = format!("{}\n", t.client_secret);
+    let mock = MockGraph::start(t).await;
+    let h = Harness::start(&[("secret", &secret)], &toml.replace("{base}", &mock.base));
+    h.poll().await.unwrap();
+    assert_eq!(h.gauge("identity_posture_source_up", &[]), Some(1.0));
+    assert_eq!(h.gauge("identity_posture_activity_up", &[]), Some(1.0));
+    assert_eq!(
+        queries.lock().unwrap().len(),
+        3,
+        "the budget left three pages"
+    );
+    assert_eq!(
+        h.gauge("identity_posture_activity_poll_requests", &[]),
+        Some(f64::from(listing + 3))
+    );
+    // The stop is reported (`more`: the poller logs it and the first pass stays the baseline).
+    let snap = h.state.sources[0].activity.snapshot.load_full().unwrap();
+    assert!(snap.more, "the stop is reported");
+    assert_eq!(snap.health.events, 3, "the three records read are counted");
+    // The next poll follows the stored nextLink, not a fresh query.
+    h.poll().await.unwrap();
+    assert!(
+        queries.lock().unwrap()[3].contains("skiptoken"),
+        "{}",
+        queries.lock().unwrap()[3]
+    );
+    let mut polls = 2;
+    while h.state.sources[0]
+        .activity
+        .snapshot
+        .load_full()
+        .unwrap()
+        .more
+    {
+        assert!(polls < 15, "the pass never finished");
+        h.poll().await.unwrap();
+        polls += 1;
+    }
+    // 27 pages of one record, each read once.
+    let q = queries.lock().unwrap().clone();
+    let distinct: std::collections::HashSet<&String> = q.iter().collect();
+    assert_eq!((q.len(), distinct.len()), (27, 27), "{q:#?}");
+    assert_entra_counts(&h);
+    assert_eq!(
+        h.gauge(
+            "identity_posture_activity_events_dropped_total",
+            &[("reason", "duplicate")]
+        ),
+        Some(0.0),
+        "nothing read twice"
+    );
+    // A later pass re-reads its overlap: still nothing counted twice.
+    h.poll().await.unwrap();
+    h.poll().await.unwrap();
+    assert_entra_counts(&h);
+}
+
+/// The sign-in counters of [`entra_script`] (every record once: 27 records, the interrupt
+/// skipped).
+fn assert_entra_counts(h: &Harness) {
+    let total: f64 = h
+        .series("identity_posture_signins_total")
+        .iter()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(total, 26.0);
+    let g = |r: &str, f: &str, c: &str| {
+        h.gauge(
+            "identity_posture_signins_total",
+            &[("result", r), ("factor_kind", f), ("client_kind", c)],
+        )
+    };
+    assert_eq!(g("failure", "password", "browser"), Some(19.0));
+    assert_eq!(g("mfa_denied", "push", "browser"), Some(2.0));
+    assert_eq!(g("mfa_timeout", "push", "browser"), Some(1.0));
+    assert_eq!(g("success", "push", "browser"), Some(3.0));
+    assert_eq!(g("success", "password", "legacy"), Some(1.0));
+}
