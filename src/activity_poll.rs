@@ -97,6 +97,7 @@ pub async fn poll(
         .filter(|o| o.unavailable.is_none())
         .map(|o| o.cursor.clone());
     let more = out.as_ref().is_some_and(|o| o.more);
+    batch.pending_from = out.as_ref().filter(|o| o.more).and_then(|o| o.pending_from);
     let worked = tokio::task::spawn_blocking(move || {
         let mut engine = engine;
         if let Some(c) = new_cursor {

@@ -415,6 +415,7 @@ impl GoogleSource {
             None => cur,
             Some(page_token) => {
                 out.more = true;
+                out.pending_from = Some(start);
                 StreamCursor {
                     since: cur.since,
                     pending: Some(Pending {
