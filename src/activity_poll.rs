@@ -97,6 +97,7 @@ pub async fn poll(
         .filter(|o| o.unavailable.is_none())
         .map(|o| o.cursor.clone());
     let more = out.as_ref().is_some_and(|o| o.more);
+    batch.pending_from = out.as_ref().filter(|o| o.more).and_then(|o| o.pending_from);
     let worked = tokio::task::spawn_blocking(move || {
         let mut engine = engine;
         if let Some(c) = new_cursor {
@@ -174,7 +175,10 @@ pub async fn poll(
             Ok(())
         }
         (None, None) => {
-            tracing::info!(source = %cfg.name, counted = ingested.counted, detections = fired, "activity read");
+            tracing::info!(source = %cfg.name, counted = ingested.counted, detections = fired, more, "activity read");
+            if more {
+                tracing::info!(source = %cfg.name, "activity: the read stopped before the end of the stream (page cap or request budget); the next poll continues from the stored cursor");
+            }
             Ok(())
         }
     }

@@ -1751,7 +1751,7 @@ fn validate_source(
     if activity_enabled && !types.has_activity(provider) {
         v.error(
             "activity",
-            format!("a {provider} source has no sign-in event stream (activity analysis reads the Okta System Log, Entra sign-in logs and the file source's events_path)"),
+            format!("a {provider} source has no sign-in event stream (activity analysis reads the Okta System Log, Entra sign-in logs, the Google Workspace login audit and the file source's events_path)"),
         );
     }
     let lookback = v.duration(

@@ -1,9 +1,10 @@
-//! The sign-in event streams end to end: the mock Okta System Log and the mock Graph sign-in
-//! log replay scripted sequences through the real poller, engine and /metrics, and the
-//! expected detections and counters below are worked out by hand from each script: every
-//! attack, the near-misses one event below the threshold, duplicates across pages, clock
-//! skew, an expired cursor, a licence refusal, and a restart in the middle of a stream that
-//! loses and duplicates nothing.
+//! The sign-in event streams end to end: the mock Okta System Log, the mock Graph sign-in log
+//! and the mock Google login audit replay scripted sequences through the real poller, engine
+//! and /metrics, and the expected detections and counters below are worked out by hand from
+//! each script: every attack, the near-misses one event below the threshold, duplicates
+//! across pages, clock skew, an expired cursor, a licence or permission refusal, a pass
+//! stopped by the request budget, and a restart in the middle of a stream that loses and
+//! duplicates nothing.
 
 mod support;
 
@@ -1175,4 +1176,630 @@ async fn entra_expired_next_link_restarts_the_pass_and_counts_once() {
             >= 19.0,
         "the re-read pass is dropped as duplicates"
     );
+}
+
+// ------------------------------------------------------------------------------- Google
+
+use support::google_mock::{Api, MockGoogle, PageSizes, Workspace};
+
+/// A login audit activity in the shape the Reports API lists (discovery `Activity`), `s`
+/// seconds after 11:00. `params` are the event's parameters; `uq` its `uniqueQualifier`.
+fn gw(uq: i64, s: i64, user: &str, ip: Option<&str>, name: &str, params: Value) -> Value {
+    let mut a = json!({
+        "kind": "admin#reports#activity",
+        "id": {"time": at(s), "uniqueQualifier": format!("-{}", 6_410_578_305_296_437_000i64 + uq),
+               "applicationName": "login", "customerId": "C03az79cb"},
+        "etag": "\"etag-a\"",
+        "actor": {"callerType": "USER", "email": format!("{user}@example.com"), "profileId": format!("g-{user}")},
+        "networkInfo": {"ipAsn": [64496], "regionCode": "DE"},
+        "events": [{"type": if name.starts_with("login") || name == "logout" { "login" } else { "account_warning" },
+                    "name": name, "parameters": params}]
+    });
+    if let Some(ip) = ip {
+        a["ipAddress"] = json!(ip);
+    }
+    a
+}
+
+fn gw_fail(uq: i64, s: i64, user: &str, ip: &str) -> Value {
+    gw(
+        uq,
+        s,
+        user,
+        Some(ip),
+        "login_failure",
+        json!([{"name": "login_type", "value": "google_password"},
+               {"name": "login_challenge_method", "multiValue": ["password"]},
+               {"name": "login_failure_type", "value": "login_failure_invalid_password"}]),
+    )
+}
+
+fn gw_success(uq: i64, s: i64, user: &str, ip: &str, methods: &[&str]) -> Value {
+    gw(
+        uq,
+        s,
+        user,
+        Some(ip),
+        "login_success",
+        json!([{"name": "login_type", "value": "google_password"},
+               {"name": "login_challenge_method", "multiValue": methods},
+               {"name": "is_suspicious", "boolValue": false}]),
+    )
+}
+
+fn gw_verify(uq: i64, s: i64, user: &str, method: &str, status: &str) -> Value {
+    gw(
+        uq,
+        s,
+        user,
+        Some("192.0.2.20"),
+        "login_verification",
+        json!([{"name": "login_type", "value": "google_password"},
+               {"name": "login_challenge_method", "multiValue": [method]},
+               {"name": "login_challenge_status", "value": status},
+               {"name": "is_second_factor", "boolValue": true}]),
+    )
+}
+
+/// The Google script (any order: the mock lists newest first).
+fn google_script() -> Vec<Value> {
+    let mut v = Vec::new();
+    // A spray: 198.51.100.7 against ten accounts in nine minutes → password_spray (high).
+    for i in 0..10 {
+        v.push(gw_fail(i, i * 60, &format!("s{i}"), "198.51.100.7"));
+    }
+    // The near-miss: nine accounts from 198.51.100.8 → nothing.
+    for i in 0..9 {
+        v.push(gw_fail(
+            100 + i,
+            30 + i * 60,
+            &format!("n{i}"),
+            "198.51.100.8",
+        ));
+    }
+    // The same activity listed twice (id.time and uniqueQualifier alike): counted once.
+    v.push(gw_fail(3, 180, "s3", "198.51.100.7"));
+    // Brute force: ten wrong passwords for bf in nine minutes, then a success (Google
+    // prompt) → brute_force (medium), escalated to critical.
+    for i in 0..10 {
+        v.push(gw_fail(200 + i, 1000 + i * 60, "bf", "192.0.2.10"));
+    }
+    v.push(gw_success(
+        210,
+        1600,
+        "bf",
+        "192.0.2.10",
+        &["password", "google_prompt"],
+    ));
+    // The near-miss: nine for nb in twelve minutes → nothing.
+    for i in 0..9 {
+        v.push(gw_fail(300 + i, 1000 + i * 90, "nb", "192.0.2.11"));
+    }
+    // MFA fatigue: three Google prompts not approved in four minutes, the passed one, then
+    // the sign-in → mfa_fatigue (high), escalated to critical by the login_success.
+    for (k, s) in [(0, 2000), (1, 2120), (2, 2240)] {
+        v.push(gw_verify(
+            400 + k,
+            s,
+            "mf",
+            "google_prompt",
+            "Challenge Failed.",
+        ));
+    }
+    v.push(gw_verify(
+        403,
+        2290,
+        "mf",
+        "google_prompt",
+        "Challenge Passed.",
+    ));
+    v.push(gw_success(
+        404,
+        2300,
+        "mf",
+        "192.0.2.20",
+        &["password", "google_prompt"],
+    ));
+    // The near-miss: two prompts refused and a wrong authenticator code (a failure, not a
+    // denial) for mn → nothing.
+    v.push(gw_verify(500, 2000, "mn", "google_prompt", "failed"));
+    v.push(gw_verify(501, 2100, "mn", "google_prompt", "failed"));
+    v.push(gw_verify(502, 2200, "mn", "google_authenticator", "failed"));
+    // Google blocked a suspicious sign-in for s1, and one from a less secure app.
+    v.push(gw(
+        600,
+        600,
+        "s1",
+        Some("198.51.100.7"),
+        "suspicious_login",
+        json!([{"name": "affected_email_address", "value": "s1@example.com"},
+               {"name": "login_timestamp", "intValue": "1795863000000000"}]),
+    ));
+    v.push(gw(
+        601,
+        700,
+        "lsa",
+        Some("203.0.113.30"),
+        "suspicious_login_less_secure_app",
+        json!([{"name": "affected_email_address", "value": "lsa@example.com"}]),
+    ));
+    // Google disabled s2 (hijacked): locked out, no address (not a sign-in from there).
+    v.push(gw(
+        602,
+        800,
+        "s2",
+        Some("198.51.100.7"),
+        "account_disabled_hijacked",
+        json!([{"name": "affected_email_address", "value": "s2@example.com"}]),
+    ));
+    // The super admin signs in with the password alone → privileged_signin_without_mfa.
+    v.push(gw_success(700, 2500, "root", "192.0.2.50", &["password"]));
+    // Not sign-in outcomes: skipped without a count.
+    v.push(gw(
+        800,
+        2400,
+        "mf",
+        Some("192.0.2.20"),
+        "logout",
+        json!([{"name": "login_type", "value": "google_password"}]),
+    ));
+    v.push(gw(
+        801,
+        2410,
+        "mf",
+        Some("192.0.2.20"),
+        "2sv_enroll",
+        json!([]),
+    ));
+    // Unreadable: an unknown challenge status, an activity without uniqueQualifier.
+    v.push(gw_verify(900, 2420, "mf", "google_prompt", ""));
+    let mut no_uq = gw_fail(901, 2430, "x1", "192.0.2.99");
+    no_uq["id"]
+        .as_object_mut()
+        .unwrap()
+        .remove("uniqueQualifier");
+    v.push(no_uq);
+    v
+}
+
+/// The directory: the super admin (`g-root`, the built-in super-admin role) whose sign-ins
+/// the stream names by `actor.profileId`.
+fn google_workspace(script: Vec<Value>, page: usize) -> Workspace {
+    let root = json!({"kind": "admin#directory#user", "id": "g-root", "primaryEmail": "root@example.com",
+        "name": {"fullName": "Root Example"}, "isAdmin": true, "isDelegatedAdmin": false,
+        "lastLoginTime": "2026-11-27T08:00:00.000Z", "creationTime": "2024-01-10T08:00:00.000Z",
+        "suspended": false, "archived": false, "orgUnitPath": "/", "isEnrolledIn2Sv": true, "isEnforcedIn2Sv": true});
+    let ws = Workspace {
+        users: support::google_mock::Collection::of(vec![root]),
+        roles: vec![
+            json!({"kind": "admin#directory#role", "roleId": "91447453409034240",
+            "roleName": "_SEED_ADMIN_ROLE", "isSuperAdminRole": true, "isSystemRole": true}),
+        ],
+        role_assignments: vec![
+            json!({"kind": "admin#directory#roleAssignment", "roleAssignmentId": "1",
+            "roleId": "91447453409034240", "assignedTo": "g-root", "assigneeType": "user", "scopeType": "CUSTOMER"}),
+        ],
+        page: PageSizes {
+            activities: page,
+            ..PageSizes::default()
+        },
+        ..Workspace::default()
+    };
+    ws.stream.lock().unwrap().extend(script);
+    ws
+}
+
+fn google_toml(mock: &MockGoogle) -> String {
+    format!(
+        "[[sources]]\nname = \"google-act\"\ntype = \"google\"\nadmin_email = \"admin@example.com\"\ncredentials_file = \"{{dir}}/key.json\"\napi_url = \"{}\"\ntimeout = \"60s\"\nactivity = true\n",
+        mock.base
+    )
+}
+
+fn google_key(mock: &MockGoogle) -> String {
+    Workspace::default().key_file(&mock.token_url())
+}
+
+/// The stream's queries (the ledger's `eventName=login_success` listings left out).
+fn stream_queries(q: &std::sync::Mutex<Vec<String>>) -> Vec<String> {
+    q.lock()
+        .unwrap()
+        .iter()
+        .filter(|x| !x.contains("eventName"))
+        .cloned()
+        .collect()
+}
+
+/// The hand-worked counters of [`google_script`].
+fn assert_google_totals(h: &Harness) {
+    let g = |name: &str, labels: &[(&str, &str)]| {
+        h.gauge(name, labels)
+            .unwrap_or_else(|| panic!("{name} {labels:?} missing\n{}", h.series(name).join("\n")))
+    };
+    let signins = |r: &str, f: &str, c: &str| {
+        g(
+            "identity_posture_signins_total",
+            &[("result", r), ("factor_kind", f), ("client_kind", c)],
+        )
+    };
+    // 10 spray + 9 near-miss + 10 brute force + 9 near-miss wrong passwords (the listed
+    // twice one once).
+    assert_eq!(signins("failure", "password", "browser"), 38.0);
+    // Google prompts not approved: three for mf, two for mn; the wrong code is a failure.
+    assert_eq!(signins("mfa_denied", "push", "browser"), 5.0);
+    assert_eq!(signins("failure", "totp", "browser"), 1.0);
+    // bf's and mf's sign-ins with the prompt; root's with the password alone.
+    assert_eq!(signins("success", "push", "browser"), 2.0);
+    assert_eq!(signins("success", "password", "browser"), 1.0);
+    assert_eq!(signins("blocked", "unknown", "other"), 1.0);
+    assert_eq!(signins("blocked", "unknown", "legacy"), 1.0);
+    assert_eq!(signins("locked_out", "unknown", "other"), 1.0);
+    let total: f64 = h
+        .series("identity_posture_signins_total")
+        .iter()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(
+        total, 50.0,
+        "nothing else: passed verifications, logout and 2SV changes are not sign-ins"
+    );
+    let reason = |r: &str| g("identity_posture_signin_failures_total", &[("reason", r)]);
+    assert_eq!(reason("invalid_credentials"), 38.0);
+    assert_eq!(reason("mfa_denied"), 5.0);
+    assert_eq!(reason("mfa_failed"), 1.0);
+    assert_eq!(reason("risk"), 2.0);
+    assert_eq!(reason("account_disabled"), 1.0);
+    let mfa = |o: &str| g("identity_posture_mfa_challenges_total", &[("outcome", o)]);
+    assert_eq!(
+        (mfa("approved"), mfa("denied"), mfa("timeout")),
+        (2.0, 5.0, 0.0)
+    );
+    assert_eq!(
+        g(
+            "identity_posture_legacy_auth_signins_total",
+            &[("result", "blocked")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        g("identity_posture_privileged_signins_without_mfa_total", &[]),
+        1.0
+    );
+}
+
+/// The hand-worked detections of [`google_script`] (read in one poll).
+fn assert_google_detections(h: &Harness) {
+    let d = |k: &str, s: &str| {
+        h.gauge(
+            "identity_posture_activity_detections_total",
+            &[("kind", k), ("severity", s)],
+        )
+        .unwrap()
+    };
+    assert_eq!(d("password_spray", "high"), 1.0);
+    assert_eq!(d("brute_force", "medium"), 1.0);
+    assert_eq!(d("brute_force", "critical"), 1.0);
+    assert_eq!(d("mfa_fatigue", "high"), 1.0);
+    assert_eq!(d("mfa_fatigue", "critical"), 1.0);
+    assert_eq!(d("privileged_signin_without_mfa", "critical"), 1.0);
+    assert_eq!(
+        d("impossible_travel", "high"),
+        0.0,
+        "Google gives no coordinates"
+    );
+    assert_eq!(d("inactive_account_signin", "high"), 0.0);
+}
+
+#[tokio::test]
+async fn google_login_audit_attacks_near_misses_duplicates_and_overlap() {
+    let ws = google_workspace(google_script(), 4);
+    let (stream, queries) = (ws.stream.clone(), ws.stream_queries.clone());
+    let mock = MockGoogle::start(ws).await;
+    let h = Harness::start(&[("key.json", &google_key(&mock))], &google_toml(&mock));
+    h.poll().await.unwrap();
+    assert_eq!(h.gauge("identity_posture_source_up", &[]), Some(1.0));
+    assert_eq!(h.gauge("identity_posture_activity_up", &[]), Some(1.0));
+    assert_google_totals(&h);
+    assert_google_detections(&h);
+    let dropped = |r: &str| {
+        h.gauge(
+            "identity_posture_activity_events_dropped_total",
+            &[("reason", r)],
+        )
+    };
+    assert_eq!(dropped("duplicate"), Some(1.0));
+    assert_eq!(
+        dropped("unparsable"),
+        Some(2.0),
+        "an unknown challenge status, no uniqueQualifier"
+    );
+    assert_eq!(
+        h.gauge(
+            "identity_posture_activity_detections_total",
+            &[("kind", "new_country"), ("severity", "low")]
+        ),
+        Some(0.0),
+        "the first pass builds the baseline"
+    );
+    // One pass over the look-back, every event name, pages of four: 56 activities.
+    let q = stream_queries(&queries);
+    assert_eq!(q.len(), 56usize.div_ceil(4), "{q:?}");
+    assert!(
+        q[0].contains("startTime=2026-11-27T12%3A00%3A00Z")
+            && q[0].contains("endTime=2026-11-28T12%3A00%3A00Z")
+            && q[0].contains("maxResults=1000"),
+        "{}",
+        q[0]
+    );
+    assert!(q[1].contains("pageToken="), "{}", q[1]);
+    let detections = h.state.sources[0].activity.snapshot.load_full().unwrap();
+    let spray = detections
+        .detections
+        .iter()
+        .find(|d| d.kind.as_str() == "password_spray")
+        .unwrap();
+    assert_eq!(spray.ip.as_deref(), Some("198.51.100.7"));
+    assert_eq!(spray.country.as_deref(), Some("DE"));
+
+    // Ten minutes later: the pass re-reads from an hour before the newest event (11:41:40),
+    // so an event that reached the audit late (11:30) is counted once and the rest of the
+    // overlap is dropped as duplicates; mf signs in from Brazil → new_country.
+    stream
+        .lock()
+        .unwrap()
+        .push(gw_fail(1000, 1800, "late", "192.0.2.77"));
+    let mut br = gw_success(
+        1001,
+        3900,
+        "mf",
+        "198.51.100.90",
+        &["password", "google_prompt"],
+    );
+    br["networkInfo"]["regionCode"] = json!("BR");
+    stream.lock().unwrap().push(br);
+    let h = h.at(NOW + time::Duration::minutes(10));
+    h.poll().await.unwrap();
+    let q = stream_queries(&queries);
+    let second = &q[56usize.div_ceil(4)];
+    assert!(
+        second.contains("startTime=2026-11-28T10%3A41%3A40Z")
+            && second.contains("endTime=2026-11-28T12%3A10%3A00Z"),
+        "{second}"
+    );
+    let signins = |h: &Harness, r: &str, f: &str| {
+        h.gauge(
+            "identity_posture_signins_total",
+            &[
+                ("result", r),
+                ("factor_kind", f),
+                ("client_kind", "browser"),
+            ],
+        )
+    };
+    assert_eq!(signins(&h, "failure", "password"), Some(39.0));
+    assert_eq!(signins(&h, "success", "push"), Some(3.0));
+    assert_eq!(
+        h.gauge(
+            "identity_posture_activity_detections_total",
+            &[("kind", "new_country"), ("severity", "low")]
+        ),
+        Some(1.0)
+    );
+    let dup = h
+        .gauge(
+            "identity_posture_activity_events_dropped_total",
+            &[("reason", "duplicate")],
+        )
+        .unwrap();
+    // The whole first pass (11:00–11:41:40) is in the overlap: its 51 events (50 counted,
+    // the one listed twice) are read again and dropped as duplicates, besides the first
+    // poll's one.
+    assert_eq!(dup, 1.0 + 51.0, "the re-read overlap counts nothing twice");
+
+    // Nothing new: a third pass changes nothing.
+    let h = h.at(NOW + time::Duration::minutes(20));
+    h.poll().await.unwrap();
+    assert_eq!(signins(&h, "failure", "password"), Some(39.0));
+    assert_eq!(signins(&h, "success", "push"), Some(3.0));
+}
+
+#[tokio::test]
+async fn google_pass_cut_short_continues_after_a_restart_and_loses_nothing() {
+    // Pages of one: the pass takes 56 requests, 20 a poll (the page cap).
+    let ws = google_workspace(google_script(), 1);
+    let queries = ws.stream_queries.clone();
+    let mock = MockGoogle::start(ws).await;
+    let (key, toml) = (google_key(&mock), google_toml(&mock));
+    let state = tempfile::tempdir().unwrap();
+    {
+        let h = Harness::start_with_state(&[("key.json", &key)], &toml, state.path());
+        h.poll().await.unwrap();
+        let snap = h.state.sources[0].activity.snapshot.load_full().unwrap();
+        assert!(snap.more, "the page cap stopped the pass");
+        assert_eq!(stream_queries(&queries).len(), 20);
+    }
+    // Each poll a restarted process: the pending pass goes on from its page token.
+    let mut polls = 0;
+    let h = loop {
+        let h = Harness::start_with_state(&[("key.json", &key)], &toml, state.path());
+        h.poll().await.unwrap();
+        polls += 1;
+        let snap = h.state.sources[0].activity.snapshot.load_full().unwrap();
+        if !snap.more || polls == 5 {
+            break h;
+        }
+    };
+    let q = stream_queries(&queries);
+    assert_eq!(
+        (polls, q.len()),
+        (2, 56),
+        "20 + 20 + 16 pages, each read once"
+    );
+    assert!(
+        q[20].contains("pageToken=") && q[20].contains("endTime=2026-11-28T12%3A00%3A00Z"),
+        "the restarted process continues the pending pass: {}",
+        q[20]
+    );
+    // Every event counted once. (Detections are asserted in the uncut test: a pass cut
+    // short hands its newest events over first, and an attack whose events straddle the
+    // cut is judged in two halves — docs/activity.md.)
+    assert_google_totals(&h);
+    let dropped = |r: &str| {
+        h.gauge(
+            "identity_posture_activity_events_dropped_total",
+            &[("reason", r)],
+        )
+    };
+    assert_eq!(
+        dropped("duplicate"),
+        Some(1.0),
+        "a pass resumed, never re-read"
+    );
+    assert_eq!(dropped("unparsable"), Some(2.0));
+    assert_eq!(
+        h.gauge(
+            "identity_posture_activity_detections_total",
+            &[("kind", "new_country"), ("severity", "low")]
+        ),
+        Some(0.0),
+        "the cut first pass stays the baseline"
+    );
+    // The next pass (from an hour before 11:41:40) re-reads it all: nothing counted twice.
+    h.poll().await.unwrap();
+    h.poll().await.unwrap();
+    h.poll().await.unwrap();
+    assert_google_totals(&h);
+}
+
+#[tokio::test]
+async fn google_without_the_reports_privilege_leaves_activity_unknown_with_the_reason() {
+    let mut ws = google_workspace(google_script(), 1000);
+    ws.denied.insert(Api::Reports);
+    let mock = MockGoogle::start(ws).await;
+    let h = Harness::start(&[("key.json", &google_key(&mock))], &google_toml(&mock));
+    h.poll().await.unwrap();
+    assert_eq!(h.gauge("identity_posture_source_up", &[]), Some(1.0));
+    assert_eq!(h.gauge("identity_posture_activity_up", &[]), Some(1.0));
+    assert_eq!(
+        h.gauge(
+            "identity_posture_source_data_available",
+            &[("data", "activity")]
+        ),
+        Some(0.0)
+    );
+    let snap = h.state.sources[0].activity.snapshot.load_full().unwrap();
+    let why = snap.unavailable.as_deref().unwrap();
+    assert!(
+        why.contains("login audit") && why.contains("admin.reports.audit.readonly"),
+        "{why}"
+    );
+    assert_eq!(snap.health.events, 0);
+}
+
+/// 97532aa: a sign-in pass stopped by the request budget says so (`more`), keeps its
+/// `nextLink` as the cursor, and the next polls finish it: every record counted once.
+#[tokio::test]
+async fn entra_request_budget_stops_the_pass_keeps_the_cursor_and_loses_nothing() {
+    // What the account listing spends (token, users, roles, registration, policies): an
+    // empty sign-in log is one more request.
+    let listing = {
+        let t = Tenant::default();
+        let toml = entra_toml(&t, "{base}");
+        let secret = format!("{}\n", t.client_secret);
+        let mock = MockGraph::start(t).await;
+        let h = Harness::start(&[("secret", &secret)], &toml.replace("{base}", &mock.base));
+        h.poll().await.unwrap();
+        h.gauge("identity_posture_activity_poll_requests", &[])
+            .unwrap() as u32
+            - 1
+    };
+    // Pages of one record; the budget leaves three requests for the sign-in log.
+    let t = Tenant {
+        sign_in_page_size: 1,
+        ..Tenant::default()
+    };
+    t.sign_ins.lock().unwrap().extend(entra_script());
+    let queries = t.sign_in_queries.clone();
+    let toml = format!(
+        "{}max_requests_per_poll = {}\n",
+        entra_toml(&t, "{base}"),
+        listing + 3
+    );
+    let secret = format!("{}\n", t.client_secret);
+    let mock = MockGraph::start(t).await;
+    let h = Harness::start(&[("secret", &secret)], &toml.replace("{base}", &mock.base));
+    h.poll().await.unwrap();
+    assert_eq!(h.gauge("identity_posture_source_up", &[]), Some(1.0));
+    assert_eq!(h.gauge("identity_posture_activity_up", &[]), Some(1.0));
+    assert_eq!(
+        queries.lock().unwrap().len(),
+        3,
+        "the budget left three pages"
+    );
+    assert_eq!(
+        h.gauge("identity_posture_activity_poll_requests", &[]),
+        Some(f64::from(listing + 3))
+    );
+    // The stop is reported (`more`: the poller logs it and the first pass stays the baseline).
+    let snap = h.state.sources[0].activity.snapshot.load_full().unwrap();
+    assert!(snap.more, "the stop is reported");
+    assert_eq!(snap.health.events, 3, "the three records read are counted");
+    // The next poll follows the stored nextLink, not a fresh query.
+    h.poll().await.unwrap();
+    assert!(
+        queries.lock().unwrap()[3].contains("skiptoken"),
+        "{}",
+        queries.lock().unwrap()[3]
+    );
+    let mut polls = 2;
+    while h.state.sources[0]
+        .activity
+        .snapshot
+        .load_full()
+        .unwrap()
+        .more
+    {
+        assert!(polls < 15, "the pass never finished");
+        h.poll().await.unwrap();
+        polls += 1;
+    }
+    // 27 pages of one record, each read once.
+    let q = queries.lock().unwrap().clone();
+    let distinct: std::collections::HashSet<&String> = q.iter().collect();
+    assert_eq!((q.len(), distinct.len()), (27, 27), "{q:#?}");
+    assert_entra_counts(&h);
+    assert_eq!(
+        h.gauge(
+            "identity_posture_activity_events_dropped_total",
+            &[("reason", "duplicate")]
+        ),
+        Some(0.0),
+        "nothing read twice"
+    );
+    // A later pass re-reads its overlap: still nothing counted twice.
+    h.poll().await.unwrap();
+    h.poll().await.unwrap();
+    assert_entra_counts(&h);
+}
+
+/// The sign-in counters of [`entra_script`] (every record once: 27 records, the interrupt
+/// skipped).
+fn assert_entra_counts(h: &Harness) {
+    let total: f64 = h
+        .series("identity_posture_signins_total")
+        .iter()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(total, 26.0);
+    let g = |r: &str, f: &str, c: &str| {
+        h.gauge(
+            "identity_posture_signins_total",
+            &[("result", r), ("factor_kind", f), ("client_kind", c)],
+        )
+    };
+    assert_eq!(g("failure", "password", "browser"), Some(19.0));
+    assert_eq!(g("mfa_denied", "push", "browser"), Some(2.0));
+    assert_eq!(g("mfa_timeout", "push", "browser"), Some(1.0));
+    assert_eq!(g("success", "push", "browser"), Some(3.0));
+    assert_eq!(g("success", "password", "legacy"), Some(1.0));
 }

@@ -63,6 +63,10 @@ struct Saved {
     windows: Windows,
     /// Polls whose events were committed (diagnostics).
     polls: u64,
+    /// Event ids are remembered from this time on although older than the de-duplication
+    /// window: a pass cut short still has older events to hand over (unix ms).
+    #[serde(default)]
+    hold: Option<i64>,
 }
 
 /// The result of one ingest.
@@ -81,6 +85,8 @@ pub struct Engine {
     pub baseline_done: bool,
     pub polls: u64,
     recent: Recent,
+    /// See [`EventBatch::pending_from`]: ids are remembered from here on (unix ms).
+    hold: Option<i64>,
 }
 
 impl Default for Engine {
@@ -98,6 +104,7 @@ impl Engine {
             baseline_done: false,
             polls: 0,
             recent: Recent::default(),
+            hold: None,
         }
     }
 
@@ -121,6 +128,7 @@ impl Engine {
             baseline_done: saved.baseline_done,
             polls: saved.polls,
             recent,
+            hold: saved.hold,
         }
     }
 
@@ -136,6 +144,7 @@ impl Engine {
             recent: self.recent.ids.iter().map(|(k, v)| (*k, *v)).collect(),
             windows: self.detector.export(),
             polls: self.polls,
+            hold: self.hold,
         };
         batch.put(TABLE, source, VERSION, &saved);
     }
@@ -161,8 +170,13 @@ impl Engine {
         let skew = now_ms + ms(policy.max_clock_skew);
         let oldest = now_ms - ms(lookback);
         // Ids older than this may have been forgotten: such an event cannot be told from a
-        // repeat, so it is not counted.
-        let forgotten = self.health.newest_event.map(|n| n - ms(DEDUPE_WINDOW));
+        // repeat, so it is not counted. (Exactly where the last ingest pruned them.)
+        let forgotten = self
+            .health
+            .newest_event
+            .map(|n| n - ms(DEDUPE_WINDOW))
+            .map(|f| self.hold.map_or(f, |h| f.min(h)));
+        let pending_from = batch.pending_from.map(detect::ms);
         let ctx = Ctx {
             policy,
             dormant_after_days,
@@ -190,8 +204,10 @@ impl Engine {
         self.health.detected(&out.changes);
         self.detector.prune(now, policy);
         if let Some(n) = self.health.newest_event {
-            self.recent.prune(n - ms(DEDUPE_WINDOW));
+            let cut = n - ms(DEDUPE_WINDOW);
+            self.recent.prune(pending_from.map_or(cut, |p| cut.min(p)));
         }
+        self.hold = pending_from;
         self.baseline_done = true;
         self.polls += 1;
         out
@@ -278,6 +294,49 @@ mod tests {
         );
         assert_eq!(r.counted, 0);
         assert_eq!(e.health.dropped[Dropped::Duplicate as usize], 2);
+    }
+
+    #[test]
+    fn a_pass_cut_short_hands_older_events_over_later_and_none_is_lost() {
+        // A provider listing newest first: the first poll reads 11:00–11:59, the pass goes
+        // on from 08:00; the next poll brings 08:00–10:59, more than the de-duplication
+        // window (2 h) older than the newest event counted.
+        let p = ActivityPolicy::default();
+        let lb = Duration::from_secs(24 * 3600);
+        let newest: Vec<SignInEvent> = (0..60)
+            .map(|i| fail(&format!("n{i}"), 60 - i, &format!("u{i}@x"), "192.0.2.1"))
+            .collect();
+        let older: Vec<SignInEvent> = (0..180)
+            .map(|i| fail(&format!("o{i}"), 240 - i, &format!("v{i}@x"), "192.0.2.2"))
+            .collect();
+        let store = Store::in_memory();
+        let mut e = Engine::new();
+        let mut first = batch(newest.clone());
+        first.pending_from = Some(NOW - time::Duration::hours(4));
+        assert_eq!(
+            e.ingest(first, &Facts::default(), &p, 90, lb, NOW).counted,
+            60
+        );
+        let mut b = Batch::default();
+        e.save("s", &mut b);
+        store.write(b).unwrap();
+        // A restart in between: the engine still remembers from 08:00.
+        let mut e = Engine::load(&store, "s");
+        let mut rest = batch(older.clone());
+        rest.events.extend(newest.iter().take(5).cloned());
+        let r = e.ingest(rest, &Facts::default(), &p, 90, lb, NOW);
+        assert_eq!(r.counted, 180, "every older event counted");
+        assert_eq!(
+            e.health.dropped,
+            [0, 5, 0, 0],
+            "the repeats are still known"
+        );
+        // Without the hold the same older events would be too old.
+        let mut plain = Engine::new();
+        plain.ingest(batch(newest), &Facts::default(), &p, 90, lb, NOW);
+        let r = plain.ingest(batch(older), &Facts::default(), &p, 90, lb, NOW);
+        assert_eq!(r.counted, 61, "only those within two hours of 11:59");
+        assert_eq!(plain.health.dropped[Dropped::TooOld as usize], 119);
     }
 
     #[test]

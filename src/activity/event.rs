@@ -337,6 +337,10 @@ pub struct EventBatch {
     pub unparsable: u64,
     /// A few of the reasons, for the log.
     pub unparsable_samples: Vec<String>,
+    /// The read stopped in the middle of a pass whose remaining events, still to come in the
+    /// next polls, are no older than this (providers that list newest first): the engine
+    /// keeps remembering event ids from here on, so they are counted, not dropped as too old.
+    pub pending_from: Option<Timestamp>,
 }
 
 impl EventSink for EventBatch {

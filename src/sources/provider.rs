@@ -87,6 +87,9 @@ pub struct ActivityOutput {
     /// The read stopped before the end of the stream (request budget, page cap): the next
     /// poll continues from `cursor`.
     pub more: bool,
+    /// With `more`, for providers that list newest first: the events still to come are no
+    /// older than this (the engine keeps their ids' de-duplication until then).
+    pub pending_from: Option<Timestamp>,
 }
 
 impl ActivityOutput {

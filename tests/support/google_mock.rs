@@ -3,7 +3,10 @@
 //! the JWT-bearer assertion as Google does (RS256 signature against the service account's
 //! public key, `kid`, `iss`, `sub`, `aud`, `scope`, `exp - iat <= 3600`) and answers with
 //! Google's error bodies; the APIs serve the discovery documents' shapes with `pageToken`
-//! paging, `{"error": {code, message, errors[]}}` bodies and per-API refusals.
+//! paging, `{"error": {code, message, errors[]}}` bodies and per-API refusals. The login
+//! audit serves either a large generated `login_success` listing (`activities`) or a live,
+//! mutable stream of every login event (`stream`, for the sign-in event stream: tests add
+//! late events between polls).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,6 +147,12 @@ pub struct Workspace {
     /// Group id → direct members (`type` USER, GROUP or CUSTOMER).
     pub groups: HashMap<String, Vec<Value>>,
     pub activities: Activities,
+    /// Every login audit event, any order, any name (`activities.list` without `eventName`
+    /// lists them all, newest first; with `eventName=login_success` the matching ones when
+    /// this is not empty). Shared: a test appends between polls.
+    pub stream: Arc<Mutex<Vec<Value>>>,
+    /// The query string of every login audit request, in order.
+    pub stream_queries: Arc<Mutex<Vec<String>>>,
     pub page: PageSizes,
     pub denied: HashSet<Api>,
     pub expires_in: u64,
@@ -165,6 +174,8 @@ impl Default for Workspace {
             role_assignments: Vec::new(),
             groups: HashMap::new(),
             activities: Activities::of(Vec::new()),
+            stream: Arc::new(Mutex::new(Vec::new())),
+            stream_queries: Arc::new(Mutex::new(Vec::new())),
             page: PageSizes::default(),
             denied: HashSet::new(),
             expires_in: 3599,
@@ -505,13 +516,62 @@ async fn handle(s: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: 
                 (Ok(a), Ok(b)) => (a, b),
                 (Err(m), _) | (_, Err(m)) => return bad_request(&m),
             };
-            if q.get("eventName").map(String::as_str) != Some("login_success") {
-                return bad_request("the mock serves eventName=login_success only");
+            ws.stream_queries
+                .lock()
+                .unwrap()
+                .push(uri.query().unwrap_or_default().to_string());
+            let name = q.get("eventName").map(String::as_str);
+            if name.is_some_and(|n| n != "login_success") {
+                return bad_request("the mock serves eventName=login_success or every event");
+            }
+            if let (Some(st), Some(e)) = (start, end) {
+                if st >= e {
+                    return bad_request("Start time must be less than end time");
+                }
             }
             let (size, offset) = match paging(&q, 1000) {
                 Ok(p) => p,
                 Err(m) => return bad_request(m),
             };
+            let live = ws.stream.lock().unwrap().clone();
+            if name.is_none() || !live.is_empty() {
+                // The live stream, newest first, in [startTime, endTime).
+                let t = |v: &Value| {
+                    v["id"]["time"]
+                        .as_str()
+                        .and_then(|x| {
+                            time::OffsetDateTime::parse(
+                                x,
+                                &time::format_description::well_known::Rfc3339,
+                            )
+                            .ok()
+                        })
+                        .map(|t| t.unix_timestamp())
+                        .unwrap_or(0)
+                };
+                let mut items: Vec<Value> = live
+                    .into_iter()
+                    .filter(|v| {
+                        let x = t(v);
+                        start.is_none_or(|st| x >= st) && end.is_none_or(|e| x < e)
+                    })
+                    .filter(|v| {
+                        name.is_none_or(|n| {
+                            v["events"]
+                                .as_array()
+                                .is_some_and(|es| es.iter().any(|e| e["name"] == n))
+                        })
+                    })
+                    .collect();
+                items.sort_by_key(|v| std::cmp::Reverse(t(v)));
+                let (range, next) = slice(items.len(), offset, size.min(ws.page.activities));
+                let mut page = json!({"kind": "admin#reports#activities", "etag": "\"e5\"",
+                                      "items": items[range].to_vec()});
+                if let Some(n) = next {
+                    page["nextPageToken"] = json!(n);
+                }
+                return reply(StatusCode::OK, page);
+            }
             // Newest first: the matching events are a contiguous run of indexes.
             let a = &ws.activities;
             let n = a.items.len;

@@ -291,9 +291,16 @@ impl EntraSource {
                 pending: None,
                 pending_newest: None,
             },
-            None => cur,
+            None => {
+                if out.more && cur.pending.is_some() {
+                    // Stopped before its first page: the pending pass is still to come.
+                    out.pending_from = Some(lower);
+                }
+                cur
+            }
             Some(link) => {
                 out.more = true;
+                out.pending_from = Some(lower);
                 SignInCursor {
                     since: cur.since.or(Some(lower)),
                     pending: Some(link),

@@ -242,6 +242,12 @@ impl GoogleClient {
         self.up.session(stats)
     }
 
+    /// The sign-in stream's session: the same poll's request budget (see
+    /// [`Upstream::continue_session`]).
+    pub fn continue_session<'a>(&'a self, stats: &'a RequestStats) -> Session<'a> {
+        self.up.continue_session(stats)
+    }
+
     /// Token fetches so far (tests, benchmark).
     pub fn token_fetches(&self) -> u64 {
         self.tokens.fetch_count()
@@ -402,6 +408,33 @@ impl GoogleClient {
             q.push(("customerId", self.customer.as_str()));
         }
         q.push(("maxResults", max.as_str()));
+        Request::get(
+            self.url(
+                &["admin", "reports", "v1", "activity", "users", "all", "applications", "login"],
+                &q,
+            ),
+            LOGINS,
+        )
+    }
+
+    /// One page of the sign-in stream: every login audit event in `[start, end)` (no
+    /// `eventName`), the page `page_token` names (`None`: the first).
+    pub fn stream_request(
+        &self,
+        start: crate::model::Timestamp,
+        end: crate::model::Timestamp,
+        page_token: Option<&str>,
+    ) -> Request {
+        let max = ACTIVITIES_PAGE.to_string();
+        let (start, end) = (crate::model::format_ts(start), crate::model::format_ts(end));
+        let mut q: Vec<(&str, &str)> = vec![("startTime", start.as_str()), ("endTime", end.as_str())];
+        if self.customer != super::config::DEFAULT_CUSTOMER {
+            q.push(("customerId", self.customer.as_str()));
+        }
+        q.push(("maxResults", max.as_str()));
+        if let Some(t) = page_token {
+            q.push(("pageToken", t));
+        }
         Request::get(
             self.url(
                 &["admin", "reports", "v1", "activity", "users", "all", "applications", "login"],

@@ -313,7 +313,7 @@ pub struct Member {
     pub status: Option<String>,
 }
 
-/// `admin#reports#activity` (the fields the login audit needs).
+/// `admin#reports#activity` (the fields the login audit and the sign-in stream need).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Activity {
@@ -323,6 +323,20 @@ pub struct Activity {
     pub actor: Option<Actor>,
     #[serde(deserialize_with = "objects")]
     pub events: Vec<Event>,
+    /// The address the user signed in from (IPv4 or IPv6).
+    #[serde(rename = "ipAddress", deserialize_with = "lenient::string")]
+    pub ip_address: Option<String>,
+    /// `ActivityNetworkInfo` (discovery revision 20251124): `regionCode` is the ISO 3166-1
+    /// alpha-2 country of the address. No coordinates anywhere in an activity.
+    #[serde(rename = "networkInfo", deserialize_with = "object")]
+    pub network_info: Option<NetworkInfo>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct NetworkInfo {
+    #[serde(rename = "regionCode", deserialize_with = "lenient::string")]
+    pub region_code: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -347,6 +361,9 @@ pub struct Actor {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Event {
+    /// The event type (`login`, `account_warning`, `2sv_change` …).
+    #[serde(rename = "type", deserialize_with = "lenient::string")]
+    pub event_type: Option<String>,
     #[serde(deserialize_with = "lenient::string")]
     pub name: Option<String>,
     #[serde(deserialize_with = "objects")]
@@ -363,6 +380,11 @@ pub struct Parameter {
     pub value: Option<String>,
     #[serde(rename = "multiValue", deserialize_with = "strings")]
     pub multi_value: Vec<String>,
+    #[serde(rename = "boolValue", deserialize_with = "lenient::boolean")]
+    pub bool_value: Option<bool>,
+    /// int64, a string in JSON (a number is read too).
+    #[serde(rename = "intValue", deserialize_with = "id")]
+    pub int_value: Option<String>,
 }
 
 /// A list of strings; other items (and a non-list) are dropped.
@@ -380,6 +402,14 @@ fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 }
 
 impl Event {
+    /// The first boolean value of the parameter `name`.
+    pub fn flag(&self, name: &str) -> Option<bool> {
+        self.parameters
+            .iter()
+            .filter(|p| p.name.as_deref() == Some(name))
+            .find_map(|p| p.bool_value)
+    }
+
     /// Every value of the parameters named `name` (`value` and `multiValue` alike).
     pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.parameters
