@@ -221,6 +221,9 @@ impl History {
 
 #[derive(Debug, Default)]
 struct AcctState {
+    /// The account's key (the map is keyed by its [`hash_str`]: one lookup per event, no
+    /// string hashed twice).
+    key: Box<str>,
     hist: History,
     failures: VecDeque<i64>,
     denials: VecDeque<i64>,
@@ -229,6 +232,8 @@ struct AcctState {
 
 #[derive(Debug, Default)]
 struct IpState {
+    /// The address (the map is keyed by its [`hash_str`]).
+    ip: Box<str>,
     /// (time, account hash), oldest first.
     events: VecDeque<(i64, u64)>,
     /// Failures per distinct account in the window.
@@ -266,8 +271,11 @@ fn prune_before(q: &mut VecDeque<i64>, cutoff: i64) {
 /// The detectors' state for one source.
 #[derive(Debug, Default)]
 pub struct Detector {
-    accounts: FxHashMap<Box<str>, AcctState>,
-    ips: FxHashMap<Box<str>, IpState>,
+    /// By `hash_str` of the account key (64 bits, full avalanche: the same identity the
+    /// windows and open detections already use).
+    accounts: FxHashMap<u64, AcctState>,
+    /// By `hash_str` of the address.
+    ips: FxHashMap<u64, IpState>,
     sessions: FxHashMap<u64, Session>,
     open: FxHashMap<(Kind, u64), u64>,
     detections: VecDeque<Detection>,
@@ -314,15 +322,17 @@ impl Detector {
         Detector::default()
     }
 
-    fn account(&mut self, w: &Who<'_>) -> Option<&mut AcctState> {
-        if !self.accounts.contains_key(w.key.as_ref()) {
-            if self.accounts.len() >= MAX_ACCOUNTS {
-                return None;
-            }
-            self.accounts
-                .insert(w.key.as_ref().into(), AcctState::default());
-        }
-        let a = self.accounts.get_mut(w.key.as_ref())?;
+    /// The account's state (`h`: `hash_str` of its key), created at first sight: one lookup.
+    fn account(&mut self, w: &Who<'_>, h: u64) -> Option<&mut AcctState> {
+        let full = self.accounts.len() >= MAX_ACCOUNTS;
+        let a = match self.accounts.entry(h) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(_) if full => return None,
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(AcctState {
+                key: w.key.as_ref().into(),
+                ..AcctState::default()
+            }),
+        };
         if a.hist.id.is_none() {
             if let Some(id) = w.id {
                 a.hist.id = Some(id.to_string());
@@ -405,7 +415,7 @@ impl Detector {
         key: u64,
         t: i64,
         p: &ActivityPolicy,
-        note: String,
+        note: impl FnOnce() -> String,
         out: &mut Vec<Change>,
     ) {
         let Some(id) = self.open_at(kind, key, t, p) else {
@@ -419,7 +429,7 @@ impl Detector {
         }
         d.escalated = true;
         d.severity = Severity::Critical;
-        d.evidence.push_str(&note);
+        d.evidence.push_str(&note());
         if ms(d.last_seen) < t {
             d.last_seen = from_ms(t);
         }
@@ -534,14 +544,15 @@ impl Detector {
         out: &mut Vec<Change>,
     ) {
         let window = dur_ms(p.password_spray_window);
-        if !self.ips.contains_key(ip) {
-            if self.ips.len() >= MAX_IPS {
-                return;
-            }
-            self.ips.insert(ip.into(), IpState::default());
-        }
-        let Some(st) = self.ips.get_mut(ip) else {
-            return;
+        let ipkey = hash_str(ip);
+        let full = self.ips.len() >= MAX_IPS;
+        let st = match self.ips.entry(ipkey) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(_) if full => return,
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(IpState {
+                ip: ip.into(),
+                ..IpState::default()
+            }),
         };
         if st.events.back().is_none_or(|b| b.0 <= t) {
             st.events.push_back((t, acct));
@@ -582,7 +593,6 @@ impl Detector {
             human(p.password_spray_window),
             sample.join(", ")
         );
-        let ipkey = hash_str(ip);
         let country = e.country.clone();
         let ev2 = evidence.clone();
         self.fire(
@@ -626,7 +636,7 @@ impl Detector {
             return;
         }
         let window = dur_ms(p.brute_force_window);
-        let Some(a) = self.account(w) else {
+        let Some(a) = self.account(w, key) else {
             return;
         };
         insert_sorted(&mut a.failures, t);
@@ -683,7 +693,7 @@ impl Detector {
             return;
         }
         let window = dur_ms(p.mfa_fatigue_window);
-        let Some(a) = self.account(w) else {
+        let Some(a) = self.account(w, key) else {
             return;
         };
         insert_sorted(&mut a.denials, t);
@@ -744,11 +754,14 @@ impl Detector {
     ) -> Verdict {
         let p = ctx.policy;
         let mut v = Verdict::default();
-        let at = crate::model::format_ts(e.time);
-        let from =
+        // Text for the evidence, made only when a detection fires or escalates (most
+        // successes fire nothing: formatting them all was most of a success's cost).
+        let at = || crate::model::format_ts(e.time);
+        let from = || {
             e.ip.as_deref()
                 .map(|ip| format!(" from {ip}"))
-                .unwrap_or_default();
+                .unwrap_or_default()
+        };
 
         // A success after a brute force: the password was guessed.
         if p.enabled(Kind::BruteForce) {
@@ -757,7 +770,7 @@ impl Detector {
                 key,
                 t,
                 p,
-                format!(" — then a successful sign-in at {at}{from}"),
+                || format!(" — then a successful sign-in at {}{}", at(), from()),
                 out,
             );
         }
@@ -773,15 +786,14 @@ impl Detector {
                 key,
                 t,
                 p,
-                format!(" — then an MFA approval at {at}{from}"),
+                || format!(" — then an MFA approval at {}{}", at(), from()),
                 out,
             );
         }
 
-        let Some(a) = self.account(w) else {
+        let Some(a) = self.account(w, key) else {
             return v;
         };
-        let (id, login) = (a.hist.id.clone(), a.hist.login.clone());
         let previous_success = a.hist.last_success.filter(|s| *s < t);
 
         // Country history: prune, judge, record.
@@ -825,7 +837,12 @@ impl Detector {
             // (Read in place: cloning the last location for every success was a heap
             // allocation per event.)
             if let Some(prev) = &a.hist.last_geo {
-                let d = distance_km((prev.lat, prev.lon), (lat, lon));
+                // (The same place again, the usual case, is 0 km without the trigonometry.)
+                let d = if prev.lat == lat && prev.lon == lon {
+                    0.0
+                } else {
+                    distance_km((prev.lat, prev.lon), (lat, lon))
+                };
                 let hours = (t - prev.t).abs() as f64 / 3_600_000.0;
                 let speed = if hours > 0.0 {
                     d / hours
@@ -897,6 +914,11 @@ impl Detector {
         };
         let privileged = facts.is_some_and(|f| f.privileged) || e.admin == Some(true);
         let no_mfa = privileged && e.stage != Stage::Primary && mfa == Some(false);
+        if new_country.is_none() && travel.is_none() && inactive.is_none() && !no_mfa {
+            return v;
+        }
+        let (id, login) = (a.hist.id.clone(), a.hist.login.clone());
+        let (at, from) = (at(), from());
 
         let base = |i: u64, kind: Kind, evidence: String, first: i64| Detection {
             id: i,
@@ -1043,10 +1065,10 @@ impl Detector {
     /// Account histories changed since the last call (to persist), clearing the marks.
     pub fn take_dirty(&mut self) -> Vec<(String, History)> {
         let mut v = Vec::new();
-        for (k, a) in self.accounts.iter_mut() {
+        for a in self.accounts.values_mut() {
             if a.dirty {
                 a.dirty = false;
-                v.push((k.to_string(), a.hist.clone()));
+                v.push((a.key.to_string(), a.hist.clone()));
             }
         }
         v
@@ -1057,19 +1079,19 @@ impl Detector {
         Windows {
             accounts: self
                 .accounts
-                .iter()
-                .filter(|(_, a)| !(a.failures.is_empty() && a.denials.is_empty()))
-                .map(|(k, a)| AccountWindow {
-                    key: k.to_string(),
+                .values()
+                .filter(|a| !(a.failures.is_empty() && a.denials.is_empty()))
+                .map(|a| AccountWindow {
+                    key: a.key.to_string(),
                     failures: a.failures.iter().copied().collect(),
                     denials: a.denials.iter().copied().collect(),
                 })
                 .collect(),
             ips: self
                 .ips
-                .iter()
-                .map(|(k, s)| IpWindow {
-                    ip: k.to_string(),
+                .values()
+                .map(|s| IpWindow {
+                    ip: s.ip.to_string(),
                     events: s.events.iter().copied().collect(),
                     logins: s.logins.clone(),
                 })
@@ -1090,15 +1112,22 @@ impl Detector {
         let mut d = Detector::new();
         for (k, h) in histories {
             d.accounts.insert(
-                k.into_boxed_str(),
+                hash_str(&k),
                 AcctState {
+                    key: k.into_boxed_str(),
                     hist: h,
                     ..AcctState::default()
                 },
             );
         }
         for a in w.accounts {
-            let st = d.accounts.entry(a.key.into_boxed_str()).or_default();
+            let st = d
+                .accounts
+                .entry(hash_str(&a.key))
+                .or_insert_with(|| AcctState {
+                    key: a.key.as_str().into(),
+                    ..AcctState::default()
+                });
             let mut f = a.failures;
             f.sort_unstable();
             let mut dn = a.denials;
@@ -1107,7 +1136,10 @@ impl Detector {
             st.denials = dn.into_iter().collect();
         }
         for s in w.ips {
-            let mut st = IpState::default();
+            let mut st = IpState {
+                ip: s.ip.as_str().into(),
+                ..IpState::default()
+            };
             let mut ev = s.events;
             ev.sort_unstable_by_key(|e| e.0);
             for (_, a) in &ev {
@@ -1120,7 +1152,7 @@ impl Detector {
                 .take(10)
                 .collect();
             st.events = ev.into_iter().collect();
-            d.ips.insert(s.ip.into_boxed_str(), st);
+            d.ips.insert(hash_str(&s.ip), st);
         }
         for (k, t, p, m) in w.sessions {
             d.sessions.insert(

@@ -61,13 +61,21 @@ impl Facts {
 
     /// The account an event names: by id first, then by login (ignoring case).
     pub fn lookup(&self, id: Option<&str>, login: Option<&str>) -> Option<&AccountFacts> {
+        if self.list.is_empty() {
+            return None;
+        }
         if let Some(i) = id.and_then(|id| self.by_id.get(id)) {
             return self.list.get(*i as usize);
         }
         let login = login?;
         let i = match self.by_login.get(login) {
             Some(i) => i,
-            None => self.by_login.get(&login.to_lowercase())?,
+            // Logins are indexed lower-cased: only a login that is not already so can still
+            // match (no allocation for every unknown login).
+            None if login.bytes().any(|b| b.is_ascii_uppercase()) || !login.is_ascii() => {
+                self.by_login.get(&login.to_lowercase())?
+            }
+            None => return None,
         };
         self.list.get(*i as usize)
     }
