@@ -1696,6 +1696,39 @@ async fn google_without_the_reports_privilege_leaves_activity_unknown_with_the_r
     assert_eq!(snap.health.events, 0);
 }
 
+#[tokio::test]
+async fn google_malformed_page_fails_the_read_naming_the_source_and_loses_nothing() {
+    use support::mock::Fault;
+    let ws = google_workspace(google_script(), 4);
+    let mock = MockGoogle::start(ws).await;
+    // The first poll's login audit: 31 daily listings for the factor ledger (one page each),
+    // then the stream, newest first: its third page is not JSON.
+    mock.server
+        .fault_after(support::google_mock::LOGINS, 31 + 2, Fault::Malformed);
+    let h = Harness::start(&[("key.json", &google_key(&mock))], &google_toml(&mock));
+    h.poll().await.unwrap();
+    assert_eq!(h.gauge("identity_posture_source_up", &[]), Some(1.0));
+    assert_eq!(h.gauge("identity_posture_activity_up", &[]), Some(0.0));
+    let snap = h.state.sources[0].activity.snapshot.load_full().unwrap();
+    let e = snap.last_error.as_deref().unwrap();
+    assert!(
+        e.contains("google source google-act") && e.contains(support::google_mock::LOGINS),
+        "{e}"
+    );
+    // What the two good pages held (root's and mf's sign-ins, mf's third denial) is counted;
+    // the cursor stayed: the next read starts again and counts each of those once.
+    h.poll().await.unwrap();
+    assert_eq!(h.gauge("identity_posture_activity_up", &[]), Some(1.0));
+    assert_google_totals(&h);
+    assert_eq!(
+        h.gauge(
+            "identity_posture_activity_events_dropped_total",
+            &[("reason", "duplicate")]
+        ),
+        Some(1.0 + 3.0)
+    );
+}
+
 /// 97532aa: a sign-in pass stopped by the request budget says so (`more`), keeps its
 /// `nextLink` as the cursor, and the next polls finish it: every record counted once.
 #[tokio::test]

@@ -349,16 +349,17 @@ impl GoogleSource {
                     break;
                 }
                 Err(e) if refused(&e) => {
+                    // (The hint names the scope and the admin; the text is redacted.)
                     out.unavailable = Some(format!(
-                        "the login audit (Reports API) was refused: {e} — {}",
-                        c.permission_hint(LOGINS)
+                        "the login audit (Reports API) was refused: {}",
+                        c.error(&e)
                     ));
                     out.requests = s.requests_made();
                     return Ok(out);
                 }
                 Err(e) if resuming && pager.pages() == 0 && matches!(e.status(), Some(400 | 404 | 410)) => {
                     // The page token expired: a fresh pass from the last complete one.
-                    tracing::warn!(source = %c.name(), error = %e, "google: the login audit refused the stored page token; reading again from the last complete pass");
+                    tracing::warn!(source = %c.name(), error = %c.error(&e), "google: the login audit refused the stored page token; reading again from the last complete pass");
                     resuming = false;
                     (start, end, token, newest) = (lower, ctx.now, None, None);
                     pager = Pager::body(c.stream_request(start, end, None))
