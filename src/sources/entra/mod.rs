@@ -225,7 +225,13 @@ impl EntraSource {
                 .map(|u| Request::get(u, SIGN_INS))
                 .map_err(|e| fail(UpstreamError::Url(format!("{SIGN_INS}: {e}")), c))
         };
-        let mut pager = Pager::body(req(&first)?).with_max_pages(SIGN_IN_MAX_PAGES + 1);
+        // At most SIGN_IN_MAX_PAGES pages: the page after them is not requested ahead.
+        let pager_for = |r| {
+            Pager::body(r)
+                .with_max_pages(SIGN_IN_MAX_PAGES + 1)
+                .stop_after(SIGN_IN_MAX_PAGES)
+        };
+        let mut pager = pager_for(req(&first)?);
         let mut out = ActivityOutput::default();
         let mut newest = if following_pending { cur.pending_newest } else { None };
         let mut stopped_at: Option<String> = None;
@@ -251,12 +257,24 @@ impl EntraSource {
                     tracing::warn!(error = %c.redact(&e.to_string()), "entra: the sign-in log's next link was refused; reading again from the last complete pass");
                     following_pending = false;
                     newest = None;
-                    pager = Pager::body(req(&fresh)?).with_max_pages(SIGN_IN_MAX_PAGES + 1);
+                    pager = pager_for(req(&fresh)?);
                     continue;
                 }
                 Err(e) => return Err(fail(e, c)),
             };
             let page: wire::Page<serde_json::Value> = resp.json().map_err(|e| fail(e, c))?;
+            // The next page is named (and so requested, while this one is mapped) first; a
+            // refused link fails the poll once this page's events are in, as before.
+            let named = match page.next_link.filter(|n| !n.is_empty()) {
+                Some(n) => {
+                    stopped_at = Some(n.clone());
+                    pager.set_next(NextPage::Url(n))
+                }
+                None => {
+                    stopped_at = None;
+                    pager.set_next(NextPage::Done)
+                }
+            };
             for v in &page.value {
                 match map_sign_in(v) {
                     Mapped::Event(e) => {
@@ -269,16 +287,7 @@ impl EntraSource {
                     Mapped::Bad(why) => sink.unparsable(&why),
                 }
             }
-            match page.next_link.filter(|n| !n.is_empty()) {
-                Some(n) => {
-                    stopped_at = Some(n.clone());
-                    pager.set_next(NextPage::Url(n)).map_err(|e| fail(e, c))?;
-                }
-                None => {
-                    stopped_at = None;
-                    pager.set_next(NextPage::Done).map_err(|e| fail(e, c))?;
-                }
-            }
+            named.map_err(|e| fail(e, c))?;
         }
         out.requests = s.requests_made();
         let next = match stopped_at {
