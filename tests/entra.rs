@@ -515,6 +515,80 @@ async fn a_rejected_token_is_renewed_once() {
     assert!(run.state.sources[0].stats.api_requests()["4xx"] >= 1);
 }
 
+/// The registration report and the user listing are read side by side. Here the report's
+/// second page is answered only once the user listing's last page was asked for: a poll that
+/// read the report before the users would wait for ever. Users whose row comes later (Dave,
+/// on the report's second page) or never (Bob, Erin) are held until it comes or the report
+/// ends, so the poll's accounts and findings are those of a poll where the report came
+/// first, at the page minimum.
+#[tokio::test]
+async fn users_and_registration_report_are_read_side_by_side() {
+    let first = start(tenant(), "").await;
+    let expected = first.poll().await.unwrap();
+    let mut t = tenant();
+    t.registration_after_users = true;
+    let run = start(t, "").await;
+    let r = tokio::time::timeout(std::time::Duration::from_secs(60), run.poll())
+        .await
+        .expect("the report's second page waits for the user listing to end")
+        .unwrap();
+    assert!(run
+        .mock
+        .seen
+        .users_listed
+        .load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(findings(&r), findings(&expected));
+    assert_eq!(r.accounts.len(), expected.accounts.len());
+    for id in [ALICE, BOB, GUEST, CAROL, DAVE, ERIN] {
+        assert_eq!(account(&r, id), account(&expected, id), "{id}");
+    }
+    let f: Vec<_> = account(&r, ALICE).mfa.as_ref().unwrap().active_factors().collect();
+    assert_eq!(f, [FactorType::Push, FactorType::Webauthn]);
+    assert!(account(&r, DAVE).mfa.as_ref().unwrap().factors.is_empty());
+    assert!(account(&r, ERIN).mfa.is_none());
+    // Pages: users 6 at 2 per page, the report 4 rows at 3 per page; nothing twice.
+    let paths = run.mock.paths();
+    assert_eq!(paths.iter().filter(|p| *p == "/v1.0/users").count(), 3);
+    assert_eq!(
+        paths
+            .iter()
+            .filter(|p| p.ends_with("userRegistrationDetails"))
+            .count(),
+        2
+    );
+    assert_eq!(run.mock.graph_requests(), first.mock.graph_requests());
+}
+
+/// A user page that fails while it is fetched ahead fails the poll when it is reached,
+/// naming the source and the endpoint; the last good numbers stay and no request is made
+/// after the failure (the retries are the upstream layer's, counted).
+#[tokio::test]
+async fn a_failing_page_ahead_fails_the_poll_naming_it() {
+    let run = start(tenant(), "").await;
+    run.poll().await.unwrap();
+    let good = run.state.sources[0].report.load_full().unwrap();
+    let before = run.mock.server.hits("/v1.0/users");
+    // The second page of users (fetched while the first is mapped): 404, not retried.
+    run.mock.server.fault_after(
+        "/v1.0/users",
+        1,
+        support::mock::Fault::status(
+            404,
+            json!({"error": {"code": "Request_ResourceNotFound", "message": "Gone.", "innerError": {"request-id": "r-9"}}}),
+        ),
+    );
+    let e = run.poll().await.unwrap_err();
+    assert!(e.contains("entra"), "{e}");
+    assert!(e.contains("/v1.0/users") && e.contains("404"), "{e}");
+    assert_eq!(
+        run.mock.server.hits("/v1.0/users") - before,
+        2,
+        "the first page and the failing one, nothing after it"
+    );
+    let kept = run.state.sources[0].report.load_full().unwrap();
+    assert!(Arc::ptr_eq(&good, &kept), "the last good report is kept");
+}
+
 #[tokio::test]
 async fn request_budget_stops_the_poll() {
     let run = start_with(tenant(), "", "max_requests_per_poll = 5\nconcurrency = 1").await;

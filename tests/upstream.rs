@@ -1,6 +1,7 @@
 //! Tests of the shared upstream HTTP layer against small in-process servers on 127.0.0.1:
 //! retries and backoff, 429 waits, pacing, truncated bodies, the body cap, pagination loops,
-//! the request budget, bounded concurrency, redaction, and the OAuth token cache.
+//! the pager's prefetch (one page ahead, no request more), the request budget, bounded
+//! concurrency, redaction, and the OAuth token cache.
 //! Every wait goes through a `ManualTimer`, so the tests assert on durations without taking them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +17,9 @@ use axum::Router;
 use identity_posture_exporter::config::{Secret, UpstreamLimits};
 use identity_posture_exporter::upstream::*;
 use url::Url;
+
+mod support;
+use support::mock::{Fault, MockServer};
 
 async fn serve(app: Router) -> Url {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1031,4 +1035,344 @@ async fn oauth_token_errors_are_shared_and_clear() {
     }
     assert!(ts.issued.get() < 5, "queued callers share the failed fetch");
     assert_eq!(ts.api_calls.get(), 0);
+}
+
+// ---- Prefetch: the next page is requested while the caller works on this one ----
+
+/// A `Link`-paged listing of `pages` pages at `/items` on the shared mock base (its fault
+/// queue and request log): page `k` answers `[k]` with a `next` link to page `k + 1`. Every
+/// request is noted in `events` as it arrives (`req k`), where the test notes its own steps.
+#[derive(Clone)]
+struct Listing {
+    server: MockServer,
+    events: Arc<Mutex<Vec<String>>>,
+    arrived: Arc<tokio::sync::Notify>,
+    base: Url,
+}
+
+#[derive(serde::Deserialize)]
+struct PageNo {
+    page: Option<u32>,
+}
+
+impl Listing {
+    async fn start(pages: u32) -> Listing {
+        Listing::new(pages, |_| Vec::new(), None).await
+    }
+
+    /// As `start`, with extra response headers for page `k`.
+    async fn with_headers(pages: u32, headers: fn(u32) -> Vec<(&'static str, String)>) -> Listing {
+        Listing::new(pages, headers, None).await
+    }
+
+    /// As `start`; page `hang` is never answered: its handler waits until the request is
+    /// dropped (noted `dropped k`).
+    async fn new(
+        pages: u32,
+        headers: fn(u32) -> Vec<(&'static str, String)>,
+        hang: Option<u32>,
+    ) -> Listing {
+        let events: Arc<Mutex<Vec<String>>> = Arc::default();
+        let arrived: Arc<tokio::sync::Notify> = Arc::default();
+        let (ev, ar) = (events.clone(), arrived.clone());
+        let server = MockServer::start(Router::new().route(
+            "/items",
+            get(move |Query(q): Query<PageNo>| {
+                let (ev, ar) = (ev.clone(), ar.clone());
+                async move {
+                    let k = q.page.unwrap_or(0);
+                    ev.lock().unwrap().push(format!("req {k}"));
+                    ar.notify_waiters();
+                    if hang == Some(k) {
+                        struct Dropped(Arc<Mutex<Vec<String>>>, Arc<tokio::sync::Notify>, u32);
+                        impl Drop for Dropped {
+                            fn drop(&mut self) {
+                                self.0.lock().unwrap().push(format!("dropped {}", self.2));
+                                self.1.notify_waiters();
+                            }
+                        }
+                        let _noted = Dropped(ev.clone(), ar.clone(), k);
+                        std::future::pending::<()>().await;
+                    }
+                    let mut h = HeaderMap::new();
+                    if k + 1 < pages {
+                        h.insert(
+                            "link",
+                            format!("</items?page={}>; rel=\"next\"", k + 1).parse().unwrap(),
+                        );
+                    }
+                    for (name, value) in headers(k) {
+                        h.insert(name, value.parse().unwrap());
+                    }
+                    (h, format!("[{k}]")).into_response()
+                }
+            }),
+        ))
+        .await;
+        let base = Url::parse(&server.url).unwrap();
+        Listing {
+            server,
+            events,
+            arrived,
+            base,
+        }
+    }
+
+    fn first(&self) -> Request {
+        Request::get(self.base.join("/items").unwrap(), "/items")
+    }
+
+    fn note(&self, e: String) {
+        self.events.lock().unwrap().push(e);
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+
+    fn position(&self, e: &str) -> Option<usize> {
+        self.events().iter().position(|x| x == e)
+    }
+
+    /// Waits until `e` is noted (a failing test ends after 30 s instead of hanging; nothing
+    /// is asserted about how long it took).
+    async fn until(&self, e: &str) {
+        let wait = async {
+            loop {
+                let arrived = self.arrived.notified();
+                if self.position(e).is_some() {
+                    return;
+                }
+                arrived.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .unwrap_or_else(|_| panic!("{e} never came: {:?}", self.events()));
+    }
+}
+
+/// Lets the runtime run every other task that is ready (the page ahead being read, a task
+/// that would request one page more).
+async fn settle(stats: &RequestStats, answered: u64) {
+    let wait = async {
+        while stats.api_requests().values().sum::<u64>() < answered {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .expect("the page ahead was answered");
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+fn page_of(r: &identity_posture_exporter::upstream::Response) -> u32 {
+    r.json::<Vec<u32>>().unwrap()[0]
+}
+
+#[tokio::test]
+async fn the_next_page_is_requested_while_the_caller_works_on_this_one() {
+    let l = Listing::start(4).await;
+    let (up, _t) = client(limits(), Auth::None);
+    let stats = RequestStats::default();
+    let s = up.session(&stats);
+    let mut p = Pager::link(l.first());
+    for k in 0..4u32 {
+        let r = p.next_page(&s).await.unwrap().expect("a page");
+        assert_eq!(page_of(&r), k);
+        if k < 3 {
+            // Page k + 1 is asked for while the caller still has page k …
+            l.until(&format!("req {}", k + 1)).await;
+            assert!(p.is_ahead());
+            // … and once it is in, nothing more is asked for until the caller takes it.
+            settle(&stats, u64::from(k) + 2).await;
+        } else {
+            assert!(!p.is_ahead(), "no next link, nothing ahead");
+        }
+        l.note(format!("took {k}"));
+    }
+    assert!(p.next_page(&s).await.unwrap().is_none());
+    let at = |e: String| l.position(&e).unwrap_or_else(|| panic!("{e}: {:?}", l.events()));
+    for k in 0..3u32 {
+        assert!(at(format!("req {}", k + 1)) < at(format!("took {k}")), "{:?}", l.events());
+    }
+    for k in 0..2u32 {
+        assert!(at(format!("req {}", k + 2)) > at(format!("took {k}")), "two ahead: {:?}", l.events());
+    }
+    // Exactly the page minimum, each page once.
+    assert_eq!(l.server.hits("/items"), 4);
+    assert_eq!(s.requests_made(), 4);
+}
+
+#[tokio::test]
+async fn a_caller_stopping_early_costs_no_request_more() {
+    let (up, _t) = client(limits(), Auth::None);
+    let stats = RequestStats::default();
+    let s = up.session(&stats);
+
+    // A page limit of the caller's: the page after it is not requested ahead.
+    let l = Listing::start(5).await;
+    let mut p = Pager::link(l.first()).stop_after(2);
+    assert_eq!(page_of(&p.next_page(&s).await.unwrap().unwrap()), 0);
+    assert_eq!(page_of(&p.next_page(&s).await.unwrap().unwrap()), 1);
+    assert!(!p.is_ahead());
+    assert!(p.next_page(&s).await.unwrap().is_none());
+    assert!(p.pending().unwrap().as_str().ends_with("/items?page=2"));
+    settle(&stats, 2).await;
+    assert_eq!(l.server.hits("/items"), 2);
+
+    // A stop rule on the page itself: a held page starts nothing.
+    let l = Listing::start(5).await;
+    let mut p = Pager::link(l.first()).hold_when(|r| r.body.as_ref() == b"[1]");
+    p.next_page(&s).await.unwrap().unwrap();
+    assert_eq!(page_of(&p.next_page(&s).await.unwrap().unwrap()), 1);
+    assert!(!p.is_ahead());
+    drop(p);
+    settle(&stats, 4).await;
+    assert_eq!(l.server.hits("/items"), 2);
+
+    // On demand: never a page ahead.
+    let l = Listing::start(5).await;
+    let mut p = Pager::link(l.first()).on_demand();
+    for _ in 0..3 {
+        p.next_page(&s).await.unwrap().unwrap();
+        assert!(!p.is_ahead());
+    }
+    drop(p);
+    settle(&stats, 7).await;
+    assert_eq!(l.server.hits("/items"), 3);
+
+    // Body cursors: nothing is requested until the caller names the next page.
+    let l = Listing::start(5).await;
+    let mut p = Pager::body(l.first());
+    p.next_page(&s).await.unwrap().unwrap();
+    assert!(!p.is_ahead());
+    p.set_next(NextPage::Url("/items?page=1".into())).unwrap();
+    assert!(p.is_ahead());
+    assert_eq!(page_of(&p.next_page(&s).await.unwrap().unwrap()), 1);
+    drop(p);
+    settle(&stats, 9).await;
+    assert_eq!(l.server.hits("/items"), 2);
+}
+
+#[tokio::test]
+async fn the_request_budget_bounds_pages_ahead_and_its_end_comes_with_the_page() {
+    let l = Listing::start(5).await;
+    let (up, _t) = client(
+        UpstreamLimits {
+            max_requests_per_poll: Some(2),
+            ..limits()
+        },
+        Auth::None,
+    );
+    let stats = RequestStats::default();
+    let s = up.session(&stats);
+    let mut p = Pager::link(l.first());
+    assert_eq!(page_of(&p.next_page(&s).await.unwrap().unwrap()), 0);
+    // Page 1 was requested ahead (the budget's second request); page 2 would be the third.
+    assert_eq!(page_of(&p.next_page(&s).await.unwrap().unwrap()), 1);
+    let e = p.next_page(&s).await.unwrap_err();
+    assert!(matches!(e, UpstreamError::BudgetExhausted { max: 2 }), "{e}");
+    assert_eq!(l.server.hits("/items"), 2);
+    assert_eq!(s.requests_made(), 2);
+}
+
+#[tokio::test]
+async fn an_error_on_the_page_ahead_comes_when_that_page_is_taken() {
+    let l = Listing::start(5).await;
+    l.server.fault_after(
+        "/items",
+        2,
+        Fault::status(403, serde_json::json!({"errorCode": "E0000006", "errorSummary": "You do not have permission to perform the requested action"})),
+    );
+    let (up, _t) = client(limits(), Auth::None);
+    let stats = RequestStats::default();
+    let s = up.session(&stats);
+    let mut p = Pager::link(l.first());
+    assert_eq!(page_of(&p.next_page(&s).await.unwrap().unwrap()), 0);
+    assert_eq!(page_of(&p.next_page(&s).await.unwrap().unwrap()), 1);
+    // Page 2 has failed by now (it was requested with page 1 handed over) …
+    settle(&stats, 3).await;
+    assert_eq!(stats.api_requests().get("4xx"), Some(&1));
+    // … and its error is the next page's, naming the endpoint and the provider's answer.
+    let e = p.next_page(&s).await.unwrap_err();
+    assert_eq!(e.status(), Some(403));
+    assert_eq!(e.endpoint(), Some("/items"));
+    assert!(e.to_string().contains("E0000006"), "{e}");
+    // Not retried, nothing after it.
+    assert_eq!(l.server.hits("/items"), 3);
+}
+
+#[tokio::test]
+async fn a_page_ahead_dropped_with_the_pager_is_cancelled_not_retried() {
+    // Page 1 is never answered.
+    let l = Listing::new(5, |_| Vec::new(), Some(1)).await;
+    let (up, _t) = client(limits(), Auth::None);
+    let stats = RequestStats::default();
+    let s = up.session(&stats);
+    let mut p = Pager::link(l.first());
+    assert_eq!(page_of(&p.next_page(&s).await.unwrap().unwrap()), 0);
+    assert!(p.is_ahead());
+    l.until("req 1").await;
+    // The caller stops (an error of its own, a cancelled poll): the request ahead is
+    // cancelled — the server sees it go — and never sent again.
+    drop(p);
+    l.until("dropped 1").await;
+    let mut q = Pager::link(l.first()).stop_after(1);
+    assert_eq!(page_of(&q.next_page(&s).await.unwrap().unwrap()), 0);
+    assert!(q.next_page(&s).await.unwrap().is_none());
+    assert_eq!(
+        l.events(),
+        ["req 0", "req 1", "dropped 1", "req 0"],
+        "page 1 once, nothing after it"
+    );
+    assert_eq!(s.requests_made(), 3);
+    assert_eq!(stats.activity().retries, 0);
+}
+
+#[tokio::test]
+async fn a_page_ahead_honours_retry_after_and_the_pacer() {
+    // A 429 with Retry-After on the page requested ahead: waited for, retried, counted.
+    let l = Listing::start(4).await;
+    l.server
+        .fault_after("/items", 1, Fault::TooManyRequests { retry_after: 7 });
+    let (up, timer) = client(limits(), Auth::None);
+    let stats = RequestStats::default();
+    let s = up.session(&stats);
+    let mut p = Pager::link(l.first());
+    let mut got = Vec::new();
+    while let Some(r) = p.next_page(&s).await.unwrap() {
+        got.push(page_of(&r));
+    }
+    assert_eq!(got, [0, 1, 2, 3]);
+    assert_eq!(timer.sleeps(), vec![Duration::from_secs(7)]);
+    assert_eq!(stats.rate_limited(), 1);
+    assert_eq!(l.server.hits("/items"), 5, "4 pages and the one retry");
+
+    // Page 0 says this client has used its share (5 of 10 left, share 0.5): the page
+    // requested ahead waits for the window's reset before it is sent, like any request.
+    let l = Listing::with_headers(3, |k| {
+        if k == 0 {
+            vec![
+                ("x-rate-limit-limit", "10".into()),
+                ("x-rate-limit-remaining", "5".into()),
+                ("x-rate-limit-reset", (T0 as u64 + 30).to_string()),
+            ]
+        } else {
+            Vec::new()
+        }
+    })
+    .await;
+    let (up, timer) = client(limits(), Auth::None);
+    let stats = RequestStats::default();
+    let s = up.session(&stats);
+    let mut p = Pager::link(l.first());
+    assert_eq!(page_of(&p.next_page(&s).await.unwrap().unwrap()), 0);
+    l.until("req 1").await;
+    assert_eq!(timer.sleeps(), vec![Duration::from_secs(30)], "paced before it was sent");
+    while p.next_page(&s).await.unwrap().is_some() {}
+    assert_eq!(l.server.hits("/items"), 3);
+    assert_eq!(stats.rate_limited(), 0);
 }

@@ -2,6 +2,7 @@
 //! through a [`Session`], which paces, budgets, bounds concurrency, authenticates, retries,
 //! caps the body, counts the request into [`RequestStats`] and logs it — in this one place.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -200,6 +201,12 @@ impl Response {
     /// Decodes the body; the error names the endpoint and the JSON path that did not fit, or
     /// the content type when the body is not JSON at all (a proxy's or login page's HTML).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, UpstreamError> {
+        // The plain decoder first (the path-tracking one takes about 1.4 times as long on a
+        // page of 999 Graph users); only a body that does not fit is decoded again, to name
+        // where.
+        if let Ok(v) = serde_json::from_slice(&self.body) {
+            return Ok(v);
+        }
         let de = &mut serde_json::Deserializer::from_slice(&self.body);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let ct = self
@@ -371,10 +378,11 @@ impl Upstream {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(b.clone());
         Session {
-            up: self,
-            stats,
+            up: self.clone(),
+            stats: stats.clone(),
             budget: b.requests,
             bytes: b.bytes,
+            _poll: PhantomData,
         }
     }
 
@@ -391,10 +399,11 @@ impl Upstream {
             .clone();
         match budget {
             Some(b) => Session {
-                up: self,
-                stats,
+                up: self.clone(),
+                stats: stats.clone(),
                 budget: b.requests,
                 bytes: b.bytes,
+                _poll: PhantomData,
             },
             None => self.session(stats),
         }
@@ -402,12 +411,19 @@ impl Upstream {
 }
 
 /// One poll's view of the upstream: its request budget and the stats it counts into.
+///
+/// It holds shared handles (the client, the stats, the poll's budgets), so a copy made with
+/// [`Session::detach`] can send a request from a task of its own (the pager's prefetch)
+/// and still be paced, budgeted and counted with the poll. The lifetime ties a session to
+/// the client and stats it was opened on, as sources use it.
+#[derive(Clone)]
 pub struct Session<'a> {
-    up: &'a Upstream,
-    stats: &'a RequestStats,
+    up: Upstream,
+    stats: RequestStats,
     budget: Arc<Budget>,
     /// Response bytes read this poll (bounded by `max_bytes_per_poll`).
     bytes: Arc<std::sync::atomic::AtomicU64>,
+    _poll: PhantomData<&'a ()>,
 }
 
 /// Why an attempt failed, and whether another may help.
@@ -490,11 +506,22 @@ async fn read_body(mut resp: reqwest::Response, cap: usize) -> Result<Bytes, Bod
 }
 
 impl<'a> Session<'a> {
-    pub fn upstream(&self) -> &'a Upstream {
-        self.up
+    pub fn upstream(&self) -> &Upstream {
+        &self.up
     }
-    pub fn stats(&self) -> &'a RequestStats {
-        self.stats
+    pub fn stats(&self) -> &RequestStats {
+        &self.stats
+    }
+    /// The same session (same budget, pacing, stats), owning its handles: for a request sent
+    /// from a spawned task (see [`super::paging::Pager`]'s prefetch).
+    pub fn detach(&self) -> Session<'static> {
+        Session {
+            up: self.up.clone(),
+            stats: self.stats.clone(),
+            budget: self.budget.clone(),
+            bytes: self.bytes.clone(),
+            _poll: PhantomData,
+        }
     }
     pub fn budget(&self) -> &Budget {
         &self.budget

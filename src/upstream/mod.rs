@@ -24,7 +24,8 @@
 //!   other statuses a source classifies as its provider's rate limit).
 //! - [`pacing`]: rate-limit headers per provider, the [`Pacer`], the [`RateCap`] for quotas
 //!   without headers, the per-poll [`Budget`].
-//! - [`paging`]: `Link` headers and body cursors, with loop and origin checks.
+//! - [`paging`]: `Link` headers and body cursors, with loop and origin checks, and the next
+//!   page requested while the caller works on the current one (prefetch, one page ahead).
 //! - [`oauth`]: [`TokenCache`], the client-credentials and JWT-bearer grants, [`JwtSigner`].
 //! - [`token`]: [`AccessToken`], a token and when it expires.
 //! - [`stats`]: [`RequestStats`], the per-source request counters and in-flight activity.
@@ -55,7 +56,7 @@ pub use oauth::{
 pub use pacing::{
     Budget, Pacer, RateCap, RateLimitHeaders, RateLimitSnapshot, RequestQuota, ResetKind,
 };
-pub use paging::{next_link, NextPage, Pager};
+pub use paging::{next_link, CursorReader, NextPage, Pager};
 pub use redact::{redact_url, Redactor};
 pub use retry::RetryPolicy;
 pub use stats::{Activity, RequestStats};

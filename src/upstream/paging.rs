@@ -69,30 +69,124 @@ pub enum NextPage {
     Done,
 }
 
+/// Reads where the next page is from a page as it arrives (see [`Pager::cursor`]).
+pub type CursorReader = fn(&Response) -> Result<NextPage, UpstreamError>;
+
 /// How a [`Pager`] finds the next page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum PageMode {
     /// From the `Link` header, automatically.
     LinkHeader,
     /// The caller reads the cursor from the body and calls [`Pager::set_next`].
     Body,
+    /// From the body, automatically, with the source's reader.
+    Cursor(CursorReader),
 }
+
+impl PageMode {
+    /// The next page as `resp` names it; `None` when the caller names it.
+    fn read(self, resp: &Response) -> Option<Result<NextPage, UpstreamError>> {
+        match self {
+            PageMode::LinkHeader => Some(Ok(match next_link(&resp.headers, &resp.url) {
+                Some(u) => NextPage::Url(u.to_string()),
+                None => NextPage::Done,
+            })),
+            PageMode::Body => None,
+            PageMode::Cursor(read) => Some(read(resp)),
+        }
+    }
+}
+
+/// A page and where it says the next one is.
+type Fetched = (Response, Option<Result<NextPage, UpstreamError>>);
 
 /// Default cap on pages per listing: 200 users × 10,000 pages = two million users.
 pub const DEFAULT_MAX_PAGES: u32 = 10_000;
 
-/// Walks a paginated listing one page at a time.
-#[derive(Debug)]
+/// Walks a paginated listing one page at a time, requesting the next page while the caller
+/// works on the current one (prefetch, bounded to one page ahead).
+///
+/// The next page is requested as soon as it is known and the caller has not ruled it out:
+/// in `Link` and cursor mode when a page is handed over (unless [`Pager::hold_when`] says to
+/// wait for the caller), in body mode when the caller names it with [`Pager::set_next`] — so
+/// a caller that reads the cursor, checks the page (loop detection, its own stop rules) and
+/// only then maps it overlaps the mapping with the next request. In cursor mode the cursor
+/// is read (by the source's [`CursorReader`]) as the page arrives, off the caller's task, so
+/// the next request does not wait for the caller to parse the page either. The request goes through the same
+/// [`Session`] as any other (pacing, the provider's rate limit and `Retry-After`, budget,
+/// concurrency, retries, counting), from a task of its own, so it makes progress while the
+/// caller computes. At most one page is ahead: the next one is requested only once the
+/// caller has taken the one before. A request ahead is never a request extra:
+///
+/// - it is one the caller would have made next anyway (its cursor is known, no page cap or
+///   [`Pager::stop_after`] limit rules it out, the caller's rule did not hold it);
+/// - dropping the pager (an error, the caller stopping, the poll cancelled) cancels it; it
+///   is never retried after that;
+/// - its error (HTTP status, budget spent, body too large, …) is returned by the
+///   [`Pager::next_page`] call that would have made the request, not before.
+///
+/// [`Pager::on_demand`] turns prefetch off, for streams whose end the caller decides from a
+/// page's contents after mapping it. Without a Tokio runtime, pages are fetched on demand.
 pub struct Pager {
     first: Request,
+    /// The next page's request, known and not yet sent.
     next: Option<Request>,
+    /// The next page, requested ahead and not yet taken.
+    ahead: Option<Ahead>,
+    /// The URL of the page the caller has (relative links resolve against it).
     current_url: Url,
     mode: PageMode,
     seen: HashSet<String>,
     /// Hashes of the item ids listed so far (see [`Pager::note_items`]).
     items: HashSet<u64>,
+    /// Pages handed to the caller.
     pages: u32,
     max_pages: u32,
+    /// No page after this many is requested ([`Pager::stop_after`]).
+    stop_after: Option<u32>,
+    prefetch: bool,
+    hold: Option<fn(&Response) -> bool>,
+    /// The poll's session, for requests ahead (taken from the first `next_page`).
+    session: Option<Session<'static>>,
+}
+
+impl std::fmt::Debug for Pager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pager")
+            .field("endpoint", &self.first.endpoint)
+            .field("mode", &self.mode)
+            .field("pages", &self.pages)
+            .field("ahead", &self.ahead.is_some())
+            .field("prefetch", &self.prefetch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A page requested ahead: the task sending it (aborted when dropped untaken).
+struct Ahead {
+    url: Url,
+    endpoint: String,
+    task: tokio::task::JoinHandle<Result<Fetched, UpstreamError>>,
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Ahead {
+    async fn take(mut self) -> Result<Fetched, UpstreamError> {
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(UpstreamError::Transport {
+                method: "GET".into(),
+                endpoint: self.endpoint.clone(),
+                message: "the request was cancelled (the runtime is shutting down)".into(),
+            }),
+        }
+    }
 }
 
 impl Pager {
@@ -100,9 +194,14 @@ impl Pager {
     pub fn link(first: Request) -> Pager {
         Pager::new(first, PageMode::LinkHeader)
     }
-    /// A listing whose cursor is in the body.
+    /// A listing whose cursor is in the body, named by the caller ([`Pager::set_next`]).
     pub fn body(first: Request) -> Pager {
         Pager::new(first, PageMode::Body)
+    }
+    /// A listing whose cursor is in the body, read by `read` from each page as it arrives
+    /// (the caller may still replace it with [`Pager::set_next`]).
+    pub fn cursor(first: Request, read: CursorReader) -> Pager {
+        Pager::new(first, PageMode::Cursor(read))
     }
 
     fn new(first: Request, mode: PageMode) -> Pager {
@@ -111,12 +210,17 @@ impl Pager {
         Pager {
             current_url: first.url.clone(),
             next: Some(first.clone()),
+            ahead: None,
             first,
             mode,
             seen,
             items: HashSet::new(),
             pages: 0,
             max_pages: DEFAULT_MAX_PAGES,
+            stop_after: None,
+            prefetch: true,
+            hold: None,
+            session: None,
         }
     }
 
@@ -146,41 +250,141 @@ impl Pager {
         Ok(new)
     }
 
+    /// More pages than `max` is an error ([`UpstreamError::TooManyPages`]).
     pub fn with_max_pages(mut self, max: u32) -> Pager {
         self.max_pages = max.max(1);
         self
     }
 
-    /// Pages fetched so far.
+    /// Reads at most `n` pages: no page after the `n`th is requested, ahead or on demand
+    /// ([`Pager::next_page`] then answers `Ok(None)`; [`Pager::pending`] says where the
+    /// listing would go on). For a caller that stops at a page count of its own.
+    pub fn stop_after(mut self, n: u32) -> Pager {
+        self.stop_after = Some(n);
+        self
+    }
+
+    /// No prefetch: each page is requested when the caller asks for it. For streams whose
+    /// end the caller decides from a page's contents after mapping it (an activity log read
+    /// back to where the last read began): a page ahead would usually be one too many.
+    pub fn on_demand(mut self) -> Pager {
+        self.prefetch = false;
+        self
+    }
+
+    /// `Link` and cursor mode: a page for which `rule` is true does not start the request of
+    /// the next one; the caller decides (it may stop on that page, or fetch the rest otherwise).
+    pub fn hold_when(mut self, rule: fn(&Response) -> bool) -> Pager {
+        self.hold = Some(rule);
+        self
+    }
+
+    /// Requests ahead may use `s` from now on (otherwise from the first
+    /// [`Pager::next_page`]): for a caller that fetched the first page itself.
+    pub fn with_session(mut self, s: &Session<'_>) -> Pager {
+        self.session = Some(s.detach());
+        self
+    }
+
+    /// Pages handed to the caller so far.
     pub fn pages(&self) -> u32 {
         self.pages
     }
 
-    /// Fetches the next page; `Ok(None)` when the listing is complete.
-    pub async fn next_page(&mut self, s: &Session<'_>) -> Result<Option<Response>, UpstreamError> {
-        let Some(req) = self.next.take() else {
-            return Ok(None);
-        };
-        if self.pages >= self.max_pages {
-            return Err(UpstreamError::TooManyPages {
-                endpoint: req.endpoint.clone(),
-                max: self.max_pages,
-            });
+    /// Whether the next page has been requested ahead (and not yet taken).
+    pub fn is_ahead(&self) -> bool {
+        self.ahead.is_some()
+    }
+
+    /// Where the listing would go on, if it has more pages that were not requested (the
+    /// [`Pager::stop_after`] limit, or the caller has not asked yet).
+    pub fn pending(&self) -> Option<&Url> {
+        self.next.as_ref().map(|r| &r.url)
+    }
+
+    /// Whether a page after the `pages`th may be requested (caps and limits).
+    fn may_request(&self) -> bool {
+        self.pages < self.max_pages && self.stop_after.is_none_or(|n| self.pages < n)
+    }
+
+    /// Requests the known next page ahead, if prefetch is on and nothing rules it out.
+    fn start_ahead(&mut self) {
+        if !self.prefetch || self.ahead.is_some() || !self.may_request() {
+            return;
         }
-        self.current_url = req.url.clone();
-        let resp = s.send(req).await?;
-        self.pages += 1;
-        if self.mode == PageMode::LinkHeader {
-            match next_link(&resp.headers, &resp.url) {
-                Some(u) => self.set_next(NextPage::Url(u.to_string()))?,
-                None => self.set_next(NextPage::Done)?,
+        let (Some(s), Ok(rt)) = (&self.session, tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let Some(req) = self.next.take() else {
+            return;
+        };
+        let s = s.clone();
+        let mode = self.mode;
+        let (url, endpoint) = (req.url.clone(), req.endpoint.clone());
+        let task = rt.spawn(async move {
+            let resp = s.send(req).await?;
+            let next = mode.read(&resp);
+            Ok((resp, next))
+        });
+        self.ahead = Some(Ahead {
+            url,
+            endpoint,
+            task,
+        });
+    }
+
+    /// The next page; `Ok(None)` when the listing is complete (or at the
+    /// [`Pager::stop_after`] limit). A page requested ahead is taken (its error, if it
+    /// failed, is returned now); otherwise the page is requested now.
+    pub async fn next_page(&mut self, s: &Session<'_>) -> Result<Option<Response>, UpstreamError> {
+        if self.prefetch && self.session.is_none() {
+            self.session = Some(s.detach());
+        }
+        let (resp, next) = match self.ahead.take() {
+            Some(ahead) => {
+                let url = ahead.url.clone();
+                let r = ahead.take().await?;
+                self.current_url = url;
+                r
             }
+            None => {
+                if self.next.is_none() || self.stop_after.is_some_and(|n| self.pages >= n) {
+                    return Ok(None);
+                }
+                if self.pages >= self.max_pages {
+                    return Err(UpstreamError::TooManyPages {
+                        endpoint: self.first.endpoint.clone(),
+                        max: self.max_pages,
+                    });
+                }
+                let Some(req) = self.next.take() else {
+                    return Ok(None);
+                };
+                let url = req.url.clone();
+                let r = s.send(req).await?;
+                self.current_url = url;
+                let next = self.mode.read(&r);
+                (r, next)
+            }
+        };
+        self.pages += 1;
+        if let Some(next) = next {
+            let hold = self.hold.is_some_and(|rule| rule(&resp));
+            self.set_next_inner(next?, !hold)?;
         }
         Ok(Some(resp))
     }
 
-    /// Sets where the next page is (body cursors; the Link mode does this itself).
+    /// Sets where the next page is (body mode; the other modes do this themselves), and
+    /// requests it ahead (see [`Pager`]). Refuses a link that repeats or leaves the origin.
     pub fn set_next(&mut self, next: NextPage) -> Result<(), UpstreamError> {
+        self.set_next_inner(next, true)
+    }
+
+    fn set_next_inner(&mut self, next: NextPage, start: bool) -> Result<(), UpstreamError> {
+        // The caller's word replaces a request ahead (a well-behaved caller names each page
+        // once, after taking the one before).
+        self.ahead = None;
         let endpoint = self.first.endpoint.clone();
         let url = match next {
             NextPage::Done => {
@@ -209,12 +413,14 @@ impl Pager {
             }
         };
         if url.origin() != self.first.url.origin() {
+            self.next = None;
             return Err(UpstreamError::ForeignLink {
                 endpoint,
                 origin: url.origin().ascii_serialization(),
             });
         }
         if !self.seen.insert(url.as_str().to_string()) {
+            self.next = None;
             return Err(UpstreamError::PaginationLoop {
                 endpoint,
                 page: self.pages,
@@ -223,6 +429,9 @@ impl Pager {
         let mut req = self.first.clone();
         req.url = url;
         self.next = Some(req);
+        if start {
+            self.start_ahead();
+        }
         Ok(())
     }
 }

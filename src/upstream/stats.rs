@@ -4,11 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-/// Counters one source's upstream traffic feeds; they live as long as the process.
-#[derive(Debug, Default)]
+/// Counters one source's upstream traffic feeds; they live as long as the process. Clones
+/// share the counters (a request sent from a spawned task counts into the same ones).
+#[derive(Debug, Default, Clone)]
 pub struct RequestStats {
+    inner: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
     /// Upstream requests by status class (`2xx`, `4xx`, `429`, `5xx`, `error` …).
     api_requests: Mutex<BTreeMap<&'static str, u64>>,
     rate_limited: AtomicU64,
@@ -53,14 +59,14 @@ impl Activity {
 
 impl RequestStats {
     pub fn count_request(&self, code: &'static str) {
-        let mut m = self.api_requests.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.inner.api_requests.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(code).or_default() += 1;
     }
     pub fn count_rate_limited(&self) {
-        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+        self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
     pub fn api_requests(&self) -> BTreeMap<String, u64> {
-        self.api_requests
+        self.inner.api_requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
@@ -68,18 +74,18 @@ impl RequestStats {
             .collect()
     }
     pub fn rate_limited(&self) -> u64 {
-        self.rate_limited.load(Ordering::Relaxed)
+        self.inner.rate_limited.load(Ordering::Relaxed)
     }
 
     /// What is happening now (a copy).
     pub fn activity(&self) -> Activity {
-        self.activity
+        self.inner.activity
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
     pub fn update_activity(&self, f: impl FnOnce(&mut Activity)) {
-        f(&mut self.activity.lock().unwrap_or_else(|e| e.into_inner()))
+        f(&mut self.inner.activity.lock().unwrap_or_else(|e| e.into_inner()))
     }
     /// A new poll begins: forget the previous poll's activity.
     pub fn reset_activity(&self) {

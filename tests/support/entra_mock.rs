@@ -88,6 +88,9 @@ pub struct Tenant {
     pub throttle: HashMap<u64, (u16, u64)>,
     /// Added to every Graph answer (bench: a per-request latency floor).
     pub latency: Duration,
+    /// Registration report pages after the first are answered only once the user listing's
+    /// last page was asked for: a client reading the report before the users waits for ever.
+    pub registration_after_users: bool,
     /// Token lifetime in seconds.
     pub expires_in: u64,
     /// Graph rejects the first token issued (401), as after a revocation.
@@ -124,6 +127,7 @@ impl Default for Tenant {
             registration_page_size: 999,
             throttle: HashMap::new(),
             latency: Duration::ZERO,
+            registration_after_users: false,
             expires_in: 3599,
             revoke_first_token: false,
             sign_ins: Arc::new(Mutex::new(Vec::new())),
@@ -158,6 +162,9 @@ pub struct Seen {
     pub token_requests: AtomicU64,
     pub paths: Mutex<Vec<String>>,
     pub token_forms: Mutex<Vec<HashMap<String, String>>>,
+    /// The user listing's last page was asked for (see `Tenant::registration_after_users`).
+    pub users_listed: std::sync::atomic::AtomicBool,
+    users_listed_now: tokio::sync::Notify,
 }
 
 struct Shared {
@@ -309,16 +316,8 @@ async fn gate(s: &Shared, headers: &HeaderMap, path: &str) -> Option<Response> {
     None
 }
 
-/// One page of `c` from `$skiptoken` (an offset here; opaque to clients), with a nextLink
-/// that keeps the other query parameters, as Graph's do.
-fn page(
-    s: &Shared,
-    path: &str,
-    q: &HashMap<String, String>,
-    c: &Collection,
-    size: usize,
-    map: impl Fn(Value) -> Value,
-) -> Response {
+/// The items a page request asks for: from `$skiptoken`, `$top` of them (at most `size`).
+fn window(q: &HashMap<String, String>, size: usize, len: usize) -> (usize, usize) {
     let size = q
         .get("$top")
         .and_then(|t| t.parse::<usize>().ok())
@@ -330,7 +329,20 @@ fn page(
         .and_then(|t| t.strip_suffix('\''))
         .and_then(|t| t.parse().ok())
         .unwrap_or(0);
-    let end = (start + size).min(c.len);
+    (start, (start + size).min(len))
+}
+
+/// One page of `c` from `$skiptoken` (an offset here; opaque to clients), with a nextLink
+/// that keeps the other query parameters, as Graph's do.
+fn page(
+    s: &Shared,
+    path: &str,
+    q: &HashMap<String, String>,
+    c: &Collection,
+    size: usize,
+    map: impl Fn(Value) -> Value,
+) -> Response {
+    let (start, end) = window(q, size, c.len);
     let value: Vec<Value> = (start..end).map(|i| map((c.item)(i))).collect();
     let mut body = json!({
         "@odata.context": format!("{}/v1.0/$metadata#{}", s.base, path.trim_start_matches("/v1.0/")),
@@ -506,6 +518,10 @@ async fn users(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
     if wants_sign_in && s.tenant.missing.contains(&Permission::AuditLog) {
         return denied();
     }
+    if window(&q, s.tenant.page_size, s.tenant.users.len).1 >= s.tenant.users.len {
+        s.seen.users_listed.store(true, Ordering::SeqCst);
+        s.seen.users_listed_now.notify_waiters();
+    }
     page(
         &s,
         path,
@@ -534,6 +550,15 @@ async fn registration(State(s): S, headers: HeaderMap, Query(q): Q) -> Response 
     }
     if s.tenant.missing.contains(&Permission::AuditLog) {
         return denied();
+    }
+    if s.tenant.registration_after_users && q.contains_key("$skiptoken") {
+        loop {
+            let listed = s.seen.users_listed_now.notified();
+            if s.seen.users_listed.load(Ordering::SeqCst) {
+                break;
+            }
+            listed.await;
+        }
     }
     page(
         &s,

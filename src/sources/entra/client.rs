@@ -14,7 +14,7 @@ use super::wire::Page;
 use crate::config::UpstreamLimits;
 use crate::upstream::{
     Auth, ClientAuth, ClientCredentials, JwtSigner, NextPage, Pager, Request, RequestStats,
-    Session, Timer, TokenCache, Upstream, UpstreamError, UpstreamOptions,
+    Response, Session, Timer, TokenCache, Upstream, UpstreamError, UpstreamOptions,
 };
 
 /// Scope of an app-only Graph token (`{graph}/.default`).
@@ -161,31 +161,28 @@ impl GraphClient {
         id: fn(&T) -> Option<&str>,
         mut f: impl FnMut(Vec<T>),
     ) -> Result<u32, UpstreamError> {
-        let mut pager = Pager::body(self.request(first, endpoint)?);
-        let mut pages = 0;
-        if let Some(p) = first_page {
-            // Already fetched from `first`: continue from its nextLink.
-            pages += 1;
-            let next = p.next_link.filter(|n| !n.is_empty());
-            pager.note_items(p.value.iter().filter_map(id))?;
-            f(p.value);
-            pager.set_next(match next {
-                Some(n) => NextPage::Url(n),
-                None => NextPage::Done,
-            })?;
+        let mut pages = self.pages(s, first, endpoint, first_page, id)?;
+        while let Some(items) = pages.next(s).await? {
+            f(items);
         }
-        while let Some(resp) = pager.next_page(s).await? {
-            let page: Page<T> = resp.json()?;
-            pages += 1;
-            let next = page.next_link.filter(|n| !n.is_empty());
-            pager.note_items(page.value.iter().filter_map(id))?;
-            f(page.value);
-            pager.set_next(match next {
-                Some(n) => NextPage::Url(n),
-                None => NextPage::Done,
-            })?;
-        }
-        Ok(pages)
+        Ok(pages.count)
+    }
+
+    /// The pages of a listing one at a time (see [`GraphPages`]).
+    pub fn pages<T: DeserializeOwned>(
+        &self,
+        s: &Session<'_>,
+        first: &str,
+        endpoint: &str,
+        first_page: Option<Page<T>>,
+        id: fn(&T) -> Option<&str>,
+    ) -> Result<GraphPages<T>, UpstreamError> {
+        Ok(GraphPages {
+            pager: Pager::cursor(self.request(first, endpoint)?, next_link).with_session(s),
+            first_page,
+            id,
+            count: 0,
+        })
     }
 
     /// Every item of a (small) collection.
@@ -199,6 +196,60 @@ impl GraphClient {
         self.for_each_page(s, first, endpoint, None, |_| None, |items| all.extend(items))
             .await?;
         Ok(all)
+    }
+}
+
+/// A page's `@odata.nextLink` (read as the page arrives; the items are skipped, not built).
+fn next_link(r: &Response) -> Result<NextPage, UpstreamError> {
+    #[derive(serde::Deserialize)]
+    struct Cursor {
+        #[serde(rename = "@odata.nextLink", default)]
+        next_link: Option<String>,
+    }
+    Ok(match r.json::<Cursor>()?.next_link.filter(|n| !n.is_empty()) {
+        Some(n) => NextPage::Url(n),
+        None => NextPage::Done,
+    })
+}
+
+/// An `@odata.nextLink` listing read page by page. The shared pager reads each page's
+/// `@odata.nextLink` as it arrives and requests the next page when this one is handed over
+/// (prefetch), so it is on its way while the caller decodes and maps this one; a page that
+/// repeats items already listed is refused before it is handed over.
+pub struct GraphPages<T> {
+    pager: Pager,
+    /// A page already fetched from the first URL, handed over first.
+    first_page: Option<Page<T>>,
+    id: fn(&T) -> Option<&str>,
+    /// Pages handed over so far.
+    pub count: u32,
+}
+
+impl<T: DeserializeOwned> GraphPages<T> {
+    /// The next page's items; `None` at the end of the listing.
+    pub async fn next(&mut self, s: &Session<'_>) -> Result<Option<Vec<T>>, UpstreamError> {
+        let page = match self.first_page.take() {
+            Some(p) => {
+                // Fetched by the caller: its link is named here.
+                self.pager.note_items(p.value.iter().filter_map(self.id))?;
+                self.pager
+                    .set_next(match p.next_link.filter(|n| !n.is_empty()) {
+                        Some(n) => NextPage::Url(n),
+                        None => NextPage::Done,
+                    })?;
+                p.value
+            }
+            None => match self.pager.next_page(s).await? {
+                Some(resp) => {
+                    let page = resp.json::<Page<T>>()?.value;
+                    self.pager.note_items(page.iter().filter_map(self.id))?;
+                    page
+                }
+                None => return Ok(None),
+            },
+        };
+        self.count += 1;
+        Ok(Some(page))
     }
 }
 

@@ -158,6 +158,19 @@ impl<V> IdMap<V> {
             None => self.other.entry(id.to_string()).or_default(),
         }
     }
+    pub fn remove(&mut self, id: &str) -> Option<V> {
+        match guid_key(id) {
+            Some(k) => self.guids.remove(&k),
+            None => self.other.remove(id),
+        }
+    }
+    /// Every value, leaving the map empty.
+    pub fn drain(&mut self) -> impl Iterator<Item = V> + '_ {
+        self.guids
+            .drain()
+            .map(|(_, v)| v)
+            .chain(self.other.drain().map(|(_, v)| v))
+    }
     pub fn len(&self) -> usize {
         self.guids.len() + self.other.len()
     }

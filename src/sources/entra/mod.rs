@@ -81,6 +81,144 @@ struct Roles {
     eligibility_missing: Option<String>,
 }
 
+/// Users waiting for their registration row at most (about 10 pages of 999; ~7 MB): past
+/// this the user listing waits for the registration report to catch up.
+pub const HOLD_MAX: usize = 10_000;
+
+/// What mapping a user needs besides its registration row.
+struct JoinContext {
+    /// `None` when roles could not be read.
+    roles: Option<Roles>,
+    mfa_enforced: Option<bool>,
+}
+
+/// The user listing joined with the registration report (and roles and policy), both read
+/// at once: a user is mapped and handed on as soon as all it needs is known — roles and
+/// policy read, its registration row read (or the whole report read, or refused) — and is
+/// held until then. In Graph's order (both listings by object id) few users wait at all.
+struct UserJoin<'s> {
+    sink: &'s mut dyn AccountSink,
+    availability: DataAvailability,
+    /// Roles and MFA policy, once read.
+    context: Option<JoinContext>,
+    /// Registered MFA factors per user id, as factor bit sets.
+    factors: IdMap<u16>,
+    /// `None` while the report is being read; then whether it could be read.
+    report: Option<bool>,
+    sign_in_known: bool,
+    /// Users read and not mapped yet, by id.
+    held: IdMap<Vec<User>>,
+    held_count: usize,
+}
+
+impl<'s> UserJoin<'s> {
+    fn new(sink: &'s mut dyn AccountSink) -> UserJoin<'s> {
+        UserJoin {
+            sink,
+            availability: DataAvailability::default(),
+            context: None,
+            factors: IdMap::default(),
+            report: None,
+            sign_in_known: true,
+            held: IdMap::default(),
+            held_count: 0,
+        }
+    }
+
+    /// Whether `u` can be mapped now.
+    fn ready(&self, u: &User) -> bool {
+        self.context.is_some() && (self.report.is_some() || self.factors.get(&u.id).is_some())
+    }
+
+    fn push(&mut self, u: &User) {
+        let Some(cx) = &self.context else {
+            return;
+        };
+        let account = map::map_user(
+            u,
+            &UserContext {
+                sign_in_known: self.sign_in_known,
+                mfa: match self.report {
+                    Some(false) => None,
+                    _ => Some(self.factors.get(&u.id).copied()),
+                },
+                mfa_enforced: cx.mfa_enforced,
+                roles: cx
+                    .roles
+                    .as_ref()
+                    .map(|r| r.index.get(&u.id).map(Vec::as_slice).unwrap_or(&[])),
+            },
+        );
+        self.sink.push(account);
+    }
+
+    /// A page of users: each mapped now, or held.
+    fn offer(&mut self, users: Vec<User>) {
+        for u in users {
+            if self.ready(&u) {
+                self.push(&u);
+            } else {
+                self.held_count += 1;
+                self.held.get_mut_or_default(&u.id).push(u);
+            }
+        }
+    }
+
+    /// A page of the registration report: its rows recorded, the users waiting for them
+    /// handed on.
+    fn registration_rows(&mut self, rows: Vec<UserRegistrationDetails>) {
+        for r in rows {
+            let bits = map::factor_bits(r.methods_registered.iter().flatten());
+            self.factors.insert(&r.id, bits);
+            if self.held_count > 0 && self.context.is_some() {
+                if let Some(users) = self.held.remove(&r.id) {
+                    self.held_count -= users.len();
+                    for u in &users {
+                        self.push(u);
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_context(&mut self, cx: JoinContext) {
+        self.context = Some(cx);
+        self.release();
+    }
+
+    /// The report is read (`true`) or refused (`false`): every user can be mapped.
+    fn registration_done(&mut self, read: bool) {
+        self.report = Some(read);
+        self.release();
+    }
+
+    /// Hands on every held user that can be mapped now.
+    fn release(&mut self) {
+        if self.held_count == 0 || self.context.is_none() {
+            return;
+        }
+        let mut still = IdMap::<Vec<User>>::default();
+        let held: Vec<Vec<User>> = self.held.drain().collect();
+        for users in held {
+            if users.first().is_some_and(|u| self.ready(u)) {
+                self.held_count -= users.len();
+                for u in &users {
+                    self.push(u);
+                }
+            } else if let Some(u) = users.first() {
+                let id = u.id.clone();
+                *still.get_mut_or_default(&id) = users;
+            }
+        }
+        self.held = still;
+    }
+
+    /// Whether the user listing should wait for the report to catch up.
+    fn over_hold_limit(&self) -> bool {
+        self.held_count > HOLD_MAX && !(self.context.is_some() && self.report.is_some())
+    }
+}
+
 /// The endpoint name of a Graph URL: its path, with a group id replaced by `{id}` (names
 /// requests in logs and errors; keys the upstream layer's per-endpoint state).
 fn endpoint(url: &str) -> String {
@@ -225,7 +363,13 @@ impl EntraSource {
                 .map(|u| Request::get(u, SIGN_INS))
                 .map_err(|e| fail(UpstreamError::Url(format!("{SIGN_INS}: {e}")), c))
         };
-        let mut pager = Pager::body(req(&first)?).with_max_pages(SIGN_IN_MAX_PAGES + 1);
+        // At most SIGN_IN_MAX_PAGES pages: the page after them is not requested ahead.
+        let pager_for = |r| {
+            Pager::body(r)
+                .with_max_pages(SIGN_IN_MAX_PAGES + 1)
+                .stop_after(SIGN_IN_MAX_PAGES)
+        };
+        let mut pager = pager_for(req(&first)?);
         let mut out = ActivityOutput::default();
         let mut newest = if following_pending { cur.pending_newest } else { None };
         let mut stopped_at: Option<String> = None;
@@ -251,12 +395,24 @@ impl EntraSource {
                     tracing::warn!(error = %c.redact(&e.to_string()), "entra: the sign-in log's next link was refused; reading again from the last complete pass");
                     following_pending = false;
                     newest = None;
-                    pager = Pager::body(req(&fresh)?).with_max_pages(SIGN_IN_MAX_PAGES + 1);
+                    pager = pager_for(req(&fresh)?);
                     continue;
                 }
                 Err(e) => return Err(fail(e, c)),
             };
             let page: wire::Page<serde_json::Value> = resp.json().map_err(|e| fail(e, c))?;
+            // The next page is named (and so requested, while this one is mapped) first; a
+            // refused link fails the poll once this page's events are in, as before.
+            let named = match page.next_link.filter(|n| !n.is_empty()) {
+                Some(n) => {
+                    stopped_at = Some(n.clone());
+                    pager.set_next(NextPage::Url(n))
+                }
+                None => {
+                    stopped_at = None;
+                    pager.set_next(NextPage::Done)
+                }
+            };
             for v in &page.value {
                 match map_sign_in(v) {
                     Mapped::Event(e) => {
@@ -269,16 +425,7 @@ impl EntraSource {
                     Mapped::Bad(why) => sink.unparsable(&why),
                 }
             }
-            match page.next_link.filter(|n| !n.is_empty()) {
-                Some(n) => {
-                    stopped_at = Some(n.clone());
-                    pager.set_next(NextPage::Url(n)).map_err(|e| fail(e, c))?;
-                }
-                None => {
-                    stopped_at = None;
-                    pager.set_next(NextPage::Done).map_err(|e| fail(e, c))?;
-                }
-            }
+            named.map_err(|e| fail(e, c))?;
         }
         out.requests = s.requests_made();
         let next = match stopped_at {
@@ -326,33 +473,83 @@ impl EntraSource {
         sink: &mut dyn AccountSink,
     ) -> Result<PollOutput, SourceError> {
         let s = self.client.session(ctx.stats);
-        let (roles, mfa, workloads, tenant) = tokio::join!(
-            self.fetch_roles(&s),
-            self.fetch_registration(&s),
-            self.fetch_workloads(&s),
-            self.fetch_policy(&s),
-        );
         let fail = |e: UpstreamError| fail(e, &self.client);
-        let mut availability = DataAvailability::default();
-        let roles = optional(&mut availability, Some(DataKind::Roles), roles, |e| {
-            // Members of role-assignable groups need a permission of their own; without
-            // them group-held roles are unknown, so no role data is claimed at all.
-            if e.endpoint().unwrap_or_default().contains("/groups/") {
-                refused(e, "members of role-assignable groups", "GroupMember.Read.All")
-            } else {
-                refused(e, "directory role assignments", "RoleManagement.Read.Directory")
+        // Everything is read at once: roles and the MFA policy (a few requests), app
+        // registrations and service principals, and the two long listings — the users and
+        // the registration report — side by side, joined user by user as both arrive.
+        let join = std::sync::Mutex::new(UserJoin::new(sink));
+        let wake = tokio::sync::Notify::new();
+        let lock = || join.lock().unwrap_or_else(|e| e.into_inner());
+        let prerequisites = async {
+            let (roles, tenant) = tokio::join!(self.fetch_roles(&s), self.fetch_policy(&s));
+            let tenant = tenant?;
+            let mut j = lock();
+            let roles = optional(&mut j.availability, Some(DataKind::Roles), roles, |e| {
+                // Members of role-assignable groups need a permission of their own; without
+                // them group-held roles are unknown, so no role data is claimed at all.
+                if e.endpoint().unwrap_or_default().contains("/groups/") {
+                    refused(e, "members of role-assignable groups", "GroupMember.Read.All")
+                } else {
+                    refused(e, "directory role assignments", "RoleManagement.Read.Directory")
+                }
+            })?;
+            // MFA enforcement is known to be on for everyone only under security defaults;
+            // per-user legacy MFA and conditional access exclusions are not read per account.
+            let mfa_enforced = (tenant.0 == Some(true)).then_some(true);
+            j.set_context(JoinContext {
+                roles,
+                mfa_enforced,
+            });
+            drop(j);
+            wake.notify_one();
+            Ok::<_, UpstreamError>(tenant)
+        };
+        let registration = async {
+            let read = self
+                .fetch_registration(&s, |rows| {
+                    lock().registration_rows(rows);
+                    wake.notify_one();
+                })
+                .await;
+            let mut j = lock();
+            let read = optional(&mut j.availability, Some(DataKind::Mfa), read, |e| {
+                refused(
+                    e,
+                    "MFA registration report (userRegistrationDetails)",
+                    "AuditLog.Read.All",
+                )
+            })?;
+            j.registration_done(read.is_some());
+            drop(j);
+            wake.notify_one();
+            Ok(())
+        };
+        let users = self.stream_users(&s, &join, &wake);
+        let workloads = async {
+            match self.fetch_workloads(&s).await {
+                Ok(w) => Ok(Ok(w)),
+                Err(e) if is_refusal(&e) => Ok(Err(e)),
+                Err(e) => Err(e),
             }
-        })
+        };
+        // Boxed: side by side, the four would make one large future of the poll.
+        let ((security_defaults, ca), (), (), workloads) = tokio::try_join!(
+            Box::pin(prerequisites),
+            Box::pin(registration),
+            Box::pin(users),
+            Box::pin(workloads)
+        )
         .map_err(fail)?;
-        let mfa = optional(&mut availability, Some(DataKind::Mfa), mfa, |e| {
-            refused(
-                e,
-                "MFA registration report (userRegistrationDetails)",
-                "AuditLog.Read.All",
-            )
-        })
-        .map_err(fail)?;
-        let (security_defaults, ca) = tenant.map_err(fail)?;
+        let UserJoin {
+            sink,
+            mut availability,
+            context,
+            held,
+            ..
+        } = join.into_inner().unwrap_or_else(|e| e.into_inner());
+        debug_assert!(held.is_empty(), "every user joined");
+        let roles = context.and_then(|c| c.roles);
+
         let mut gauges = Vec::new();
         if let Some(r) = &roles {
             gauges.push(PIM_ELIGIBILITY_AVAILABLE.sample(
@@ -363,32 +560,11 @@ impl EntraSource {
                 tracing::warn!(reason = %why, "entra: PIM-eligible roles not read; only active assignments count");
             }
         }
-
-        // MFA enforcement is known to be on for everyone only under security defaults;
-        // per-user legacy MFA and conditional access exclusions are not read per account.
-        let mfa_enforced = (security_defaults == Some(true)).then_some(true);
         let gaps = policy::mfa_policy_gaps(&policy::PolicyInputs {
             security_defaults,
             conditional_access: ca.as_ref().map(|(p, _)| p.as_slice()),
             no_premium: ca.as_ref().is_some_and(|(_, np)| *np),
         });
-
-        // Users, streamed page by page.
-        self.stream_users(&s, &mut availability, sink, |u, sign_in_known| {
-            map::map_user(
-                u,
-                &UserContext {
-                    sign_in_known,
-                    mfa: mfa.as_ref().map(|m| m.get(&u.id).copied()),
-                    mfa_enforced,
-                    roles: roles
-                        .as_ref()
-                        .map(|r| r.index.get(&u.id).map(Vec::as_slice).unwrap_or(&[])),
-                },
-            )
-        })
-        .await
-        .map_err(fail)?;
 
         // Workload identities.
         match workloads {
@@ -467,41 +643,31 @@ impl EntraSource {
         })
     }
 
-    /// Streams `/users`, degrading the `$select` when Graph refuses a property: first
-    /// `signInActivity` (Entra ID P1 + AuditLog.Read.All), then `employeeLeaveDateTime`
-    /// (User-LifeCycleInfo.Read.All). Returns whether sign-in activity was read.
+    /// Streams `/users` into the join, degrading the `$select` when Graph refuses a
+    /// property: first `signInActivity` (Entra ID P1 + AuditLog.Read.All), then
+    /// `employeeLeaveDateTime` (User-LifeCycleInfo.Read.All). While more than [`HOLD_MAX`]
+    /// users wait for their registration row, the listing waits for the report.
     async fn stream_users(
         &self,
         s: &Session<'_>,
-        availability: &mut DataAvailability,
-        sink: &mut dyn AccountSink,
-        map: impl Fn(&User, bool) -> crate::model::Account,
-    ) -> Result<bool, UpstreamError> {
+        join: &std::sync::Mutex<UserJoin<'_>>,
+        wake: &tokio::sync::Notify,
+    ) -> Result<(), UpstreamError> {
+        let lock = || join.lock().unwrap_or_else(|e| e.into_inner());
         let mut fields: Vec<&str> = USER_FIELDS.to_vec();
-        let mut sign_in_known = true;
-        loop {
+        let (url, first) = loop {
             let url = self.url(&format!(
                 "/users?$select={}&$top={PAGE_SIZE}",
                 fields.join(",")
             ));
             // The first page decides the $select; later pages follow nextLink.
-            let first: Result<wire::Page<User>, UpstreamError> =
-                self.client.get(s, &url, "/v1.0/users").await;
-            match first {
-                Ok(page) => {
-                    self.client
-                        .for_each_page::<User>(s, &url, "/v1.0/users", Some(page), |u| Some(u.id.as_str()), |users| {
-                            for u in &users {
-                                sink.push(map(u, sign_in_known));
-                            }
-                        })
-                        .await?;
-                    return Ok(sign_in_known);
-                }
+            match self.client.get::<wire::Page<User>>(s, &url, "/v1.0/users").await {
+                Ok(page) => break (url, page),
                 Err(e) if is_refusal(&e) && fields.contains(&"signInActivity") => {
                     fields.retain(|f| *f != "signInActivity");
-                    sign_in_known = false;
-                    availability.set_missing(
+                    let mut j = lock();
+                    j.sign_in_known = false;
+                    j.availability.set_missing(
                         DataKind::LastLogin,
                         refusal_reason(
                             &e,
@@ -516,23 +682,42 @@ impl EntraSource {
                 }
                 Err(e) => return Err(e),
             }
+        };
+        let mut pages =
+            self.client
+                .pages::<User>(s, &url, "/v1.0/users", Some(first), |u| Some(u.id.as_str()))?;
+        while let Some(users) = pages.next(s).await? {
+            lock().offer(users);
+            loop {
+                let woken = wake.notified();
+                if !lock().over_hold_limit() {
+                    break;
+                }
+                woken.await;
+            }
         }
+        Ok(())
     }
 
-    /// Registered MFA factors per user id, as factor bit sets.
-    async fn fetch_registration(&self, s: &Session<'_>) -> Result<IdMap<u16>, UpstreamError> {
+    /// The registration report, page by page to `rows` (MFA factors per user id).
+    async fn fetch_registration(
+        &self,
+        s: &Session<'_>,
+        rows: impl FnMut(Vec<UserRegistrationDetails>),
+    ) -> Result<(), UpstreamError> {
         // The list documents `$filter` only (no `$select`/`$top`): page size is Graph's.
         let url = self.url("/reports/authenticationMethods/userRegistrationDetails");
-        let mut out = IdMap::default();
         self.client
-            .for_each_page::<UserRegistrationDetails>(s, &url, &endpoint(&url), None, |r| Some(r.id.as_str()), |rows| {
-                for r in rows {
-                    let bits = map::factor_bits(r.methods_registered.iter().flatten());
-                    out.insert(&r.id, bits);
-                }
-            })
+            .for_each_page::<UserRegistrationDetails>(
+                s,
+                &url,
+                &endpoint(&url),
+                None,
+                |r| Some(r.id.as_str()),
+                rows,
+            )
             .await?;
-        Ok(out)
+        Ok(())
     }
 
     async fn fetch_roles(&self, s: &Session<'_>) -> Result<Roles, UpstreamError> {

@@ -215,7 +215,9 @@ async fn walk(
             ("per_page", PER_PAGE),
         ],
     );
-    let mut pager = Pager::link(Request::get(url, AUDIT_LOG));
+    // On demand: the walk usually ends on a page older than where the last read began,
+    // known only once that page is read, so a page requested ahead would be one too many.
+    let mut pager = Pager::link(Request::get(url, AUDIT_LOG)).on_demand();
     let mut w = Walk::default();
     while *pages > 0 {
         let Some(r) = pager.next_page(s).await? else {

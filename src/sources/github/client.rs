@@ -384,7 +384,10 @@ impl GithubClient {
         key: impl Fn(&T) -> Option<&str>,
         mut f: impl FnMut(Vec<T>) -> Result<(), UpstreamError>,
     ) -> Result<(), UpstreamError> {
-        let mut pager = Pager::link(Request::get(url.clone(), endpoint));
+        // A first page naming the last one is followed by page number (below), so its `next`
+        // is not requested ahead; after the numbered pages, and in listings without a
+        // `last` link, each next page is requested while the caller takes the one before.
+        let mut pager = Pager::link(Request::get(url.clone(), endpoint)).hold_when(names_last);
         let Some(first) = pager.next_page(s).await? else {
             return Ok(());
         };
@@ -446,6 +449,13 @@ pub const MAX_PAGES: u32 = 10_000;
 
 /// The page number of `rel="last"`, when it is the same listing as `first` (same origin and
 /// path): GitHub's page-numbered listings name it on every page but the last.
+/// Whether a page's `Link` header has a `rel="last"` (the listing is numbered).
+fn names_last(r: &Response) -> bool {
+    parse_link_headers(&r.headers)
+        .iter()
+        .any(|(_, rels)| rels.iter().any(|r| r == "last"))
+}
+
 fn last_page(r: &Response, first: &Url) -> Option<u32> {
     let (target, _) = parse_link_headers(&r.headers)
         .into_iter()

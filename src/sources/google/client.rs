@@ -4,7 +4,6 @@
 //! queries a minute are a [`RequestQuota`]), `pageToken` paging, and what each failure means.
 
 use std::borrow::Cow;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -285,32 +284,33 @@ impl GoogleClient {
         )
     }
 
-    /// Walks a `pageToken` listing from `first`, handing every page to `on_page`, which may
-    /// stop it early. Returns whether the listing was read to its end.
+    /// Walks a `pageToken` listing from `first`, handing every page to `on_page`. Before a
+    /// page is handed over, `more` is asked whether to read on (when there is a next page):
+    /// `false` stops the walk there, `true` requests the next page at once, so it is fetched
+    /// while `on_page` works on this one. Returns whether the listing was read to its end.
     pub async fn each_page<P: Paged>(
         &self,
         s: &Session<'_>,
         first: Request,
-        mut on_page: impl FnMut(P) -> ControlFlow<()>,
+        mut more: impl FnMut() -> bool,
+        mut on_page: impl FnMut(P),
     ) -> Result<bool, UpstreamError> {
         let mut pager = Pager::body(first);
+        let mut complete = true;
         while let Some(resp) = pager.next_page(s).await? {
             let page: P = resp.json()?;
             pager.note_items(page.ids().iter().map(|id| id.as_ref()))?;
-            let next = page
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
-            let flow = on_page(page);
-            match (next, flow) {
-                (None, _) => pager.set_next(NextPage::Done)?,
-                (Some(_), ControlFlow::Break(())) => return Ok(false),
-                (Some(value), ControlFlow::Continue(())) => {
-                    pager.set_next(NextPage::QueryParam {
-                        name: "pageToken".into(),
-                        value,
-                    })?
-                }
+            match page.next_token().filter(|t| !t.is_empty()) {
+                None => pager.set_next(NextPage::Done)?,
+                Some(_) if !more() => complete = false,
+                Some(value) => pager.set_next(NextPage::QueryParam {
+                    name: "pageToken".into(),
+                    value: value.to_string(),
+                })?,
+            }
+            on_page(page);
+            if !complete {
+                return Ok(false);
             }
         }
         Ok(true)
@@ -327,9 +327,8 @@ impl GoogleClient {
             ROLES,
         );
         let mut all = Vec::new();
-        self.each_page(s, first, |p: ItemsPage<Role>| {
+        self.each_page(s, first, || true, |p: ItemsPage<Role>| {
             all.extend(p.items.items);
-            ControlFlow::Continue(())
         })
         .await?;
         Ok(all)
@@ -349,9 +348,8 @@ impl GoogleClient {
             ROLE_ASSIGNMENTS,
         );
         let mut all = Vec::new();
-        self.each_page(s, first, |p: ItemsPage<RoleAssignment>| {
+        self.each_page(s, first, || true, |p: ItemsPage<RoleAssignment>| {
             all.extend(p.items.items);
-            ControlFlow::Continue(())
         })
         .await?;
         Ok(all)
@@ -375,9 +373,8 @@ impl GoogleClient {
             MEMBERS,
         );
         let mut all = Vec::new();
-        self.each_page(s, first, |p: MembersPage| {
+        self.each_page(s, first, || true, |p: MembersPage| {
             all.extend(p.members.items);
-            ControlFlow::Continue(())
         })
         .await?;
         Ok(all)

@@ -16,7 +16,6 @@ pub mod map;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -198,7 +197,7 @@ impl Provider for GoogleSource {
         let mut skipped = 0usize;
         let mut unrecognised_users = 0u64;
         let mut scratch: Vec<Arc<str>> = Vec::new();
-        c.each_page(&s, c.users_request(), |p: UsersPage| {
+        c.each_page(&s, c.users_request(), || true, |p: UsersPage| {
             skipped += p.users.skipped;
             let view = self.ledger.view(now, complete);
             for u in &p.users.items {
@@ -239,7 +238,6 @@ impl Provider for GoogleSource {
                     None => skipped += usize::from(u.deletion_time.is_none()),
                 }
             }
-            ControlFlow::Continue(())
         })
         .await
         .map_err(fail)?;
@@ -553,15 +551,15 @@ impl GoogleSource {
                 break;
             }
             let read = c
-                .each_page(s, c.logins_request(range.from, range.to), |p: ItemsPage<Activity>| {
-                    requests.fetch_add(1, Ordering::Relaxed);
-                    self.ledger.observe(&p.items.items, now);
-                    if exhausted() {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
-                })
+                .each_page(
+                    s,
+                    c.logins_request(range.from, range.to),
+                    || !exhausted(),
+                    |p: ItemsPage<Activity>| {
+                        requests.fetch_add(1, Ordering::Relaxed);
+                        self.ledger.observe(&p.items.items, now);
+                    },
+                )
                 .await?;
             if !read {
                 break;

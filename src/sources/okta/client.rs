@@ -211,13 +211,6 @@ impl OktaClient {
         let mut ids: Vec<String> = Vec::new();
         while let Some(r) = pager.next_page(s).await? {
             let page: Assignees = r.json()?;
-            ids.extend(
-                page.value
-                    .iter()
-                    .filter_map(|v| v.get("id").and_then(|i| i.as_str()))
-                    .filter(|i| !i.is_empty())
-                    .map(str::to_string),
-            );
             let next = page
                 .links
                 .as_ref()
@@ -226,6 +219,13 @@ impl OktaClient {
                 .map(str::to_string)
                 .or_else(|| crate::upstream::next_link(&r.headers, &r.url).map(|u| u.to_string()));
             pager.set_next(next.map(NextPage::Url).unwrap_or(NextPage::Done))?;
+            ids.extend(
+                page.value
+                    .iter()
+                    .filter_map(|v| v.get("id").and_then(|i| i.as_str()))
+                    .filter(|i| !i.is_empty())
+                    .map(str::to_string),
+            );
         }
         ids.sort();
         ids.dedup();
@@ -433,7 +433,10 @@ impl OktaClient {
             ),
             LOGS,
         );
-        let mut pager = Pager::link(req).with_max_pages(50);
+        // An empty page ends the read: the link after it is not requested ahead.
+        let mut pager = Pager::link(req)
+            .with_max_pages(50)
+            .hold_when(|r| r.body.trim_ascii() == b"[]");
         let mut ids = HashSet::new();
         while let Some(r) = pager.next_page(s).await? {
             let events: Vec<LogEvent> = r.json()?;

@@ -355,11 +355,16 @@ impl OktaSource {
         let mut newest = stored.as_ref().and_then(|c| c.newest);
         // Body mode: the `next` link is followed by hand, because on an empty page Okta's
         // `next` repeats the page's own URL (the pager would call that a loop).
-        let mut pager = Pager::body(match &resume {
+        // At most LOG_MAX_PAGES pages: the page after them is not requested ahead.
+        let pager_for = |r| {
+            Pager::body(r)
+                .with_max_pages(LOG_MAX_PAGES + 1)
+                .stop_after(LOG_MAX_PAGES)
+        };
+        let mut pager = pager_for(match &resume {
             Some(u) => Request::get(u.clone(), client::LOGS),
             None => fresh(ctx.since),
-        })
-        .with_max_pages(LOG_MAX_PAGES + 1);
+        });
         let mut out = ActivityOutput::default();
         let mut next: Option<String> = None;
         let mut restarted = resume.is_none();
@@ -383,7 +388,7 @@ impl OktaSource {
                     let since = newest
                         .map(|n| (n - CURSOR_RESTART_OVERLAP).max(ctx.since))
                         .unwrap_or(ctx.since);
-                    pager = Pager::body(fresh(since)).with_max_pages(LOG_MAX_PAGES + 1);
+                    pager = pager_for(fresh(since));
                     continue;
                 }
                 Err(e) if e.status() == Some(403) => {
@@ -406,6 +411,19 @@ impl OktaSource {
             // No `note_items` here: a polling page may hold nothing but an event already
             // read (Okta can list one event on two pages); the engine counts it once, and
             // the cursor still moves on (a repeated `next` link is refused by the pager).
+            // The next page is named (and so requested, while this one is mapped) first; a
+            // refused link fails the read once this page's events are in, as before.
+            let named = match &this_next {
+                Some(u) => {
+                    next = Some(relative(u));
+                    pager.set_next(crate::upstream::NextPage::Url(u.to_string()))
+                }
+                None => {
+                    // A bounded answer (no `next`): the stream resumes from this page.
+                    next = Some(relative(&page.url));
+                    Ok(())
+                }
+            };
             for v in &items {
                 match map_log_event(v) {
                     Mapped::Event(e) => {
@@ -419,18 +437,9 @@ impl OktaSource {
                     Mapped::Bad(why) => sink.unparsable(&why),
                 }
             }
-            match this_next {
-                Some(u) => {
-                    next = Some(relative(&u));
-                    pager
-                        .set_next(crate::upstream::NextPage::Url(u.to_string()))
-                        .map_err(|e| c.error(&e))?;
-                }
-                None => {
-                    // A bounded answer (no `next`): the stream resumes from this page.
-                    next = Some(relative(&page.url));
-                    break;
-                }
+            named.map_err(|e| c.error(&e))?;
+            if this_next.is_none() {
+                break;
             }
         }
         out.requests = s.requests_made();
