@@ -542,7 +542,12 @@ async fn users_and_registration_report_are_read_side_by_side() {
     for id in [ALICE, BOB, GUEST, CAROL, DAVE, ERIN] {
         assert_eq!(account(&r, id), account(&expected, id), "{id}");
     }
-    let f: Vec<_> = account(&r, ALICE).mfa.as_ref().unwrap().active_factors().collect();
+    let f: Vec<_> = account(&r, ALICE)
+        .mfa
+        .as_ref()
+        .unwrap()
+        .active_factors()
+        .collect();
     assert_eq!(f, [FactorType::Push, FactorType::Webauthn]);
     assert!(account(&r, DAVE).mfa.as_ref().unwrap().factors.is_empty());
     assert!(account(&r, ERIN).mfa.is_none());

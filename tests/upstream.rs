@@ -1098,7 +1098,9 @@ impl Listing {
                     if k + 1 < pages {
                         h.insert(
                             "link",
-                            format!("</items?page={}>; rel=\"next\"", k + 1).parse().unwrap(),
+                            format!("</items?page={}>; rel=\"next\"", k + 1)
+                                .parse()
+                                .unwrap(),
                         );
                     }
                     for (name, value) in headers(k) {
@@ -1194,12 +1196,23 @@ async fn the_next_page_is_requested_while_the_caller_works_on_this_one() {
         l.note(format!("took {k}"));
     }
     assert!(p.next_page(&s).await.unwrap().is_none());
-    let at = |e: String| l.position(&e).unwrap_or_else(|| panic!("{e}: {:?}", l.events()));
+    let at = |e: String| {
+        l.position(&e)
+            .unwrap_or_else(|| panic!("{e}: {:?}", l.events()))
+    };
     for k in 0..3u32 {
-        assert!(at(format!("req {}", k + 1)) < at(format!("took {k}")), "{:?}", l.events());
+        assert!(
+            at(format!("req {}", k + 1)) < at(format!("took {k}")),
+            "{:?}",
+            l.events()
+        );
     }
     for k in 0..2u32 {
-        assert!(at(format!("req {}", k + 2)) > at(format!("took {k}")), "two ahead: {:?}", l.events());
+        assert!(
+            at(format!("req {}", k + 2)) > at(format!("took {k}")),
+            "two ahead: {:?}",
+            l.events()
+        );
     }
     // Exactly the page minimum, each page once.
     assert_eq!(l.server.hits("/items"), 4);
@@ -1274,7 +1287,10 @@ async fn the_request_budget_bounds_pages_ahead_and_its_end_comes_with_the_page()
     // Page 1 was requested ahead (the budget's second request); page 2 would be the third.
     assert_eq!(page_of(&p.next_page(&s).await.unwrap().unwrap()), 1);
     let e = p.next_page(&s).await.unwrap_err();
-    assert!(matches!(e, UpstreamError::BudgetExhausted { max: 2 }), "{e}");
+    assert!(
+        matches!(e, UpstreamError::BudgetExhausted { max: 2 }),
+        "{e}"
+    );
     assert_eq!(l.server.hits("/items"), 2);
     assert_eq!(s.requests_made(), 2);
 }
@@ -1371,7 +1387,11 @@ async fn a_page_ahead_honours_retry_after_and_the_pacer() {
     let mut p = Pager::link(l.first());
     assert_eq!(page_of(&p.next_page(&s).await.unwrap().unwrap()), 0);
     l.until("req 1").await;
-    assert_eq!(timer.sleeps(), vec![Duration::from_secs(30)], "paced before it was sent");
+    assert_eq!(
+        timer.sleeps(),
+        vec![Duration::from_secs(30)],
+        "paced before it was sent"
+    );
     while p.next_page(&s).await.unwrap().is_some() {}
     assert_eq!(l.server.hits("/items"), 3);
     assert_eq!(stats.rate_limited(), 0);

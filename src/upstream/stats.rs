@@ -59,14 +59,19 @@ impl Activity {
 
 impl RequestStats {
     pub fn count_request(&self, code: &'static str) {
-        let mut m = self.inner.api_requests.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self
+            .inner
+            .api_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         *m.entry(code).or_default() += 1;
     }
     pub fn count_rate_limited(&self) {
         self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
     pub fn api_requests(&self) -> BTreeMap<String, u64> {
-        self.inner.api_requests
+        self.inner
+            .api_requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
@@ -79,13 +84,18 @@ impl RequestStats {
 
     /// What is happening now (a copy).
     pub fn activity(&self) -> Activity {
-        self.inner.activity
+        self.inner
+            .activity
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
     pub fn update_activity(&self, f: impl FnOnce(&mut Activity)) {
-        f(&mut self.inner.activity.lock().unwrap_or_else(|e| e.into_inner()))
+        f(&mut self
+            .inner
+            .activity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()))
     }
     /// A new poll begins: forget the previous poll's activity.
     pub fn reset_activity(&self) {
