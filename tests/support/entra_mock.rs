@@ -162,6 +162,10 @@ pub struct Seen {
     pub token_requests: AtomicU64,
     pub paths: Mutex<Vec<String>>,
     pub token_forms: Mutex<Vec<HashMap<String, String>>>,
+    /// Per path: pages built and the time spent building them (generating the items and
+    /// serialising the page; the injected latency not included). The benchmark reports it:
+    /// on the same cores as the client, it is server time on every page's critical path.
+    pub page_builds: Mutex<HashMap<String, (u64, Duration)>>,
     /// The user listing's last page was asked for (see `Tenant::registration_after_users`).
     pub users_listed: std::sync::atomic::AtomicBool,
     users_listed_now: tokio::sync::Notify,
@@ -241,6 +245,16 @@ impl MockGraph {
     }
     pub fn paths(&self) -> Vec<String> {
         self.seen.paths.lock().unwrap().clone()
+    }
+    /// Pages built at `path` so far and the time spent building them.
+    pub fn page_build(&self, path: &str) -> (u64, Duration) {
+        self.seen
+            .page_builds
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or_default()
     }
 }
 
@@ -342,6 +356,7 @@ fn page(
     size: usize,
     map: impl Fn(Value) -> Value,
 ) -> Response {
+    let started = std::time::Instant::now();
     let (start, end) = window(q, size, c.len);
     let value: Vec<Value> = (start..end).map(|i| map((c.item)(i))).collect();
     let mut body = json!({
@@ -358,7 +373,12 @@ fn page(
         ser.append_pair("$skiptoken", &format!("X'{end}'"));
         body["@odata.nextLink"] = json!(format!("{}{}?{}", s.base, path, ser.finish()));
     }
-    Json(body).into_response()
+    let r = Json(body).into_response();
+    let mut builds = s.seen.page_builds.lock().unwrap();
+    let b = builds.entry(path.to_string()).or_default();
+    b.0 += 1;
+    b.1 += started.elapsed();
+    r
 }
 
 /// `/auditLogs/signIns`: `$filter=createdDateTime ge <instant>` (the only filter the mock
