@@ -112,11 +112,30 @@ fn stamp(
 }
 
 /// The report's findings in key order (indexes into `findings`).
+///
+/// A report lists its findings by account id, then check, then subject; the key orders
+/// checks by their name instead. So the order is found by sorting each account's few
+/// findings by check name and subject, then confirmed with one pass over neighbours; only
+/// if that fails (an id holding bytes below the separator) is everything sorted by key.
 fn key_order(r: &Report) -> Vec<u32> {
     let mut order: Vec<u32> = (0..r.findings.len() as u32).collect();
-    order.sort_by(|a, b| {
-        key_bytes(r, &r.findings[*a as usize]).cmp(key_bytes(r, &r.findings[*b as usize]))
-    });
+    let by_name = |a: &u32, b: &u32| {
+        let (x, y) = (&r.findings[*a as usize], &r.findings[*b as usize]);
+        x.check
+            .as_str()
+            .cmp(y.check.as_str())
+            .then_with(|| r.subject(x).unwrap_or("").cmp(r.subject(y).unwrap_or("")))
+    };
+    for run in order
+        .chunk_by_mut(|a, b| r.findings[*a as usize].account == r.findings[*b as usize].account)
+    {
+        run.sort_by(by_name);
+    }
+    let key = |i: u32| key_bytes(r, &r.findings[i as usize]);
+    if order.windows(2).all(|w| key(w[0]).le(key(w[1]))) {
+        return order;
+    }
+    order.sort_by(|a, b| key(*a).cmp(key(*b)));
     order
 }
 
@@ -243,13 +262,7 @@ pub fn apply(store: &Store, source: &str, report: &mut Report) {
     };
     let prefix = format!("{source}{SEP}");
     let meta: Option<Meta> = store.get(META, source, VERSION);
-    let mut order: Vec<u32> = (0..report.findings.len() as u32).collect();
-    {
-        let r = &*report;
-        order.sort_by(|a, b| {
-            key_bytes(r, &r.findings[*a as usize]).cmp(key_bytes(r, &r.findings[*b as usize]))
-        });
-    }
+    let order = key_order(report);
     let last_poll = meta.as_ref().and_then(|m| m.last_poll);
     let result = store.update::<Entry, _>(TABLE, &prefix, VERSION, |entries, w| {
         let mut summary = crate::report::HistorySummary {
@@ -398,6 +411,46 @@ mod tests {
             "still first seen at the first poll"
         );
         assert!(!r2.is_new(a));
+    }
+
+    /// The quick key order (each account's findings by check name, confirmed in one pass)
+    /// is the order a full sort by key gives, also when ids hold bytes below the separator
+    /// or are prefixes of one another (where the quick order is refused and it falls back).
+    #[test]
+    fn key_order_is_the_full_sort_by_key() {
+        let (mut accounts, _) = crate::demo::generate(&crate::demo::DemoOptions {
+            accounts: 400,
+            seed: 3,
+            now: NOW,
+        });
+        let full = |r: &Report| {
+            let mut o: Vec<u32> = (0..r.findings.len() as u32).collect();
+            o.sort_by(|a, b| {
+                key_bytes(r, &r.findings[*a as usize]).cmp(key_bytes(r, &r.findings[*b as usize]))
+            });
+            o
+        };
+        let r = report(NOW, accounts.clone());
+        let most = r
+            .findings
+            .chunk_by(|a, b| a.account == b.account)
+            .map(|run| run.len())
+            .max();
+        assert!(most >= Some(3), "some accounts have several findings");
+        // The report's order (checks in declaration order) is not the key order.
+        assert_ne!(
+            key_order(&r),
+            (0..r.findings.len() as u32).collect::<Vec<_>>()
+        );
+        assert_eq!(key_order(&r), full(&r));
+        for id in ["ab", "ab\u{1}c", "ab\u{1f}", "ab c", ""] {
+            let mut a = no_mfa(&format!("odd{}", id.len()));
+            a.id = format!("{}{id}", accounts[0].id);
+            a.last_login = Known::Never;
+            accounts.push(a);
+        }
+        let r = report(NOW, accounts);
+        assert_eq!(key_order(&r), full(&r));
     }
 
     /// In memory, history comes from the previous report instead of stored entries: the
