@@ -152,7 +152,13 @@ pub fn read_ndjson<R: Read>(
         if text.is_empty() {
             continue;
         }
-        let account: Account = match serde_json::from_slice(text) {
+        // One UTF-8 check of the whole line, then the `str` reader, which does not check
+        // each string again (measurably faster than `from_slice` on a million lines).
+        let parsed = match std::str::from_utf8(text) {
+            Ok(t) => serde_json::from_str(t),
+            Err(_) => serde_json::from_slice(text),
+        };
+        let account: Account = match parsed {
             Ok(a) => a,
             Err(_) => {
                 // Slow path only on error: re-parse with path tracking to name the field.
@@ -456,6 +462,20 @@ mod tests {
         let e = read_all(&p).unwrap_err().to_string();
         assert!(e.contains("x.ndjson: line 2"), "{e}");
         assert!(e.contains("mfa.factors[0]"), "{e}");
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_named() {
+        let (_d, p) = write("x.ndjson", &format!("{A1}\n"));
+        let mut body = std::fs::read(&p).unwrap();
+        body.extend_from_slice(
+            b"{\"id\":\"4\",\"login\":\"caf\xe9@x\",\"account_type\":\"human\",\"status\":\"active\"}\n",
+        );
+        std::fs::write(&p, body).unwrap();
+        let e = read_all(&p).unwrap_err().to_string();
+        assert!(e.contains("x.ndjson: line 2"), "{e}");
+        assert!(e.contains("login"), "{e}");
+        assert!(e.contains("invalid unicode"), "{e}");
     }
 
     #[test]
