@@ -9,6 +9,32 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// mimalloc instead of glibc's malloc: parsing a large organisation is one thread making
+/// millions of small allocations that another thread frees, where glibc's arenas contend on a
+/// lock; mimalloc frees across threads without one (BENCHMARKS.md, `serve` on large
+/// organisations).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's defaults trade memory for speed: arenas committed up front and freed pages
+/// kept for a second before they go back to the system. A daemon that builds a new report
+/// while the old one is served wants freed pages back at once, so its peak is two reports
+/// and not more. Option numbers: mimalloc 3's `mi_option_e` (include/mimalloc.h).
+#[cfg(feature = "mimalloc")]
+fn configure_allocator() {
+    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: a version query and plain option setters, before any thread is started.
+    unsafe {
+        // The numbers are mimalloc 3's (the crate's default; `v2` numbers them otherwise).
+        if libmimalloc_sys::mi_version() / 10000 == 3 {
+            libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        }
+    }
+}
+
 use identity_posture_exporter::config::Config;
 use identity_posture_exporter::daemon::{self, Daemon, Overrides};
 use identity_posture_exporter::demo::{self, DemoOptions};
@@ -196,6 +222,8 @@ fn overrides(c: &ConfigArg, w: &WebArgs) -> Overrides {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "mimalloc")]
+    configure_allocator();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::GenerateDemo {

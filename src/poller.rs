@@ -55,6 +55,9 @@ pub async fn poll_once_with(
     });
     let mut builder = ReportBuilder::new(cfg.policy.clone(), now, retain)
         .with_max_accounts(cfg.max_accounts_per_poll);
+    if let Some(previous) = state.report.load().as_deref() {
+        builder = builder.with_size_hint(previous);
+    }
     if let Some(h) = hook {
         builder = builder.with_hook(h);
     }

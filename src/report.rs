@@ -3,7 +3,7 @@
 //! retained, the accounts and findings behind the API. `collect` does not retain, so a
 //! million-account file is counted in constant memory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -507,8 +507,9 @@ pub struct ReportBuilder {
     seen: u64,
     carried: [u64; 4],
     /// Hashes of the ids pushed so far: a provider returning an account twice (or a file
-    /// holding a duplicate id) must not count it twice.
-    ids: HashSet<u64>,
+    /// holding a duplicate id) must not count it twice. The keys are already SipHash
+    /// values, so the set itself uses the cheap Fx hasher on them.
+    ids: rustc_hash::FxHashSet<u64>,
     /// `max_accounts_per_poll`; past it accounts are dropped and the poll is stopped.
     max_accounts: u64,
     limit_hit: Arc<tokio::sync::Notify>,
@@ -537,7 +538,7 @@ impl ReportBuilder {
             findings: Vec::new(),
             seen: 0,
             carried: [0; 4],
-            ids: HashSet::new(),
+            ids: rustc_hash::FxHashSet::default(),
             max_accounts: u64::MAX,
             limit_hit: Arc::new(tokio::sync::Notify::new()),
             overflowed: false,
@@ -547,6 +548,25 @@ impl ReportBuilder {
     /// Sets the [`FindingsHook`].
     pub fn with_hook(mut self, hook: FindingsHook) -> ReportBuilder {
         self.hook = Some(hook);
+        self
+    }
+
+    /// Sizes the builder for about as many accounts and findings as `previous` (the
+    /// source's last report) had, plus a sixteenth: a large organisation's buffers are then
+    /// allocated once, not doubled (each doubling holds the old and the new buffer at once,
+    /// while the previous report is still held too). Without retaining only the id set is
+    /// sized.
+    pub fn with_size_hint(mut self, previous: &Report) -> ReportBuilder {
+        let more = |n: usize| n + n / 16;
+        let accounts = previous.tally.accounts.iter().flatten().sum::<u64>() as usize;
+        self.ids.reserve(more(accounts));
+        if self.retain {
+            let n = previous.accounts.len();
+            self.accounts
+                .reserve(more(n), more(previous.accounts.data_len()));
+            self.meta.reserve(more(n));
+            self.findings.reserve(more(previous.findings.len()));
+        }
         self
     }
 
@@ -668,6 +688,8 @@ impl ReportBuilder {
 
     /// Adds the tenant checks and freezes the report.
     pub fn finish(mut self, mut out: PollOutput) -> Report {
+        // The id set is not needed any more: free it before the sorts below.
+        drop(std::mem::take(&mut self.ids));
         out.availability.settle(self.seen, &self.carried);
         let super_admins = (self.tally.roles_known > 0
             && !out.tenant.no_super_admin_role
@@ -710,8 +732,9 @@ impl ReportBuilder {
                 .then_with(|| subj(x).cmp(&subj(y)))
         });
         drop(rank);
-        let mut findings = tenant;
-        findings.append(&mut self.findings);
+        // Tenant findings first, moved in front in place (no second copy of the findings).
+        let mut findings = std::mem::take(&mut self.findings);
+        findings.splice(0..0, tenant);
         findings.shrink_to_fit();
         self.meta.shrink_to_fit();
         let mut finding_accounts = 0u64;

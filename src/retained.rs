@@ -10,7 +10,9 @@
 //! such as `password`) interned once per report. An account is decoded back into the same
 //! [`Account`] only when a page shows it, so the API's output does not change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use crate::model::{
     Account, AccountType, Credential, CredentialType, Factor, FactorStatus, FactorType, Known, Mfa,
@@ -37,13 +39,18 @@ pub fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+    #[cfg(feature = "mimalloc")]
+    // SAFETY: mi_collect only frees the allocator's own unused pages.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
 }
 
 /// Interned strings: index → string, and (while building) string → index.
 #[derive(Debug, Default)]
 pub struct Symbols {
     strings: Vec<Box<str>>,
-    lookup: HashMap<Box<str>, u32>,
+    lookup: FxHashMap<Box<str>, u32>,
 }
 
 impl Symbols {
@@ -78,7 +85,7 @@ impl Symbols {
 
     /// Frees the build-time lookup table.
     fn seal(&mut self) {
-        self.lookup = HashMap::new();
+        self.lookup = FxHashMap::default();
         self.strings.shrink_to_fit();
     }
 
@@ -193,6 +200,11 @@ impl Retained {
     }
 
     /// Memory held, in bytes (approximate: the buffers' capacities).
+    /// Bytes of account records.
+    pub fn data_len(&self) -> usize {
+        self.data.len()
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.data.capacity()
             + self.starts.capacity() * 8
@@ -214,7 +226,7 @@ impl<'a> IntoIterator for &'a Retained {
 pub struct RetainedBuilder {
     r: Retained,
     /// Distinct values interned so far per attribute key (symbol).
-    values_per_key: HashMap<u32, u32>,
+    values_per_key: FxHashMap<u32, u32>,
     credential_ids: u32,
     subjects: u32,
 }
@@ -253,6 +265,14 @@ impl RetainedBuilder {
             self.subjects += 1;
         }
         self.r.syms.push_new(s, remember)
+    }
+
+    /// Reserves room for `accounts` records of `bytes` in all (the previous report's size):
+    /// the buffers then grow once instead of doubling, and a doubling's copy (old and new
+    /// buffer both held) does not add to the peak.
+    pub fn reserve(&mut self, accounts: usize, bytes: usize) {
+        self.r.data.reserve(bytes);
+        self.r.starts.reserve(accounts);
     }
 
     /// Appends one account; returns its index.
@@ -383,7 +403,9 @@ impl RetainedBuilder {
     pub fn finish(mut self) -> Retained {
         let mut by_id: Vec<u32> = (0..self.r.len() as u32).collect();
         let r = &self.r;
-        by_id.sort_by(|a, b| r.id(*a).cmp(r.id(*b)).then(a.cmp(b)));
+        // Ties are broken by index, so the order is total and an unstable sort gives the
+        // same result as a stable one.
+        by_id.sort_unstable_by(|a, b| r.id(*a).cmp(r.id(*b)).then(a.cmp(b)));
         self.r.by_id = by_id;
         self.r.syms.seal();
         self.r.data.shrink_to_fit();
