@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -88,6 +88,10 @@ pub struct Tenant {
     pub throttle: HashMap<u64, (u16, u64)>,
     /// Added to every Graph answer (bench: a per-request latency floor).
     pub latency: Duration,
+    /// Keep every listing page once built and serve it from memory after that (bench: a
+    /// warm-up poll fills it, so the mock's own JSON building, on the client's cores, is not
+    /// on the measured polls' chain of pages, as a real Graph's work is inside its latency).
+    pub prebuilt_pages: bool,
     /// Registration report pages after the first are answered only once the user listing's
     /// last page was asked for: a client reading the report before the users waits for ever.
     pub registration_after_users: bool,
@@ -127,6 +131,7 @@ impl Default for Tenant {
             registration_page_size: 999,
             throttle: HashMap::new(),
             latency: Duration::ZERO,
+            prebuilt_pages: false,
             registration_after_users: false,
             expires_in: 3599,
             revoke_first_token: false,
@@ -168,6 +173,8 @@ pub struct Seen {
     pub page_builds: Mutex<HashMap<String, (u64, Duration)>>,
     /// The user listing's last page was asked for (see `Tenant::registration_after_users`).
     pub users_listed: std::sync::atomic::AtomicBool,
+    /// Listing pages by path and query (see `Tenant::prebuilt_pages`).
+    page_cache: Mutex<HashMap<String, axum::body::Bytes>>,
     users_listed_now: tokio::sync::Notify,
 }
 
@@ -357,6 +364,16 @@ fn page(
     map: impl Fn(Value) -> Value,
 ) -> Response {
     let started = std::time::Instant::now();
+    let cache_key = s.tenant.prebuilt_pages.then(|| {
+        let mut pairs: Vec<_> = q.iter().collect();
+        pairs.sort();
+        format!("{path}?{pairs:?}")
+    });
+    if let Some(key) = &cache_key {
+        if let Some(body) = s.seen.page_cache.lock().unwrap().get(key).cloned() {
+            return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+        }
+    }
     let (start, end) = window(q, size, c.len);
     let value: Vec<Value> = (start..end).map(|i| map((c.item)(i))).collect();
     let mut body = json!({
@@ -373,7 +390,14 @@ fn page(
         ser.append_pair("$skiptoken", &format!("X'{end}'"));
         body["@odata.nextLink"] = json!(format!("{}{}?{}", s.base, path, ser.finish()));
     }
-    let r = Json(body).into_response();
+    let r = match cache_key {
+        Some(key) => {
+            let bytes = axum::body::Bytes::from(serde_json::to_vec(&body).unwrap());
+            s.seen.page_cache.lock().unwrap().insert(key, bytes.clone());
+            ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+        }
+        None => Json(body).into_response(),
+    };
     let mut builds = s.seen.page_builds.lock().unwrap();
     let b = builds.entry(path.to_string()).or_default();
     b.0 += 1;
