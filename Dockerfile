@@ -23,13 +23,15 @@ FROM ${RUST_IMAGE} AS build
 ARG REVISION=unknown
 ENV IPE_GIT_REVISION=${REVISION}
 # Source types to build in (cargo features), e.g. --build-arg FEATURES=okta; empty = all.
+# The allocator feature (mimalloc) stays on with FEATURES too; add ALLOCATOR="" for glibc's malloc.
 ARG FEATURES=""
+ARG ALLOCATOR=mimalloc
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --profile dist --locked ${FEATURES:+--no-default-features --features "$FEATURES"} \
+    cargo build --profile dist --locked ${FEATURES:+--no-default-features --features "$FEATURES $ALLOCATOR"} \
     && install -D -m 0755 target/dist/identity-posture-exporter /out/identity-posture-exporter \
     && /out/identity-posture-exporter --version \
     && install -d -m 0700 /out/state
