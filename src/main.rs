@@ -9,6 +9,16 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use identity_posture_exporter::config::Config;
+use identity_posture_exporter::daemon::{self, Daemon, Overrides};
+use identity_posture_exporter::demo::{self, DemoOptions};
+use identity_posture_exporter::poller::{self, Clock};
+use identity_posture_exporter::server::{self, Reloader};
+use identity_posture_exporter::sources::Deps;
+use identity_posture_exporter::state::BUILD;
+use identity_posture_exporter::store::Store;
+use identity_posture_exporter::{collect, model};
+
 /// mimalloc instead of glibc's malloc: parsing a large organisation is one thread making
 /// millions of small allocations that another thread frees, where glibc's arenas contend on a
 /// lock; mimalloc frees across threads without one (BENCHMARKS.md, `serve` on large
@@ -45,16 +55,6 @@ fn configure_allocator() {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
-
-use identity_posture_exporter::config::Config;
-use identity_posture_exporter::daemon::{self, Daemon, Overrides};
-use identity_posture_exporter::demo::{self, DemoOptions};
-use identity_posture_exporter::poller::{self, Clock};
-use identity_posture_exporter::server::{self, Reloader};
-use identity_posture_exporter::sources::Deps;
-use identity_posture_exporter::state::BUILD;
-use identity_posture_exporter::store::Store;
-use identity_posture_exporter::{collect, model};
 
 #[derive(Parser, Debug)]
 #[command(

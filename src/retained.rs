@@ -199,12 +199,12 @@ impl Retained {
         &self.syms
     }
 
-    /// Memory held, in bytes (approximate: the buffers' capacities).
     /// Bytes of account records.
     pub fn data_len(&self) -> usize {
         self.data.len()
     }
 
+    /// Memory held, in bytes (approximate: the buffers' capacities).
     pub fn heap_bytes(&self) -> usize {
         self.data.capacity()
             + self.starts.capacity() * 8

@@ -447,8 +447,6 @@ impl GithubClient {
 /// Most pages of one listing (10,000 pages of 100: a million items).
 pub const MAX_PAGES: u32 = 10_000;
 
-/// The page number of `rel="last"`, when it is the same listing as `first` (same origin and
-/// path): GitHub's page-numbered listings name it on every page but the last.
 /// Whether a page's `Link` header has a `rel="last"` (the listing is numbered).
 fn names_last(r: &Response) -> bool {
     parse_link_headers(&r.headers)
@@ -456,6 +454,8 @@ fn names_last(r: &Response) -> bool {
         .any(|(_, rels)| rels.iter().any(|r| r == "last"))
 }
 
+/// The page number of `rel="last"`, when it is the same listing as `first` (same origin and
+/// path): GitHub's page-numbered listings name it on every page but the last.
 fn last_page(r: &Response, first: &Url) -> Option<u32> {
     let (target, _) = parse_link_headers(&r.headers)
         .into_iter()
