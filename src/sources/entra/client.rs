@@ -199,6 +199,14 @@ impl GraphClient {
     }
 }
 
+/// Where a page's `@odata.nextLink` points: absent or empty is the last page.
+pub(super) fn graph_next(link: Option<String>) -> NextPage {
+    match link.filter(|n| !n.is_empty()) {
+        Some(n) => NextPage::Url(n),
+        None => NextPage::Done,
+    }
+}
+
 /// A page's `@odata.nextLink` (read as the page arrives; the items are skipped, not built).
 fn next_link(r: &Response) -> Result<NextPage, UpstreamError> {
     #[derive(serde::Deserialize)]
@@ -206,10 +214,7 @@ fn next_link(r: &Response) -> Result<NextPage, UpstreamError> {
         #[serde(rename = "@odata.nextLink", default)]
         next_link: Option<String>,
     }
-    Ok(match r.json::<Cursor>()?.next_link.filter(|n| !n.is_empty()) {
-        Some(n) => NextPage::Url(n),
-        None => NextPage::Done,
-    })
+    Ok(graph_next(r.json::<Cursor>()?.next_link))
 }
 
 /// An `@odata.nextLink` listing read page by page. The shared pager reads each page's
@@ -232,11 +237,7 @@ impl<T: DeserializeOwned> GraphPages<T> {
             Some(p) => {
                 // Fetched by the caller: its link is named here.
                 self.pager.note_items(p.value.iter().filter_map(self.id))?;
-                self.pager
-                    .set_next(match p.next_link.filter(|n| !n.is_empty()) {
-                        Some(n) => NextPage::Url(n),
-                        None => NextPage::Done,
-                    })?;
+                self.pager.set_next(graph_next(p.next_link))?;
                 p.value
             }
             None => match self.pager.next_page(s).await? {

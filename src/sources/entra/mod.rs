@@ -333,7 +333,7 @@ impl EntraSource {
         sink: &mut dyn EventSink,
     ) -> Result<ActivityOutput, SourceError> {
         use events::{map_sign_in, Mapped, SignInCursor};
-        use crate::upstream::{NextPage, Pager, Request};
+        use crate::upstream::{Pager, Request};
         let c = &self.client;
         let s = c.continue_session(ctx.stats);
         let mut cur: SignInCursor = ctx
@@ -403,16 +403,8 @@ impl EntraSource {
             let page: wire::Page<serde_json::Value> = resp.json().map_err(|e| fail(e, c))?;
             // The next page is named (and so requested, while this one is mapped) first; a
             // refused link fails the poll once this page's events are in, as before.
-            let named = match page.next_link.filter(|n| !n.is_empty()) {
-                Some(n) => {
-                    stopped_at = Some(n.clone());
-                    pager.set_next(NextPage::Url(n))
-                }
-                None => {
-                    stopped_at = None;
-                    pager.set_next(NextPage::Done)
-                }
-            };
+            stopped_at = page.next_link.filter(|n| !n.is_empty());
+            let named = pager.set_next(client::graph_next(stopped_at.clone()));
             for v in &page.value {
                 match map_sign_in(v) {
                     Mapped::Event(e) => {
