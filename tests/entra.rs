@@ -278,6 +278,17 @@ impl Run {
 }
 
 /// (account id or "" for tenant, check) of every finding.
+/// Requests made for the user listing and for the registration report.
+fn listing_requests(mock: &MockGraph) -> (usize, usize) {
+    let paths = mock.paths();
+    let users = paths.iter().filter(|p| *p == "/v1.0/users").count();
+    let registration = paths
+        .iter()
+        .filter(|p| p.ends_with("userRegistrationDetails"))
+        .count();
+    (users, registration)
+}
+
 fn findings(r: &Report) -> BTreeSet<(String, &'static str)> {
     r.findings
         .iter()
@@ -387,15 +398,7 @@ async fn full_tenant_maps_users_roles_mfa_apps_and_policy() {
     assert_eq!(r.tally.super_admins, 2);
 
     // Paging: 6 users at 2 per page = 3 requests; one token for the whole poll.
-    let paths = run.mock.paths();
-    assert_eq!(paths.iter().filter(|p| *p == "/v1.0/users").count(), 3);
-    assert_eq!(
-        paths
-            .iter()
-            .filter(|p| p.ends_with("userRegistrationDetails"))
-            .count(),
-        2
-    );
+    assert_eq!(listing_requests(&run.mock), (3, 2));
     assert_eq!(run.mock.token_requests(), 1);
     // A second poll reuses the cached token.
     run.poll().await.unwrap();
@@ -552,15 +555,7 @@ async fn users_and_registration_report_are_read_side_by_side() {
     assert!(account(&r, DAVE).mfa.as_ref().unwrap().factors.is_empty());
     assert!(account(&r, ERIN).mfa.is_none());
     // Pages: users 6 at 2 per page, the report 4 rows at 3 per page; nothing twice.
-    let paths = run.mock.paths();
-    assert_eq!(paths.iter().filter(|p| *p == "/v1.0/users").count(), 3);
-    assert_eq!(
-        paths
-            .iter()
-            .filter(|p| p.ends_with("userRegistrationDetails"))
-            .count(),
-        2
-    );
+    assert_eq!(listing_requests(&run.mock), (3, 2));
     assert_eq!(run.mock.graph_requests(), first.mock.graph_requests());
 }
 
