@@ -17,6 +17,7 @@ use identity_posture_exporter::sources::okta::config::DEFAULT_SCOPES as OKTA_DEF
 use identity_posture_exporter::sources::okta::OktaSource;
 use identity_posture_exporter::sources::okta::{OktaAuth, OktaConfig};
 use identity_posture_exporter::sources::{Deps, PollContext, PollOutput, Provider, SourceError};
+use identity_posture_exporter::store::Store;
 use identity_posture_exporter::upstream::{ManualTimer, RequestStats as SourceStats};
 use support::okta_mock::*;
 use time::OffsetDateTime;
@@ -285,6 +286,94 @@ async fn second_poll_uses_the_cache_and_refreshes_users_named_in_factor_events()
     let t3 = t2 + Duration::from_secs(25 * 3600);
     poll(&src, t3, &stats).await.unwrap();
     assert_eq!(mock.factor_calls(&user_id(0)), 2);
+}
+
+fn source_with_store(cfg: &SourceConfig, store: Arc<Store>) -> OktaSource {
+    let timer = ManualTimer::starting_now();
+    OktaSource::build(
+        cfg,
+        cfg.settings::<OktaConfig>().unwrap(),
+        &Deps::with_timer(Arc::new(timer)).with_store(store),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_factor_cache_survives_a_restart_and_resumes_the_system_log_window() {
+    let mock = MockOkta::start(120, 0).await;
+    let cfg = config(&mock.url, token(), |_, _| {});
+    let dir = tempfile::tempdir().unwrap();
+    let stats = SourceStats::default();
+    let t1 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    {
+        let store = Arc::new(Store::open(Some(dir.path())));
+        let src = source_with_store(&cfg, store);
+        poll(&src, t1, &stats).await.unwrap();
+    }
+    let first = mock.hits("factors");
+    assert!(first > 0);
+
+    // While the exporter is down, user 12 enrols a security key.
+    mock.set_factors(
+        &user_id(12),
+        serde_json::json!([{"id": "x", "factorType": "webauthn", "provider": "FIDO", "status": "ACTIVE"}]),
+    );
+    mock.push_log_event(factor_event(&user_id(12), "user.mfa.factor.activate"));
+
+    // A new process on the same state directory.
+    let src = source_with_store(&cfg, Arc::new(Store::open(Some(dir.path()))));
+    let t2 = t1 + Duration::from_secs(900);
+    let (acc, out) = poll(&src, t2, &stats).await.unwrap();
+    assert_eq!(
+        mock.hits("factors"),
+        first + 1,
+        "only the user named in the System Log is fetched again"
+    );
+    assert_eq!(mock.factor_calls(&user_id(0)), 1);
+    assert_eq!(
+        active_types(&acc[&user_id(12)]),
+        BTreeSet::from([FactorType::Webauthn])
+    );
+    assert_eq!(
+        gauge(&out, "identity_posture_source_factor_cache_coverage_ratio"),
+        Some(1.0)
+    );
+    let q = mock.state.log_queries.lock().unwrap().clone();
+    assert_eq!(q.len(), 1, "the window before the restart is read");
+    let since = Timestamp::parse(&q[0].0, &time::format_description::well_known::Rfc3339).unwrap();
+    assert_eq!(since, t1 - Duration::from_secs(300));
+    // Cached users keep their factors (not unknown) after the restart.
+    assert!(acc[&user_id(0)].mfa.is_some());
+}
+
+#[tokio::test]
+async fn a_stored_factor_cache_for_another_org_is_not_used() {
+    let mock = MockOkta::start(30, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let stats = SourceStats::default();
+    let t1 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    {
+        let cfg = config(&mock.url, token(), |_, _| {});
+        let src = source_with_store(&cfg, Arc::new(Store::open(Some(dir.path()))));
+        poll(&src, t1, &stats).await.unwrap();
+    }
+    assert!(mock.hits("factors") > 0);
+    // Same source name, another org.
+    let other = MockOkta::start(30, 0).await;
+    let cfg = config(&other.url, token(), |_, _| {});
+    let src = source_with_store(&cfg, Arc::new(Store::open(Some(dir.path()))));
+    poll(&src, t1 + Duration::from_secs(900), &stats)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.hits("factors"),
+        mock.hits("factors"),
+        "every user fetched: the stored cache belonged to the other org"
+    );
+    assert!(
+        other.state.log_queries.lock().unwrap().is_empty(),
+        "no System Log window is resumed for another org"
+    );
 }
 
 #[tokio::test]

@@ -1,18 +1,53 @@
 //! The Okta factor cache: factors are per user (one request each), so they are kept between
 //! polls and refreshed oldest-first within a per-poll budget (requests and half the poll's
 //! time), plus at once for users named in factor-change System Log events. A user whose
-//! factors were never fetched has unknown MFA, never "no MFA".
+//! factors were never fetched has unknown MFA, never "no MFA". The cache is persisted in the
+//! state store (`[storage] state_dir`): a restart does not re-fetch every user's factors.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
 
 use super::client::{permission_hint, OktaClient, FACTORS};
 use crate::model::{Account, Factor, Mfa, Timestamp};
+use crate::store::{Batch, Store};
 use crate::upstream::{Session, UpstreamError};
+
+/// Cached factor lists, keyed `source\x1fuser id`.
+pub const TABLE: &str = "okta_factors";
+/// Per source: the org the entries came from and what the next poll's plan needs.
+pub const META: &str = "okta_factor_meta";
+const VERSION: u16 = 1;
+const SEP: char = '\u{1f}';
+
+/// One user's entry as stored.
+#[derive(Serialize, Deserialize)]
+struct StoredEntry {
+    factors: Vec<Factor>,
+    fetched_at: i64,
+}
+
+/// The cache's bookkeeping as stored.
+#[derive(Serialize, Deserialize)]
+struct StoredMeta {
+    /// Entries from another org (the source's `url` changed) are dropped.
+    org: String,
+    /// Unix seconds.
+    log_since: Option<i64>,
+    last_active: usize,
+    last_pages: u32,
+}
+
+/// Where the cache is persisted.
+struct Persist {
+    store: Arc<Store>,
+    source: String,
+    org: String,
+}
 
 struct CacheEntry {
     factors: Vec<Factor>,
@@ -31,12 +66,15 @@ struct State {
     /// Active users and listing pages at the last poll (to plan the budget).
     last_active: usize,
     last_pages: u32,
+    /// Users fetched since the last save.
+    dirty: HashSet<String>,
 }
 
 /// The cache, long-lived inside the source.
 #[derive(Default)]
 pub struct FactorCache {
     state: Mutex<State>,
+    persist: Option<Persist>,
 }
 
 /// One poll's refresh plan and bookkeeping, shared by the concurrent fetches.
@@ -78,6 +116,66 @@ pub struct Coverage {
 }
 
 impl FactorCache {
+    /// The cache `source` saved in `store` for the org at `org` (empty if none, or if it was
+    /// saved for another org), persisted there after every poll. A System Log window older
+    /// than `max_age` is not resumed: every entry is due for a refresh then anyway.
+    pub fn load(
+        store: Arc<Store>,
+        source: &str,
+        org: &str,
+        max_age: Duration,
+        now_unix: i64,
+    ) -> FactorCache {
+        let prefix = format!("{source}{SEP}");
+        let entries = store.scan::<StoredEntry>(TABLE, &prefix, VERSION);
+        let mut state = State::default();
+        match store.get::<StoredMeta>(META, source, VERSION) {
+            Some(meta) if meta.org == org => {
+                state.log_since = meta
+                    .log_since
+                    .filter(|t| *t >= now_unix - max_age.as_secs() as i64)
+                    .and_then(|t| Timestamp::from_unix_timestamp(t).ok());
+                state.last_active = meta.last_active;
+                state.last_pages = meta.last_pages;
+                state.cache = entries
+                    .into_iter()
+                    .map(|(k, e)| {
+                        let entry = CacheEntry {
+                            factors: e.factors,
+                            fetched_at: e.fetched_at,
+                            seen: 0,
+                        };
+                        (k[prefix.len()..].to_string(), entry)
+                    })
+                    .collect();
+                if !state.cache.is_empty() {
+                    tracing::info!(source, users = state.cache.len(), "okta: factor cache restored from the state store");
+                }
+            }
+            other => {
+                if other.is_some() || !entries.is_empty() {
+                    tracing::info!(source, "okta: the stored factor cache is for another org (or incomplete); starting it afresh");
+                    let mut batch = Batch::default();
+                    for (k, _) in &entries {
+                        batch.delete(TABLE, k);
+                    }
+                    batch.delete(META, source);
+                    if let Err(e) = store.write(batch) {
+                        tracing::warn!(source, error = %e, "okta: cannot clear the stored factor cache");
+                    }
+                }
+            }
+        }
+        FactorCache {
+            state: Mutex::new(state),
+            persist: Some(Persist {
+                store,
+                source: source.to_string(),
+                org: org.to_string(),
+            }),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -188,7 +286,8 @@ impl FactorCache {
                 match r {
                     Some(Ok(factors)) => {
                         run.refreshed.fetch_add(1, Ordering::Relaxed);
-                        self.lock().cache.insert(
+                        let mut st = self.lock();
+                        st.cache.insert(
                             a.id.clone(),
                             CacheEntry {
                                 factors: factors.clone(),
@@ -196,6 +295,8 @@ impl FactorCache {
                                 seen: run.generation,
                             },
                         );
+                        st.dirty.insert(a.id.clone());
+                        drop(st);
                         a.mfa = Some(Mfa {
                             factors,
                             enforced: None,
@@ -230,7 +331,8 @@ impl FactorCache {
             .await
     }
 
-    /// Prunes users no longer active, records what the next poll needs, reports coverage.
+    /// Prunes users no longer active, records what the next poll needs, persists what
+    /// changed (one atomic write), reports coverage.
     pub fn finish(
         &self,
         run: &FactorRun,
@@ -239,10 +341,43 @@ impl FactorCache {
         next_log_since: Timestamp,
     ) -> Coverage {
         let mut st = self.lock();
-        st.cache.retain(|_, e| e.seen == run.generation);
+        let mut pruned = Vec::new();
+        st.cache.retain(|id, e| {
+            let keep = e.seen == run.generation;
+            if !keep {
+                pruned.push(id.clone());
+            }
+            keep
+        });
         st.last_active = active;
         st.last_pages = pages;
         st.log_since = Some(next_log_since);
+        let dirty = std::mem::take(&mut st.dirty);
+        if let Some(p) = &self.persist {
+            let mut batch = Batch::default();
+            for id in &pruned {
+                batch.delete(TABLE, &format!("{}{SEP}{id}", p.source));
+            }
+            for id in &dirty {
+                if let Some(e) = st.cache.get(id) {
+                    let stored = StoredEntry {
+                        factors: e.factors.clone(),
+                        fetched_at: e.fetched_at,
+                    };
+                    batch.put(TABLE, &format!("{}{SEP}{id}", p.source), VERSION, &stored);
+                }
+            }
+            let meta = StoredMeta {
+                org: p.org.clone(),
+                log_since: Some(next_log_since.unix_timestamp()),
+                last_active: active,
+                last_pages: pages,
+            };
+            batch.put(META, &p.source, VERSION, &meta);
+            if let Err(e) = p.store.write(batch) {
+                tracing::warn!(source = %p.source, error = %e, "okta: cannot persist the factor cache; it is kept in memory");
+            }
+        }
         Coverage {
             covered: st.cache.len(),
             oldest: st.cache.values().map(|e| e.fetched_at).min(),

@@ -103,7 +103,13 @@ impl Provider for OktaSource {
             factor_max_age: okta.factor_max_age,
             factor_time_budget: cfg.timeout / 2,
             concurrency: cfg.limits.concurrency.max(1),
-            factors: FactorCache::default(),
+            factors: FactorCache::load(
+                deps.store.clone(),
+                &cfg.name,
+                &okta.url,
+                okta.factor_max_age,
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+            ),
         })
     }
 
