@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The findings view in a real browser: starts the exporter on examples/demo.toml and
 # Debian's chromedriver with headless Chromium, then ci/browser-walk.py walks landing ->
-# source -> check -> account and back, screenshotting every page (kept in
+# source -> check -> account and back, then an empty check and an unknown account,
+# screenshotting every page (kept in
 # target/screenshots, or $IPE_SCREENSHOTS) and failing on errors, empty states, console
 # errors and blank screenshots. Called by .ci/run; runs alone too: ci/browser-test.sh
 #
@@ -19,6 +20,8 @@ command -v python3 >/dev/null || die "python3 not found"
 EXPORTER=${IPE_E2E_EXPORTER:-target/debug/identity-posture-exporter}
 [ -x "$EXPORTER" ] || cargo build --locked --quiet
 SHOTS=${IPE_SCREENSHOTS:-target/screenshots}
+# The exporter refuses IPE_ variables that configure nothing: these two are this script's.
+unset IPE_E2E_EXPORTER IPE_SCREENSHOTS
 rm -rf "$SHOTS"
 mkdir -p "$SHOTS"
 

@@ -3,9 +3,11 @@
 (chromedriver), python3 standard library only. Called by ci/browser-test.sh.
 
 landing page -> source page -> check (filtered findings table) -> account page, then back
-through the browser history to the landing page. On every page it takes a screenshot and
-fails on an error message, an empty state where the demo must have data, a browser console
-error, or a screenshot that is blank.
+through the browser history to the landing page; then a check with no findings on the demo
+(its empty state) and an account the demo does not have (404 and its message). On every page
+it takes a screenshot and fails on an error message or an empty state where the demo must
+have data (and on their absence where they are expected), a browser console error, or a
+screenshot that is blank.
 
 usage: browser-walk.py EXPORTER_URL CHROMEDRIVER_URL SCREENSHOT_DIR USER_DATA_DIR
 """
@@ -88,16 +90,19 @@ def png_is_blank(data):
     stride = width * bpp + 1
     distinct = set()
     # Filter bytes make raw rows differ even for identical pixels; sample unfiltered-ish
-    # variety instead: distinct row payloads across the image.
-    for y in range(0, height, max(1, height // 200)):
+    # variety instead: distinct row payloads across the image. Every row: a short page
+    # (an error, an empty state) has its text in a band of a few dozen rows at the top.
+    for y in range(height):
         distinct.add(raw[y * stride + 1:(y + 1) * stride])
         if len(distinct) > 20:
             return False
     return True
 
 
-def check_page(name, must_have, expect_empty=False):
-    """Screenshot, then the checks every page gets."""
+def check_page(name, must_have, expect_empty=False, expect_error=None):
+    """Screenshot, then the checks every page gets. `expect_empty`: the page must show its
+    empty state (`.empty`); `expect_error`: the page must show this error (`.error`), and
+    the browser's console line for the page's own 404 is expected too."""
     shot = base64.b64decode(wd("GET", f"{S}/screenshot"))
     path = os.path.join(SHOTS, f"{name}.png")
     with open(path, "wb") as f:
@@ -105,11 +110,18 @@ def check_page(name, must_have, expect_empty=False):
     if png_is_blank(shot):
         fail(f"{name}: screenshot {path} is blank")
     body = text(find("body"))
-    for el in find(".error", many=True):
-        fail(f"{name}: error shown on the page: {text(el)!r}")
+    errors = [text(el) for el in find(".error", many=True)]
+    if expect_error is None:
+        for e in errors:
+            fail(f"{name}: error shown on the page: {e!r}")
+    elif not any(expect_error in e for e in errors):
+        fail(f"{name}: expected the error {expect_error!r}, page shows {errors!r}")
+    empties = [text(el) for el in find(".empty", many=True)]
     if not expect_empty:
-        for el in find(".empty", many=True):
-            fail(f"{name}: empty state on the demo: {text(el)!r}")
+        for e in empties:
+            fail(f"{name}: empty state on the demo: {e!r}")
+    elif not empties:
+        fail(f"{name}: expected an empty state, none shown")
     for needle in must_have:
         if needle not in body:
             fail(f"{name}: page does not show {needle!r}")
@@ -121,7 +133,10 @@ def check_page(name, must_have, expect_empty=False):
             logs = []
     for entry in logs:
         if entry.get("level") == "SEVERE":
-            fail(f"{name}: browser console error: {entry.get('message')}")
+            msg = entry.get("message", "")
+            if expect_error is not None and "status of 404" in msg:
+                continue  # the page's own 404, asserted above
+            fail(f"{name}: browser console error: {msg}")
     print(f"browser: {name}: {url()} ok ({len(shot)} bytes screenshot)")
 
 
@@ -183,6 +198,49 @@ try:
         if url() != want:
             fail(f"{name}: at {url()}, expected {want}")
         check_page(name, [])
+
+    # 6. A check without findings on the demo, from the source page: the filtered table's
+    # empty state, not an error.
+    wd("POST", f"{S}/url", {"url": source_url})
+    link = None
+    for el in find("table.all-checks td a", many=True):
+        if text(el) == "Too few super admins":
+            link = el
+            break
+    if not link:
+        raise RuntimeError("source: no link to the tenant.too_few_super_admins findings")
+    wd("POST", f"{S}/element/{link}/click", {})
+    empty_url = url()
+    if "check=tenant.too_few_super_admins" not in empty_url:
+        fail(f"empty check: clicked into {empty_url}")
+    total = find(".summary .total")
+    if not total or text(total) != "0":
+        fail(f"empty check: total is {text(total) if total else None!r}, expected 0")
+    if find("table.findings"):
+        fail("empty check: a findings table is shown for no findings")
+    check_page("6-empty-check", ["tenant.too_few_super_admins", "0 findings on 0 accounts",
+                                 "No findings match this filter."], expect_empty=True)
+
+    # 7. An account the source does not have: 404, said on the page, with a way back.
+    missing = f"{BASE}/account?source=demo&login=nobody%40example.invalid"
+    try:
+        with urllib.request.urlopen(missing, timeout=10) as r:
+            fail(f"unknown account: HTTP {r.status}, expected 404")
+    except urllib.error.HTTPError as e:
+        if e.code != 404:
+            fail(f"unknown account: HTTP {e.code}, expected 404")
+    wd("POST", f"{S}/url", {"url": missing})
+    if not wd("GET", f"{S}/title").startswith("Error"):
+        fail(f"unknown account: title {wd('GET', f'{S}/title')!r}")
+    check_page("7-unknown-account", ["404", "Back to the overview"],
+               expect_error='no account "nobody@example.invalid" in source "demo"')
+    back = find("a[href='./']")
+    if not back:
+        fail("unknown account: no link back to the overview")
+    else:
+        wd("POST", f"{S}/element/{back}/click", {})
+        if url() != landing:
+            fail(f"unknown account: the way back leads to {url()}, expected {landing}")
 finally:
     try:
         wd("DELETE", S)
@@ -191,4 +249,5 @@ finally:
 
 if failures:
     sys.exit(1)
-print(f"browser: walked landing -> source -> check -> account and back; screenshots in {SHOTS}")
+print("browser: walked landing -> source -> check -> account and back, an empty check and an "
+      f"unknown account; screenshots in {SHOTS}")

@@ -211,6 +211,10 @@ pub struct Config {
     /// `[activity]`: the detectors' thresholds (sources may override them).
     pub activity: ActivityPolicy,
     pub sources: Vec<SourceConfig>,
+    /// Problems that do not stop `serve` (each is logged as a warning when the configuration
+    /// is loaded) but that `check-config` reports and fails on, each with its key path: a
+    /// file source's file that does not exist yet (a cron job may write it after start).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -812,6 +816,7 @@ pub fn load_with_env(
             env: &|name| env_map.get(name).map(|v| v.to_string()),
             source_vars: &source_vars(vars),
             types,
+            warnings: Default::default(),
         },
     );
     match r {
@@ -869,6 +874,7 @@ pub fn from_toml_str(toml: &str, types: &dyn SourceTypes) -> Result<Config, Conf
             env: &|name| std::env::var(name).ok(),
             source_vars: &[],
             types,
+            warnings: Default::default(),
         },
     )
 }
@@ -993,6 +999,8 @@ pub struct Inputs<'a> {
     /// `IPE_SOURCES__…` overrides.
     source_vars: &'a [SourceVar],
     pub types: &'a dyn SourceTypes,
+    /// What [`Validator::warn`] records (→ [`Config::warnings`]).
+    warnings: std::cell::RefCell<Vec<String>>,
 }
 
 /// The core of loading.
@@ -1068,6 +1076,7 @@ fn from_figment(figment: &Figment, inputs: &Inputs<'_>) -> Result<Config, Config
             storage,
             activity,
             sources,
+            warnings: inputs.warnings.take(),
         })
     } else {
         Err(ConfigErrors { problems: errors })
@@ -1460,6 +1469,15 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// Records a problem with `key` that does not stop `serve` (it logs it) but fails
+    /// `check-config`: see [`Config::warnings`].
+    pub fn warn(&mut self, key: &str, msg: impl std::fmt::Display) {
+        self.inputs
+            .warnings
+            .borrow_mut()
+            .push(format!("{}.{key}: {msg}", self.path));
+    }
+
     /// Whether any problem was recorded through this validator.
     pub fn failed(&self) -> bool {
         self.errors.len() > self.before
@@ -1592,6 +1610,42 @@ impl<'a> Validator<'a> {
             (None, None) => {
                 if required {
                     self.error(&format!("{key}_file or {key}_env"), "required");
+                }
+                None
+            }
+        }
+    }
+
+    /// A private key from `<key>_file` or `<key>_env` (PEM or JWK) that must sign JWTs: it is
+    /// tried once here, so an unparsable key is a configuration problem naming its key path
+    /// (and file), for `check-config` as for `serve`.
+    pub fn private_key(
+        &mut self,
+        key: &str,
+        file: Option<&Path>,
+        env_name: Option<&str>,
+        required: bool,
+    ) -> Option<Secret> {
+        let secret = self.secret(key, file, env_name, required)?;
+        match crate::upstream::oauth::JwtSigner::from_key(&secret, None) {
+            Ok(_) => Some(secret),
+            Err(e) => {
+                let msg = match e {
+                    crate::upstream::UpstreamError::Token(m) => m,
+                    other => other.to_string(),
+                };
+                match file {
+                    Some(p) => self.error(
+                        &format!("{key}_file"),
+                        format!("{}: {msg}", self.resolve(p).display()),
+                    ),
+                    None => self.error(
+                        &format!("{key}_env"),
+                        format!(
+                            "environment variable {}: {msg}",
+                            env_name.unwrap_or_default()
+                        ),
+                    ),
                 }
                 None
             }

@@ -36,6 +36,10 @@ pub fn load_config(path: &Path, o: &Overrides) -> Result<Config, String> {
         cfg.server.web_config_file = Some(w.clone());
     }
     select_sources(&mut cfg, &o.sources)?;
+    // Not fatal here (`check-config` fails on them); logged at every load, reloads too.
+    for w in &cfg.warnings {
+        tracing::warn!("configuration: {w}");
+    }
     Ok(cfg)
 }
 
@@ -73,6 +77,10 @@ pub fn select_sources(cfg: &mut Config, names: &[String]) -> Result<(), String> 
         ));
     }
     cfg.sources.retain(|s| names.contains(&s.name.as_str()));
+    // Another shard's sources are not this instance's problem.
+    cfg.warnings.retain(|w| {
+        !w.starts_with("sources[") || names.iter().any(|n| w.contains(&format!(" ({n}).")))
+    });
     Ok(())
 }
 

@@ -406,7 +406,8 @@ fn check_config(a: &CheckArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut problems = Vec::new();
+    // What `serve` only warns about (a file source's file not written yet) fails here.
+    let mut problems = cfg.warnings.clone();
     if let Err(e) = server::web_config(&cfg.server) {
         problems.push(format!("server.web_config_file: {e}"));
     }

@@ -255,7 +255,77 @@ fn check_config_refuses_everything_serve_would_refuse() {
     };
     let not_a_dir = d.join("plain-file");
     std::fs::write(&not_a_dir, "").unwrap();
+    // File-source files that do not exist: serve only warns (a cron job may write them
+    // later), check-config fails, naming the key path and the file.
+    let absent = d.join("absent-identities.json");
+    let absent_events = d.join("absent-events.ndjson");
+    let demo = std::fs::canonicalize("examples/demo-identities.json").unwrap();
+    let missing_path = format!(
+        "sources[0] (gone).path: {} does not exist",
+        absent.display()
+    );
+    let missing_events = format!(
+        "sources[0] (ev).events_path: {} does not exist",
+        absent_events.display()
+    );
+    // Private keys that do not parse: an Okta service app's PEM, a Google service-account
+    // JSON key whose private_key is no key.
+    let bad_pem = d.join("bad.pem");
+    std::fs::write(
+        &bad_pem,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let bad_json = d.join("bad-key.json");
+    std::fs::write(
+        &bad_json,
+        r#"{"type":"service_account","client_email":"ipe@p.iam.gserviceaccount.com","private_key":"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}"#,
+    )
+    .unwrap();
+    let token = d.join("token");
+    std::fs::write(&token, "00abc\n").unwrap();
+    let bad_okta_key = format!("sources[0] (okta).private_key_file: {}", bad_pem.display());
+    let bad_google_key = format!(
+        "sources[0] (gw).credentials_file: credentials_file ({})",
+        bad_json.display()
+    );
     let cases: Vec<(String, &str)> = vec![
+        (
+            format!(
+                "[[sources]]\nname = \"gone\"\ntype = \"file\"\npath = \"{}\"\n",
+                absent.display()
+            ),
+            missing_path.as_str(),
+        ),
+        (
+            format!(
+                "[[sources]]\nname = \"ev\"\ntype = \"file\"\npath = \"{}\"\nactivity = true\nevents_path = \"{}\"\n",
+                demo.display(),
+                absent_events.display()
+            ),
+            missing_events.as_str(),
+        ),
+        (
+            format!(
+                "[[sources]]\nname = \"okta\"\ntype = \"okta\"\nurl = \"https://acme.okta.com\"\nclient_id = \"0oa1\"\nprivate_key_file = \"{}\"\n",
+                bad_pem.display()
+            ),
+            bad_okta_key.as_str(),
+        ),
+        (
+            format!(
+                "[[sources]]\nname = \"gw\"\ntype = \"google\"\nadmin_email = \"admin@example.com\"\ncredentials_file = \"{}\"\n",
+                bad_json.display()
+            ),
+            bad_google_key.as_str(),
+        ),
+        (
+            format!(
+                "[[sources]]\nname = \"okta\"\ntype = \"okta\"\nurl = \"https://acme.okta.com/api/v1\"\ntoken_file = \"{}\"\n",
+                token.display()
+            ),
+            "sources[0] (okta).url: \"https://acme.okta.com/api/v1\" ends in /api/v1",
+        ),
         (
             format!("[server]\nweb_config_file = \"{}\"\n", d.join("absent.yml").display()),
             "server.web_config_file",

@@ -1085,23 +1085,21 @@ fn configuration_is_validated_with_every_problem_named() {
         let e = ok(extra).unwrap_err().to_string();
         assert!(e.contains(needle), "{extra}: {e}");
     }
-    // A key that cannot sign RS256 fails at build, naming the key.
+    // A key that cannot sign is a configuration problem, naming the key path and the file.
     let bad = dir.path().join("bad.pem");
     std::fs::write(
         &bad,
         "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
     )
     .unwrap();
-    let c = ok(&format!(
+    let e = ok(&format!(
         "org = \"acme\"\napp_id = 1\ninstallation_id = 2\nprivate_key_file = \"{}\"\n",
         bad.display()
     ))
-    .unwrap();
-    let e = identity_posture_exporter::sources::Source::build(&c.sources[0], &Default::default())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(e.contains("private_key"), "{e}");
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains(".private_key_file: "), "{e}");
+    assert!(e.contains("bad.pem"), "{e}");
 }
 
 #[test]

@@ -690,6 +690,55 @@ async fn web_config_basic_auth_protects_everything() {
 }
 
 #[tokio::test]
+async fn web_config_basic_auth_opens_the_findings_view_on_any_listener() {
+    // Listening on all interfaces, no API token: the web config's basic auth alone opens the
+    // findings view, /api/v1 and the admin endpoints to an authenticated caller.
+    let dir = tempfile::tempdir().unwrap();
+    let wc = dir.path().join("web.yml");
+    let hash = bcrypt::hash("view-pass", 4).unwrap();
+    std::fs::write(&wc, format!("basic_auth_users:\n  alice: {hash}\n")).unwrap();
+    let mut cfg = config(
+        "tests/data/org.json",
+        &format!("web_config_file = \"{}\"", wc.display()),
+    );
+    cfg.server.listen = "0.0.0.0:9863".parse().unwrap();
+    let r = start(cfg).await;
+    r.poll().await.unwrap();
+    let c = reqwest::Client::new();
+    for path in [
+        "/findings",
+        "/findings?check=mfa.missing",
+        "/api/v1/findings",
+        "/api/v1/sources",
+    ] {
+        let url = format!("{}{path}", r.base);
+        let anon = c.get(&url).send().await.unwrap();
+        assert_eq!(anon.status(), 401, "{path} without credentials");
+        assert!(anon.headers().contains_key("www-authenticate"), "{path}");
+        let wrong = c.get(&url).basic_auth("alice", Some("nope")).send();
+        assert_eq!(wrong.await.unwrap().status(), 401, "{path} wrong password");
+        let ok = c.get(&url).basic_auth("alice", Some("view-pass")).send();
+        assert_eq!(ok.await.unwrap().status(), 200, "{path} with credentials");
+    }
+    let page = c
+        .get(format!("{}/findings", r.base))
+        .basic_auth("alice", Some("view-pass"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<table"), "{page}");
+    // The admin endpoints (this test server passes no peer address, so the caller does not
+    // count as loopback): basic auth admits a poll request.
+    let poll = format!("{}/-/poll/org", r.base);
+    assert_eq!(c.post(&poll).send().await.unwrap().status(), 401);
+    let ok = c.post(&poll).basic_auth("alice", Some("view-pass")).send();
+    assert!(ok.await.unwrap().status().is_success());
+}
+
+#[tokio::test]
 async fn a_poll_that_hangs_is_cut_off_by_the_timeout() {
     // A FIFO with no writer blocks the file source's open() forever.
     let dir = tempfile::tempdir().unwrap();

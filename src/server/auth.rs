@@ -1,7 +1,7 @@
 //! Who may call what. `/api/v1` names vulnerable people, so it needs a bearer token
-//! (`server.api_token_file`) or a loopback-only listener; `server.web_config_file`
-//! (exporter-toolkit format) adds bcrypt basic auth in front of everything (and TLS, in
-//! [`super::tls`]).
+//! (`server.api_token_file`), the web config's basic auth, or a loopback-only listener;
+//! `server.web_config_file` (exporter-toolkit format) adds bcrypt basic auth in front of
+//! everything (and TLS, in [`super::tls`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -28,7 +28,8 @@ pub enum ApiAccess {
     Token(Secret),
     /// Bound to loopback only: local callers are trusted.
     Loopback,
-    /// Neither: the API is refused (403) so findings never leak by accident.
+    /// Neither: the API is refused (403) so findings never leak by accident, unless the web
+    /// config's basic auth admits the request.
     Refused,
 }
 
@@ -287,16 +288,19 @@ pub async fn basic_auth_layer(
     resp
 }
 
-/// The `/api/v1` rule. A request that passed basic auth counts as authenticated too, since
-/// basic auth and a bearer token cannot share one `Authorization` header.
+/// The `/api/v1` (and `/findings`, `/account`) rule. A request that passed the web config's
+/// basic auth (the outer layer, which answers 401 before this runs) counts as authenticated,
+/// whatever the listener and token: basic auth and a bearer token cannot share one
+/// `Authorization` header, and it is how people open the findings view in a browser.
 pub async fn api_guard(State(auth): State<Arc<AuthState>>, req: Request, next: Next) -> Response {
     let ok = match &auth.api {
-        ApiAccess::Token(_) => auth.basic.enabled() || auth.token_ok(req.headers()),
+        _ if auth.basic.enabled() => true,
+        ApiAccess::Token(_) => auth.token_ok(req.headers()),
         ApiAccess::Loopback => true,
         ApiAccess::Refused => {
             return (
                 StatusCode::FORBIDDEN,
-                "Forbidden: /api/v1 lists vulnerable accounts; set server.api_token_file (then send Authorization: Bearer) or bind server.listen to loopback\n",
+                "Forbidden: /api/v1 lists vulnerable accounts; set server.api_token_file (then send Authorization: Bearer), basic_auth_users in the web config, or bind server.listen to loopback\n",
             )
                 .into_response();
         }

@@ -76,7 +76,7 @@ pub fn validate(raw: RawEntraConfig, v: &mut Validator<'_>) -> Option<EntraConfi
         ("certificate_file + private_key_file", has_cert),
     ]) {
         Some(1) => {
-            let key = v.secret(
+            let key = v.private_key(
                 "private_key",
                 raw.private_key_file.as_deref(),
                 raw.private_key_env.as_deref(),

@@ -54,17 +54,22 @@ pub fn validate(raw: RawFileConfig, v: &mut Validator<'_>) -> Option<FileConfig>
     };
     let path = v.resolve(&p);
     let events_path = raw.events_path.as_deref().map(|e| v.resolve(e));
-    if let Some(e) = &events_path {
-        if e.is_dir() {
-            v.error("events_path", format!("{} is a directory, not a file", e.display()));
+    // A file that does not exist is not fatal at start-up (it may be written later, e.g. by
+    // a cron job): `serve` logs it, and `check-config` fails on it, since a poll would fail.
+    let checks = [
+        ("path", Some(&path), "every poll fails"),
+        ("events_path", events_path.as_ref(), "the sign-in stream's polls fail"),
+    ];
+    for (key, p, effect) in checks {
+        let Some(p) = p else { continue };
+        if p.is_dir() {
+            v.error(key, format!("{} is a directory, not a file", p.display()));
+        } else if !p.exists() {
+            v.warn(
+                key,
+                format!("{} does not exist (yet): {effect} until it does", p.display()),
+            );
         }
-    }
-    if path.is_dir() {
-        v.error("path", format!("{} is a directory, not a file", path.display()));
-    } else if !path.exists() {
-        // Not fatal at start-up (the file may be written later, e.g. by a cron job), but
-        // `check-config` should say so: a poll would fail.
-        tracing::warn!(path = %path.display(), "file source: the file does not exist yet; polls fail until it does");
     }
     Some(FileConfig {
         path,

@@ -144,7 +144,7 @@ pub fn validate(raw: RawGithubConfig, v: &mut Validator<'_>) -> Option<GithubCon
         ),
     ]) {
         Some(1) => {
-            let key = v.secret(
+            let key = v.private_key(
                 "private_key",
                 raw.private_key_file.as_deref(),
                 raw.private_key_env.as_deref(),

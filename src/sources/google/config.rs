@@ -153,16 +153,28 @@ pub fn validate(raw: RawGoogleConfig, v: &mut Validator<'_>) -> Option<GoogleCon
             raw.credentials_env.as_deref(),
             true,
         )
-        .and_then(|json| match ServiceAccountKey::parse(json.expose()) {
-            Ok(k) => Some(k),
-            Err(msg) => {
-                let key = if raw.credentials_file.is_some() {
-                    "credentials_file"
-                } else {
-                    "credentials_env"
-                };
-                v.error(key, format!("{which} {msg}"));
-                None
+        .and_then(|json| {
+            // The key must also sign (the JWT grant), tried once here rather than at a poll.
+            let parsed = ServiceAccountKey::parse(json.expose()).and_then(|k| {
+                match crate::upstream::oauth::JwtSigner::from_key(&k.private_key, None) {
+                    Ok(_) => Ok(k),
+                    Err(crate::upstream::UpstreamError::Token(m)) => {
+                        Err(format!("\"private_key\": {m}"))
+                    }
+                    Err(e) => Err(format!("\"private_key\": {e}")),
+                }
+            });
+            match parsed {
+                Ok(k) => Some(k),
+                Err(msg) => {
+                    let key = if raw.credentials_file.is_some() {
+                        "credentials_file"
+                    } else {
+                        "credentials_env"
+                    };
+                    v.error(key, format!("{which} {msg}"));
+                    None
+                }
             }
         });
     if let (Some(k), Some(a)) = (&key, &admin_email) {

@@ -89,7 +89,7 @@ pub fn validate(raw: RawOktaConfig, v: &mut Validator<'_>) -> Option<OktaConfig>
         ("client_id + private_key_file (service app)", has_app),
     ]) {
         Some(1) => {
-            let key = v.secret(
+            let key = v.private_key(
                 "private_key",
                 raw.private_key_file.as_deref(),
                 raw.private_key_env.as_deref(),
