@@ -43,6 +43,9 @@ say "$(promtool --version 2>&1 | head -1)"
 say "$("$ALERTMANAGER" --version 2>&1 | head -1)"
 
 EXPORTER=${IPE_E2E_EXPORTER:-target/debug/identity-posture-exporter}
+KEEP=${IPE_E2E_KEEP:-}
+# The exporter refuses IPE_ variables that configure nothing: these are the script's own.
+unset IPE_E2E_EXPORTER IPE_E2E_KEEP
 if [ ! -x "$EXPORTER" ]; then
   say "building $EXPORTER (cargo build)"
   cargo build --locked --quiet
@@ -67,7 +70,7 @@ cleanup() {
       tail -n 25 "$log" >&2
     done
   fi
-  if [ "${IPE_E2E_KEEP:-}" = 1 ]; then
+  if [ "$KEEP" = 1 ]; then
     say "kept $WORK"
   else
     rm -rf "$WORK"

@@ -19,6 +19,9 @@ say() { printf 'soak: %s\n' "$*"; }
 command -v python3 >/dev/null || { say "python3 not found"; exit 1; }
 
 EXPORTER=${IPE_SOAK_EXPORTER:-target/debug/identity-posture-exporter}
+KEEP=${IPE_SOAK_KEEP:-}
+# The exporter refuses IPE_ variables that configure nothing: these are the script's own.
+unset IPE_SOAK_EXPORTER IPE_SOAK_KEEP
 if [ ! -x "$EXPORTER" ]; then
   say "building $EXPORTER (cargo build)"
   cargo build --locked --quiet
@@ -39,7 +42,7 @@ cleanup() {
     printf '\n----- last lines of serve.log -----\n' >&2
     tail -n 25 "$WORK/serve.log" >&2
   fi
-  if [ "${IPE_SOAK_KEEP:-}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+  if [ "$KEEP" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
   exit "$rc"
 }
 trap cleanup EXIT

@@ -157,7 +157,7 @@ pub fn title(check: CheckId) -> &'static str {
         CheckId::CredentialUnrotated => "Credentials not rotated",
         CheckId::CredentialExpired => "Expired credentials still present",
         CheckId::CredentialExpiring => "Credentials about to expire",
-        CheckId::CredentialNoExpiry => "App credentials that never expire",
+        CheckId::CredentialNoExpiry => "Credentials that never expire",
         CheckId::PrivilegeRoleNotAllowed => "Roles held outside their allowed groups",
         CheckId::PrivilegeUnused => "Unused privilege",
         CheckId::PrivilegeNoMfa => "Privileged accounts without strong MFA",
@@ -269,6 +269,9 @@ pub fn remediation(check: CheckId, provider: &str) -> &'static str {
         }
         (CredentialNoExpiry, "entra") => {
             "Replace the credential with one that expires (secrets at most 180 days, certificates at most a year) and restrict credential lifetimes with an app management policy."
+        }
+        (CredentialNoExpiry, "github") => {
+            "Replace the personal access token with a fine-grained token that expires, revoke the old one, and set the organisation's maximum token lifetime so new tokens must expire."
         }
         (CredentialNoExpiry, _) => {
             "Replace the credential with one that has an expiry date, and rotate it before then."
