@@ -34,30 +34,14 @@ registry::providers! {
     "aws_iam" aws_iam::AwsIamSource => AwsIam,
 }
 
-/// Third-party crates whose debug and trace logs print credentials (the AWS SDK logs the
-/// resolved identity with its access key id, and SigV4 its canonical request): held at `info`
-/// whatever the log level asks, so no poll can put a credential into the logs.
-pub const QUIET_LOG_TARGETS: &[&str] = &[
-    "aws_config",
-    "aws_credential_types",
-    "aws_runtime",
-    "aws_sdk_iam",
-    "aws_sdk_sts",
-    "aws_sigv4",
-    "aws_smithy_http",
-    "aws_smithy_http_client",
-    "aws_smithy_runtime",
-    "aws_smithy_runtime_api",
-    "aws_smithy_types",
-    "aws_types",
-];
-
-/// `filter` with [`QUIET_LOG_TARGETS`] capped at `info`.
+/// `filter` with every built provider's [`Provider::QUIET_LOG_TARGETS`] capped at `info`, so
+/// no poll can put a credential into the logs whatever the log level asks.
 pub fn quiet_credential_logs(
     filter: tracing_subscriber::EnvFilter,
 ) -> tracing_subscriber::EnvFilter {
     QUIET_LOG_TARGETS
         .iter()
+        .flat_map(|targets| targets.iter())
         .fold(filter, |f, t| match format!("{t}=info").parse() {
             Ok(d) => f.add_directive(d),
             Err(_) => f,

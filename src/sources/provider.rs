@@ -23,6 +23,10 @@ pub trait Provider: Sized + Send + Sync + 'static {
     /// The shortest `interval` allowed. Network sources keep the default, so a typo cannot
     /// spend the provider's rate limit; local sources may allow less.
     const MIN_INTERVAL: Duration = Duration::from_secs(30);
+    /// Log targets of third-party crates the source uses whose debug and trace logs print
+    /// credentials: held at `info` whatever the log level asks (see
+    /// [`quiet_credential_logs`](super::quiet_credential_logs)).
+    const QUIET_LOG_TARGETS: &'static [&'static str] = &[];
     /// The provider's own keys of a `[[sources]]` table, as written
     /// (`#[serde(deny_unknown_fields)]`, so serde names an unknown key).
     type Raw: DeserializeOwned;

@@ -31,6 +31,14 @@ macro_rules! providers {
             )*
         ];
 
+        /// Each built provider's [`Provider::QUIET_LOG_TARGETS`].
+        pub const QUIET_LOG_TARGETS: &[&[&str]] = &[
+            $(
+                #[cfg(feature = $feature)]
+                <$module::$ty as Provider>::QUIET_LOG_TARGETS,
+            )*
+        ];
+
         /// Every source type the product has, built into this binary or not.
         pub const KNOWN_TYPES: &[&str] = &[$($feature),*];
 

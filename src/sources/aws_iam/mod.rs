@@ -85,6 +85,22 @@ pub struct AwsIamSource {
 
 impl Provider for AwsIamSource {
     const TYPE: &'static str = "aws_iam";
+    /// The AWS SDK logs the resolved identity with its access key id at debug, and SigV4 its
+    /// canonical request at trace.
+    const QUIET_LOG_TARGETS: &'static [&'static str] = &[
+        "aws_config",
+        "aws_credential_types",
+        "aws_runtime",
+        "aws_sdk_iam",
+        "aws_sdk_sts",
+        "aws_sigv4",
+        "aws_smithy_http",
+        "aws_smithy_http_client",
+        "aws_smithy_runtime",
+        "aws_smithy_runtime_api",
+        "aws_smithy_types",
+        "aws_types",
+    ];
     type Raw = RawAwsIamConfig;
     type Config = AwsIamConfig;
 
