@@ -404,6 +404,10 @@ pub struct Account {
     pub terminated: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// The account's groups could not be read (a refused request): `groups` may be
+    /// incomplete, so a privilege rule that allows a role by group cannot be judged for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub groups_unknown: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, serde_json::Value>,
     /// Absent = MFA state unknown (or not applicable to this kind of account).
@@ -430,6 +434,7 @@ impl Account {
             last_login: Known::Unknown,
             terminated: None,
             groups: Vec::new(),
+            groups_unknown: false,
             attributes: BTreeMap::new(),
             mfa: None,
             credentials: None,

@@ -298,7 +298,8 @@ impl RetainedBuilder {
             | u8::from(a.terminated.is_some()) << 3
             | u8::from(a.mfa.is_some()) << 4
             | u8::from(a.credentials.is_some()) << 5
-            | u8::from(a.roles.is_some()) << 6;
+            | u8::from(a.roles.is_some()) << 6
+            | u8::from(a.groups_unknown) << 7;
         w.byte(flags2);
         if let Some(t) = a.created {
             w.ts(t);
@@ -609,6 +610,7 @@ impl<'a> Cur<'a> {
         if f & 8 != 0 {
             a.terminated = Some(self.ts(base)?);
         }
+        a.groups_unknown = f & 0x80 != 0;
         let n = self.varint()?;
         for _ in 0..n {
             a.groups.push(self.str_ref(syms)?.to_string());
@@ -743,7 +745,7 @@ mod tests {
            "mfa":{"factors":[{"type":"other","status":"pending_activation"},{"type":"sms","status":"inactive"},{"type":"webauthn","status":"pending"}]},
            "credentials":[{"type":"ssh_key","id":"","last_rotated":null,"expires":"9999-12-31T23:59:59.999999999Z","last_used":"-0001-01-01T00:00:00Z"}],
            "roles":[{"name":"R","last_used":null},{"name":"S"}]},
-          {"id":"a","login":"a","account_type":"human","status":"locked","mfa":{"factors":[],"enforced":false},"roles":[]},
+          {"id":"a","login":"a","account_type":"human","status":"locked","groups_unknown":true,"mfa":{"factors":[],"enforced":false},"roles":[]},
           {"id":"c","login":"c","account_type":"human","status":"staged","credentials":[]}
         ]"#;
         let accounts: Vec<Account> = match serde_json::from_str(json) {

@@ -561,6 +561,23 @@ async fn roles_forbidden_makes_roles_unknown_not_empty() {
 }
 
 #[tokio::test]
+async fn admin_groups_forbidden_leave_roles_known_and_groups_unknown() {
+    let mock = MockOkta::start(30, 0).await;
+    mock.knobs(|k| k.groups_403 = true);
+    let (src, _t) = source(&config(&mock.url, token(), |_, _| {}));
+    let stats = SourceStats::default();
+    let (acc, out) = poll(&src, OffsetDateTime::now_utc(), &stats).await.unwrap();
+    let admin = &acc[&user_id(0)];
+    assert!(admin.is_privileged(), "roles are still read");
+    assert!(admin.groups_unknown && admin.groups.is_empty());
+    assert!(
+        !acc[&user_id(3)].groups_unknown,
+        "only admins' groups are read"
+    );
+    assert!(!out.availability.missing.contains_key(&DataKind::Roles));
+}
+
+#[tokio::test]
 async fn factors_forbidden_makes_mfa_unknown_and_stops_asking() {
     let mock = MockOkta::start(450, 0).await;
     mock.knobs(|k| k.factors_403 = true);

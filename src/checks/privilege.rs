@@ -19,7 +19,9 @@ pub fn check(a: &Account, v: &Verdict, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         let allowed = a.groups.iter().any(|g| rule.allow_groups.contains(g))
             || rule.allow_accounts.matches(&a.login)
             || rule.allow_accounts.matches(&a.id);
-        if !allowed {
+        // Groups not read: an allowing group may be among them (unknown, not "outside").
+        let undecided = a.groups_unknown && !rule.allow_groups.is_empty();
+        if !allowed && !undecided {
             out.push(Finding {
                 subject: Some(role.name.as_str().into()),
                 ..Finding::new(CheckId::PrivilegeRoleNotAllowed)
@@ -126,6 +128,28 @@ mod tests {
         assert!(run(&admin("ROOT-1@x", "SUPER_ADMIN"), &p).0.is_empty());
         // Another role is not governed by the rule.
         assert!(run(&admin("bob@x", "HELP_DESK_ADMIN"), &p).0.is_empty());
+    }
+
+    #[test]
+    fn unread_groups_leave_a_group_rule_undecided() {
+        let p = rule_policy();
+        let mut a = admin("bob@x", "SUPER_ADMIN");
+        a.groups_unknown = true;
+        assert!(run(&a, &p).0.is_empty(), "an allowing group may be unread");
+        // A rule that allows by account only does not depend on groups.
+        let raw = RawPolicy {
+            privilege_rules: Some(vec![RawPrivilegeRule {
+                role: "SUPER_ADMIN".into(),
+                allow_groups: vec![],
+                allow_accounts: vec!["root-*@x".into()],
+            }]),
+            ..Default::default()
+        };
+        let accounts_only = Policy::from_raw(&raw, None, "policy", &mut Vec::new());
+        assert_eq!(
+            run(&a, &accounts_only).0,
+            vec![CheckId::PrivilegeRoleNotAllowed]
+        );
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct Knobs {
     pub users_next_loop: bool,
     pub api_tokens_403: bool,
     pub assignees_403: bool,
+    /// `/users/{id}/groups` answers 403 E0000006 (no okta.groups.read).
+    pub groups_403: bool,
     pub factors_403: bool,
     /// ACCESS_POLICY answers 400 (a Classic engine org).
     pub classic_org: bool,
@@ -595,6 +597,13 @@ async fn groups(
     hit(&st, "groups");
     if let Err(r) = check_auth(&st, &h) {
         return r;
+    }
+    if st.knobs.lock().unwrap().groups_403 {
+        return okta_error(
+            StatusCode::FORBIDDEN,
+            "E0000006",
+            "You do not have permission to perform the requested action",
+        );
     }
     let g = |name: &str| json!({"id": format!("00g{name}"), "type": "OKTA_GROUP", "profile": {"name": name, "description": null}});
     ok(match index_of(&id) {

@@ -634,7 +634,11 @@ pub async fn account(
         "terminated",
         a.terminated.map(|t| esc(&super::ts(t))).unwrap_or_default(),
     );
-    row("groups", esc(&a.groups.join(", ")));
+    if a.groups_unknown {
+        row("groups", "unknown (could not be read)".to_string());
+    } else {
+        row("groups", esc(&a.groups.join(", ")));
+    }
     for (k, v) in &a.attributes {
         let v = match v {
             serde_json::Value::String(s) => s.clone(),

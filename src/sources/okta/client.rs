@@ -55,6 +55,8 @@ pub fn permission_hint(endpoint: &str) -> &'static str {
 pub struct AdminInfo {
     pub roles: Vec<Role>,
     pub groups: Vec<String>,
+    /// The admin's groups were refused (403): `groups` is empty, not known to be.
+    pub groups_unknown: bool,
 }
 
 /// One Okta org's client. Long-lived: pacing state and tokens persist between polls.
@@ -251,6 +253,7 @@ impl OktaClient {
                         })
                     })
                     .collect();
+                let mut groups_unknown = false;
                 let groups = match self
                     .fetch_all::<OktaGroup>(
                         s,
@@ -268,12 +271,20 @@ impl OktaClient {
                         })
                         .collect(),
                     Err(e) if e.is_permission() => {
-                        tracing::warn!(source = %self.name, error = %e, "okta: cannot read an admin's groups; privilege rules by group cannot match");
+                        tracing::debug!(source = %self.name, error = %e, "okta: cannot read an admin's groups");
+                        groups_unknown = true;
                         Vec::new()
                     }
                     Err(e) => return Err(e),
                 };
-                Ok((id, AdminInfo { roles, groups }))
+                Ok((
+                    id,
+                    AdminInfo {
+                        roles,
+                        groups,
+                        groups_unknown,
+                    },
+                ))
             })
             .buffer_unordered(self.concurrency)
             .collect()

@@ -143,6 +143,13 @@ impl Provider for OktaSource {
             refused,
         )
         .map_err(fail)?;
+        if let Some(n) = admins
+            .as_ref()
+            .map(|m| m.values().filter(|a| a.groups_unknown).count())
+            .filter(|n| *n > 0)
+        {
+            tracing::warn!(source = %c.name(), admins = n, "okta: cannot read admins' groups ({}); privilege rules that allow a role by group are not judged for them", permission_hint(client::GROUPS));
+        }
 
         // API tokens → token credentials of their owners.
         let tokens = optional(
@@ -479,6 +486,7 @@ fn attach(a: &mut Account, l: &Listing<'_>) {
             Some(info) => {
                 a.roles = Some(info.roles.clone());
                 a.groups = info.groups.clone();
+                a.groups_unknown = info.groups_unknown;
             }
             None => a.roles = Some(Vec::new()),
         },
