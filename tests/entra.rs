@@ -766,7 +766,12 @@ async fn conformance() {
         b = mock.base
     );
     let secret_file = format!("{secret}\n");
-    let make = || Harness::start(&[("secret", &secret_file)], &toml);
+    let make = |t: &str| {
+        Harness::start(
+            &[("secret", &secret_file)],
+            &toml.replace("timeout = \"60s\"", &format!("timeout = \"{t}\"")),
+        )
+    };
     run(&Conformance {
         server: &mock.server,
         make: &make,
@@ -777,6 +782,7 @@ async fn conformance() {
             json!({"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges to complete the operation.", "innerError": {"request-id": "r-1"}}}),
         )),
         unauthorized: json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token validation failure. Invalid audience.", "innerError": {"request-id": "r-2"}}}),
+        numbered_pages: false,
         secrets: &[&secret],
         gauges: &[
             PIM_ELIGIBILITY_AVAILABLE.name,

@@ -403,7 +403,13 @@ async fn the_view_is_guarded_like_the_api_and_has_its_pages() {
     r.poll_at(NOW).await;
     assert_eq!(r.text("/findings").await.0, 403);
     assert_eq!(r.text("/account?source=org&id=u-bob").await.0, 403);
+    assert_eq!(
+        r.text("/source?name=org").await.0,
+        403,
+        "exceptions and resolved findings name accounts"
+    );
     assert_eq!(r.text("/").await.0, 200, "counts only, like /metrics");
+    assert_eq!(r.text("/compliance").await.0, 200, "counts only");
 
     let r = start(config("tests/data/org.json", "")).await;
     r.poll_at(NOW).await;

@@ -4,7 +4,8 @@
 //! error, never panic, and allocate in proportion to its input (checked with a per-thread
 //! counting allocator). `cargo test` runs 64 cases per property; a longer campaign:
 //!     PROPTEST_CASES=20000 cargo test --release --test fuzz
-//! (provider wire types get their own properties with the source framework).
+//! Provider wire types (Okta, Entra, Google, GitHub, SSPM pages and their map functions, the
+//! AWS credential report CSV) get random bytes, byte- and value-mutated valid pages.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -538,4 +539,361 @@ fn an_endless_ndjson_line_stops_at_the_line_cap() {
     });
     assert!(r.unwrap_err().to_string().contains("longer than 16 MiB"));
     assert!(peak < (40 << 20), "{peak}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Provider wire types: each provider's response decoding and mapping, and the AWS
+// credential report's CSV parser, fed random bytes, byte-mutated and value-mutated valid
+// pages. Errors are fine; a panic is not.
+// ---------------------------------------------------------------------------------------
+
+mod wire {
+    use std::collections::{HashMap, HashSet};
+
+    use identity_posture_exporter::model::Known;
+    use identity_posture_exporter::sources::{entra, github, google, okta, sspm};
+    use serde_json::Value;
+    use time::macros::datetime;
+
+    pub const OKTA_USERS: &str = r#"[{"id":"00u1","status":"ACTIVE","created":"2024-01-01T00:00:00.000Z","lastLogin":"2026-01-01T00:00:00.000Z","passwordChanged":null,"profile":{"login":"a@x.com","email":"a@x.com","firstName":"A","lastName":"B","userType":"service","terminated":"true"},"credentials":{"provider":{"type":"OKTA","name":"OKTA"}}},{"id":"00u2","status":"DEPROVISIONED","profile":{"login":"b@x.com"}}]"#;
+    pub const OKTA_FACTORS: &str = r#"[{"factorType":"webauthn","status":"ACTIVE"},{"factorType":"sms","status":"PENDING_ACTIVATION"},{"factorType":"token:software:totp","status":"ACTIVE"}]"#;
+    pub const ENTRA_USERS: &str = r#"{"value":[{"id":"11111111-1111-1111-1111-111111111111","userPrincipalName":"a@x.onmicrosoft.com","displayName":"A","accountEnabled":true,"userType":"Guest","createdDateTime":"2024-01-01T00:00:00Z","lastPasswordChangeDateTime":"2025-01-01T00:00:00Z","signInActivity":{"lastSignInDateTime":"2026-01-01T00:00:00Z","lastNonInteractiveSignInDateTime":null,"lastSuccessfulSignInDateTime":"2026-01-02T00:00:00Z"},"employeeLeaveDateTime":null,"onPremisesSyncEnabled":false}],"@odata.nextLink":"https://graph.microsoft.com/v1.0/users?$skiptoken=X"}"#;
+    pub const ENTRA_REGISTRATION: &str = r#"{"value":[{"id":"1","userPrincipalName":"a@x","isMfaRegistered":true,"isMfaCapable":true,"methodsRegistered":["microsoftAuthenticatorPush","fido2","sms","mobilePhone"]}]}"#;
+    pub const ENTRA_APPS: &str = r#"{"value":[{"id":"a1","appId":"b1","displayName":"App","createdDateTime":"2024-01-01T00:00:00Z","passwordCredentials":[{"keyId":"k1","displayName":"s","startDateTime":"2025-01-01T00:00:00Z","endDateTime":"2027-01-01T00:00:00Z"}],"keyCredentials":[{"keyId":"k2","startDateTime":"2025-01-01T00:00:00Z","endDateTime":"2026-01-01T00:00:00Z","type":"AsymmetricX509Cert","usage":"Verify"}]}]}"#;
+    pub const GOOGLE_USERS: &str = r#"{"users":[{"id":"101","primaryEmail":"a@x.com","name":{"fullName":"A B","givenName":"A","familyName":"B"},"isAdmin":true,"isDelegatedAdmin":false,"isEnrolledIn2Sv":true,"isEnforcedIn2Sv":false,"lastLoginTime":"2026-01-01T00:00:00.000Z","creationTime":"2024-01-01T00:00:00.000Z","suspended":false,"archived":false,"orgUnitPath":"/","isGuestUser":false},{"id":"102","primaryEmail":"b@x.com","lastLoginTime":"1970-01-01T00:00:00.000Z","deletionTime":null}],"nextPageToken":"t"}"#;
+    pub const GOOGLE_ROLES: &str = r#"{"items":[{"roleId":"1","roleName":"_SEED_ADMIN_ROLE","isSuperAdminRole":true,"isSystemRole":true}],"nextPageToken":null}"#;
+    pub const GOOGLE_MEMBERS: &str =
+        r#"{"members":[{"id":"101","email":"a@x.com","type":"USER","status":"ACTIVE"}]}"#;
+    pub const GITHUB_MEMBERS: &str = r#"[{"login":"octo","id":1,"type":"User","site_admin":false,"name":"Octo","email":null},{"login":"bot","id":"2","type":"Bot"}]"#;
+    pub const GITHUB_INVITATIONS: &str = r#"[{"id":7,"login":null,"email":"c@x.com","role":"direct_member","created_at":"2026-01-01T00:00:00Z","failed_at":null}]"#;
+    pub const GITHUB_AUTHORIZATIONS: &str = r#"[{"login":"octo","credential_id":9,"credential_type":"personal access token","credential_authorized_at":"2025-01-01T00:00:00Z","credential_accessed_at":"2026-01-01T00:00:00Z","authorized_credential_expires_at":null}]"#;
+    pub const GITHUB_TOKENS: &str = r#"[{"id":3,"owner":{"login":"octo","id":1},"token_id":4,"access_granted_at":"2025-01-01T00:00:00Z","token_expired":false,"token_expires_at":null,"token_last_used_at":"2026-01-01T00:00:00Z"}]"#;
+    pub const GITHUB_AUDIT: &str = r#"[{"@timestamp":1767225600000,"created_at":1767225600000,"actor":"octo","_document_id":"d1","action":"user.login"}]"#;
+    pub const SSPM_ACCOUNTS: &str = r#"{"total":2,"items":[{"id":"s1","saasInstanceId":"inst","appType":"github","accountType":"user","accountName":"octo","email":"o@x.com","isLocal":true,"isOrphaned":false,"isElevated":true,"roles":"admin, member","lastLoginTime":"2026-01-01T00:00:00Z","isNonHuman":false,"createdTime":1700000000,"lastCredentialsRotated":null,"credentialsExpiresAt":"2027-01-01"},"not an object"]}"#;
+    pub const SSPM_MFA: &str = r#"{"total":1,"items":[{"id":"m1","userId":"u1","idpId":"okta","idpType":"okta","mfaStrength":"strong","admin":true,"timestamp":"2026-01-01T00:00:00Z","mfaFactors":"push, sms","email":"a@x.com","fullName":"A"}]}"#;
+    pub const AWS_REPORT: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated\n<root_account>,arn:aws:iam::123456789012:root,2020-01-01T00:00:00+00:00,not_supported,2026-01-01T00:00:00+00:00,not_supported,not_supported,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\nalice,arn:aws:iam::123456789012:user/alice,2021-01-01T00:00:00+00:00,true,no_information,2024-01-01T00:00:00+00:00,N/A,false,true,2023-01-01T00:00:00+00:00,2026-01-01T00:00:00+00:00,us-east-1,iam,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n";
+
+    /// Decodes `bytes` as every provider's pages and maps what decodes; never panics.
+    pub fn decode_all(bytes: &[u8]) {
+        okta_(bytes);
+        entra_(bytes);
+        google_(bytes);
+        github_(bytes);
+        sspm_(bytes);
+        let _ = identity_posture_exporter::sources::aws_iam::report::parse(bytes);
+    }
+
+    fn okta_(bytes: &[u8]) {
+        use okta::wire::*;
+        if let Ok(users) = serde_json::from_slice::<Vec<OktaUser>>(bytes) {
+            for u in users {
+                let _ = okta::map::map_user(u, Some("terminated"));
+            }
+        }
+        if let Ok(f) = serde_json::from_slice::<Vec<OktaFactor>>(bytes) {
+            let _ = okta::map::map_factors(f);
+        }
+        let _ = serde_json::from_slice::<Vec<OktaRole>>(bytes);
+        let _ = serde_json::from_slice::<Vec<OktaGroup>>(bytes);
+        let _ = serde_json::from_slice::<Vec<OktaApiToken>>(bytes);
+        let _ = serde_json::from_slice::<Vec<OktaPolicy>>(bytes);
+        let _ = serde_json::from_slice::<Vec<OktaRule>>(bytes);
+        let _ = serde_json::from_slice::<Vec<LogEvent>>(bytes);
+        let _ = serde_json::from_slice::<Assignees>(bytes);
+    }
+
+    fn entra_(bytes: &[u8]) {
+        use entra::map::*;
+        use entra::wire::*;
+        if let Ok(p) = serde_json::from_slice::<Page<User>>(bytes) {
+            for u in &p.value {
+                let _ = last_login(u, true);
+                let _ = last_login(u, false);
+                let _ = is_guest(u);
+                let _ = ts(u.created_date_time.as_deref());
+                let _ = guid_key(&u.id);
+            }
+        }
+        if let Ok(p) = serde_json::from_slice::<Page<UserRegistrationDetails>>(bytes) {
+            for r in &p.value {
+                let methods = r.methods_registered.clone().unwrap_or_default();
+                let bits = factor_bits(&methods);
+                let _ = mfa_from_bits(bits, r.is_mfa_registered);
+            }
+        }
+        if let Ok(p) = serde_json::from_slice::<Page<Application>>(bytes) {
+            for a in &p.value {
+                a.password_credentials.iter().for_each(|c| {
+                    let _ = secret_credential(c);
+                });
+                a.key_credentials.iter().for_each(|c| {
+                    let _ = key_credential(c);
+                });
+            }
+        }
+        let _ = serde_json::from_slice::<Page<ServicePrincipal>>(bytes);
+        let _ = serde_json::from_slice::<Page<RoleAssignment>>(bytes);
+        let _ = serde_json::from_slice::<Page<RoleDefinition>>(bytes);
+        let _ = serde_json::from_slice::<Page<ConditionalAccessPolicy>>(bytes);
+        let _ = serde_json::from_slice::<SecurityDefaults>(bytes);
+    }
+
+    fn google_(bytes: &[u8]) {
+        use google::map::*;
+        use google::wire::*;
+        if let Ok(p) = serde_json::from_slice::<UsersPage>(bytes) {
+            let held: Vec<std::sync::Arc<str>> = vec!["_SEED_ADMIN_ROLE".into()];
+            for complete in [true, false] {
+                let seen = SeenFactors {
+                    kinds: vec![],
+                    complete,
+                };
+                for u in &p.users.items {
+                    let _ = status(u);
+                    let _ = last_login(u);
+                    let _ = mfa(u, &seen);
+                    for roles in [
+                        RoleSource::Flags,
+                        RoleSource::Assignments {
+                            held: &held,
+                            groups_known: complete,
+                        },
+                    ] {
+                        let cx = UserContext {
+                            seen: SeenFactors {
+                                kinds: vec![],
+                                complete,
+                            },
+                            roles,
+                            super_admin: "_SEED_ADMIN_ROLE",
+                        };
+                        let _ = map_user(u, &cx);
+                    }
+                }
+            }
+        }
+        let _ = serde_json::from_slice::<ItemsPage<Role>>(bytes);
+        let _ = serde_json::from_slice::<ItemsPage<RoleAssignment>>(bytes);
+        let _ = serde_json::from_slice::<MembersPage>(bytes);
+        let _ = serde_json::from_slice::<ItemsPage<Activity>>(bytes);
+    }
+
+    fn github_(bytes: &[u8]) {
+        use github::map::*;
+        use github::wire::*;
+        let Ok(page) = serde_json::from_slice::<Vec<Value>>(bytes) else {
+            let _ = serde_json::from_slice::<Organization>(bytes);
+            let _ = serde_json::from_slice::<InstallationToken>(bytes);
+            return;
+        };
+        let (users, _) = items::<SimpleUser>(page.clone());
+        let owners: HashSet<String> = ["1".to_string()].into();
+        let two_factor = TwoFactor {
+            disabled: Some(["2".to_string()].into()),
+            insecure: None,
+        };
+        let credentials: HashMap<String, Vec<_>> = HashMap::new();
+        let activity = |_: &str| Known::Unknown;
+        for (i, u) in users.into_iter().enumerate() {
+            let ctx = Context {
+                owners: (i % 2 == 0).then_some(&owners),
+                two_factor: &two_factor,
+                mfa_enforced: (i % 3 == 0).then_some(true),
+                credentials: (i % 2 == 1).then_some(&credentials),
+                activity: &activity,
+            };
+            let pop = if i % 2 == 0 {
+                Population::Member
+            } else {
+                Population::OutsideCollaborator
+            };
+            let _ = map_user(u, pop, &ctx);
+        }
+        for i in items::<Invitation>(page.clone()).0 {
+            let _ = map_invitation(i);
+        }
+        for c in items::<CredentialAuthorization>(page.clone()).0 {
+            let _ = map_authorization(&c);
+            let _ = authorized_kind(c.credential_type.as_deref().unwrap_or(""));
+        }
+        for t in items::<FineGrainedToken>(page.clone()).0 {
+            let _ = map_fine_grained(&t);
+        }
+        for e in items::<AuditEvent>(page).0 {
+            let _ = event_time(&e);
+        }
+    }
+
+    fn sspm_(bytes: &[u8]) {
+        use sspm::map::*;
+        use sspm::wire::*;
+        let Ok(page) = serde_json::from_slice::<Page>(bytes) else {
+            return;
+        };
+        let mut tally = Tally::default();
+        for v in page.items.unwrap_or_default() {
+            if let Ok(a) = serde_json::from_value::<SaasAccount>(v.clone()) {
+                for reports_logins in [true, false] {
+                    let ctx = InstanceCtx {
+                        instance_id: "inst",
+                        instance_name: Some("GitHub"),
+                        app_type: a.app_type.as_deref(),
+                        reports_logins,
+                        now: datetime!(2026-11-28 12:00 UTC),
+                    };
+                    let _ = has_login_time(&a);
+                    let _ = account_is_non_human(&a);
+                    let _ = map_account(&a, &ctx, &mut tally);
+                }
+                let _ = app_label(a.app_type.as_deref());
+            }
+            if let Ok(m) = serde_json::from_value::<MfaActivity>(v) {
+                let _ = mfa_of(&m, &mut tally);
+                let _ = read_factor(m.mfa_factors.as_deref().unwrap_or(""));
+                let _ = read_strength(m.mfa_strength.as_deref().unwrap_or(""));
+                if let Some(s) = m.email.as_deref() {
+                    let _ = parse_instant(s);
+                    let _ = split_list(s);
+                }
+            }
+        }
+    }
+
+    /// `seed` with values replaced or removed at random places (`edits`: where, what, how).
+    pub fn mutate_value(seed: &str, edits: Vec<(proptest::sample::Index, Value, bool)>) -> Vec<u8> {
+        let mut v: Value = serde_json::from_str(seed).unwrap();
+        for (at, new, remove) in edits {
+            let mut paths = Vec::new();
+            pointers(&v, String::new(), &mut paths);
+            let p = &paths[at.index(paths.len())];
+            if remove && !p.is_empty() {
+                let (parent, last) = p.rsplit_once('/').unwrap();
+                let last = last.replace("~1", "/").replace("~0", "~");
+                match v.pointer_mut(parent) {
+                    Some(Value::Object(m)) => {
+                        m.remove(&last);
+                    }
+                    Some(Value::Array(a)) => {
+                        if let Ok(i) = last.parse::<usize>() {
+                            if i < a.len() {
+                                a.remove(i);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            } else if let Some(slot) = v.pointer_mut(p) {
+                *slot = new;
+            }
+        }
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    fn pointers(v: &Value, here: String, out: &mut Vec<String>) {
+        out.push(here.clone());
+        match v {
+            Value::Object(m) => {
+                for (k, c) in m {
+                    let k = k.replace('~', "~0").replace('/', "~1");
+                    pointers(c, format!("{here}/{k}"), out);
+                }
+            }
+            Value::Array(a) => {
+                for (i, c) in a.iter().enumerate() {
+                    pointers(c, format!("{here}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+const WIRE_SEEDS: [&str; 17] = [
+    wire::OKTA_USERS,
+    wire::OKTA_FACTORS,
+    wire::ENTRA_USERS,
+    wire::ENTRA_REGISTRATION,
+    wire::ENTRA_APPS,
+    wire::GOOGLE_USERS,
+    wire::GOOGLE_ROLES,
+    wire::GOOGLE_MEMBERS,
+    wire::GITHUB_MEMBERS,
+    wire::GITHUB_INVITATIONS,
+    wire::GITHUB_AUTHORIZATIONS,
+    wire::GITHUB_TOKENS,
+    wire::GITHUB_AUDIT,
+    wire::SSPM_ACCOUNTS,
+    wire::SSPM_MFA,
+    wire::AWS_REPORT,
+    "{}",
+];
+
+/// Byte edits (overwrite, insert, remove) of `base`.
+fn byte_mutations(base: &[u8], edits: Vec<(prop::sample::Index, u8, u8)>) -> Vec<u8> {
+    let mut b = base.to_vec();
+    for (at, byte, op) in edits {
+        let i = at.index(b.len() + 1);
+        match op {
+            0 if i < b.len() => b[i] = byte,
+            1 => b.insert(i, byte),
+            _ if i < b.len() => {
+                b.remove(i);
+            }
+            _ => {}
+        }
+    }
+    b
+}
+
+fn decode_within_budget(bytes: &[u8]) {
+    let (_, peak) = peak_of(|| wire::decode_all(bytes));
+    assert!(
+        peak <= budget(bytes.len()),
+        "{peak} bytes allocated for {} bytes of input",
+        bytes.len()
+    );
+}
+
+proptest! {
+    #![proptest_config(config_cases())]
+
+    #[test]
+    fn provider_wire_types_survive_random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
+        decode_within_budget(&bytes);
+    }
+
+    #[test]
+    fn provider_wire_types_survive_byte_mutated_pages(
+        seed in prop::sample::select(WIRE_SEEDS.to_vec()),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..12),
+    ) {
+        decode_within_budget(&byte_mutations(seed.as_bytes(), edits));
+    }
+
+    #[test]
+    fn provider_wire_types_survive_value_mutated_pages(
+        seed in prop::sample::select(WIRE_SEEDS[..15].to_vec()),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), json_value(), any::<bool>()), 1..6),
+    ) {
+        decode_within_budget(&wire::mutate_value(seed, edits));
+    }
+
+    #[test]
+    fn provider_wire_types_survive_json_shaped_pages(v in json_value()) {
+        decode_within_budget(v.to_string().as_bytes());
+        decode_within_budget(serde_json::json!({"value": [&v], "users": [&v], "items": [&v], "members": [&v], "total": 1}).to_string().as_bytes());
+        decode_within_budget(serde_json::json!([&v, &v]).to_string().as_bytes());
+    }
+
+    #[test]
+    fn aws_credential_report_survives_mutated_csv(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..16),
+        cells in prop::collection::vec("[a-zA-Z0-9:+/_<>,.\" -]{0,40}", 0..24),
+    ) {
+        let mutated = byte_mutations(wire::AWS_REPORT.as_bytes(), edits);
+        let _ = identity_posture_exporter::sources::aws_iam::report::parse(&mutated);
+        let header = wire::AWS_REPORT.lines().next().unwrap();
+        let row = format!("{header}\n{}\n", cells.join(","));
+        let _ = identity_posture_exporter::sources::aws_iam::report::parse(row.as_bytes());
+    }
 }

@@ -1158,7 +1158,12 @@ async fn conformance() {
     let mock = MockGithub::start(org(), "").await;
     let toml = toml(&mock.api_url, "");
     let token_file = format!("{TOKEN}\n");
-    let make = || Harness::start(&[("token", &token_file)], &toml);
+    let make = |t: &str| {
+        Harness::start(
+            &[("token", &token_file)],
+            &toml.replace("timeout = \"60s\"", &format!("timeout = \"{t}\"")),
+        )
+    };
     run(&Conformance {
         server: &mock.server,
         make: &make,
@@ -1169,6 +1174,7 @@ async fn conformance() {
             json!({"message": "Must have admin rights to Organization.", "documentation_url": "https://docs.github.com/rest/orgs/orgs#list-saml-sso-authorizations-for-an-organization", "status": "403"}),
         )),
         unauthorized: bad_credentials_body(),
+        numbered_pages: false,
         secrets: &[TOKEN],
         gauges: &[
             "identity_posture_github_audit_log_covered_since_timestamp_seconds",
@@ -1196,7 +1202,12 @@ async fn conformance_as_a_github_app() {
         "[[sources]]\nname = \"gh-app\"\ntype = \"github\"\norg = \"acme\"\napi_url = \"{}\"\napp_id = {APP_ID}\ninstallation_id = {INSTALLATION_ID}\nprivate_key_file = \"{{dir}}/app.pem\"\ntimeout = \"60s\"\n",
         mock.api_url
     );
-    let make = || Harness::start(&[("app.pem", APP_KEY)], &toml);
+    let make = |t: &str| {
+        Harness::start(
+            &[("app.pem", APP_KEY)],
+            &toml.replace("timeout = \"60s\"", &format!("timeout = \"{t}\"")),
+        )
+    };
     let key_line = APP_KEY.lines().nth(1).unwrap();
     run(&Conformance {
         server: &mock.server,
@@ -1208,6 +1219,7 @@ async fn conformance_as_a_github_app() {
             json!({"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest/orgs/orgs#get-the-audit-log-for-an-organization", "status": "403"}),
         )),
         unauthorized: bad_credentials_body(),
+        numbered_pages: false,
         secrets: &[key_line, "ghs_MockInstallationToken"],
         gauges: &[
             "identity_posture_github_audit_log_covered_since_timestamp_seconds",

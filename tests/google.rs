@@ -1265,13 +1265,20 @@ async fn conformance() {
         .filter(|l| !l.starts_with("-----"))
         .collect::<Vec<_>>()[3]
         .to_string();
-    let make = || r.harness();
+    let make = |t: &str| {
+        Harness::start(
+            &[("key.json", &r.key)],
+            &r.toml
+                .replace("timeout = \"120s\"", &format!("timeout = \"{t}\"")),
+        )
+    };
     run(&Conformance {
         server: &r.mock.server,
         make: &make,
         listing: USERS,
         optional: Some((LOGINS, DataKind::Mfa, not_authorized())),
         unauthorized: support::google_mock::unauthenticated(),
+        numbered_pages: false,
         secrets: &[&key_body, "ya29.mock-access-token"],
         gauges: &[
             LOGIN_AUDIT_COVERAGE.name,

@@ -772,7 +772,12 @@ async fn conformance() {
         mock.url
     );
     let token_file = format!("{TOKEN}\n");
-    let make = || Harness::start(&[("token", &token_file)], &toml);
+    let make = |t: &str| {
+        Harness::start(
+            &[("token", &token_file)],
+            &toml.replace("timeout = \"60s\"", &format!("timeout = \"{t}\"")),
+        )
+    };
     run(&Conformance {
         server: &mock.server,
         make: &make,
@@ -783,6 +788,7 @@ async fn conformance() {
             serde_json::json!({"errorCode": "E0000006", "errorSummary": "You do not have permission to perform the requested action", "errorLink": "E0000006", "errorId": "oae1", "errorCauses": []}),
         )),
         unauthorized: serde_json::json!({"errorCode": "E0000011", "errorSummary": "Invalid token provided", "errorLink": "E0000011", "errorId": "oae2", "errorCauses": []}),
+        numbered_pages: false,
         secrets: &[TOKEN],
         gauges: &[
             FACTOR_CACHE_COVERAGE.name,

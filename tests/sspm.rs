@@ -822,13 +822,19 @@ async fn conformance() {
         b = mock.base
     );
     let secret_file = format!("{secret}\n");
-    let make = || Harness::start(&[("secret", &secret_file)], &toml);
+    let make = |t: &str| {
+        Harness::start(
+            &[("secret", &secret_file)],
+            &toml.replace("timeout = \"60s\"", &format!("timeout = \"{t}\"")),
+        )
+    };
     run(&Conformance {
         server: &mock.server,
         make: &make,
         listing: "/sspm/identity/v1/saas_instances/inst-gh/saas_accounts",
         optional: None,
         unauthorized: json!({"_errors": [{"code": "E016", "message": "Not Authenticated"}]}),
+        numbered_pages: true,
         secrets: &[&secret],
         gauges: &[
             ACCOUNTS.name,

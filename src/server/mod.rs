@@ -114,7 +114,8 @@ fn app_with(
 
 pub fn router(state: Arc<ServerState>, auth: Arc<AuthState>) -> Router {
     let stats = auth.stats.clone();
-    // Everything that names people: the API and the findings and account pages.
+    // Everything that names people: the API and the source (exceptions, resolved findings'
+    // logins), findings and account pages.
     let api = Router::new()
         .route("/api/v1/sources", get(api::sources))
         .route("/api/v1/summary", get(api::summary))
@@ -122,6 +123,7 @@ pub fn router(state: Arc<ServerState>, auth: Arc<AuthState>) -> Router {
         .route("/api/v1/accounts/{source}/{id}", get(api::account))
         .route("/api/v1/compliance", get(api::compliance))
         .route("/api/v1/activity", get(activity_api::activity))
+        .route("/source", get(views::pages::source))
         .route("/findings", get(views::pages::findings))
         .route("/account", get(views::pages::account))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -137,7 +139,6 @@ pub fn router(state: Arc<ServerState>, auth: Arc<AuthState>) -> Router {
         ));
     Router::new()
         .route("/", get(views::pages::overview))
-        .route("/source", get(views::pages::source))
         .route("/compliance", get(views::pages::compliance_page))
         .route("/metrics", get(metrics_handler))
         .route("/-/healthy", get(|| async { "Healthy\n" }))

@@ -603,12 +603,10 @@ impl<'a> Session<'a> {
                 _ => None,
             };
             let label = format!("{} {}", req.method, req.endpoint);
-            self.stats.update_activity(|a| {
-                a.in_flight = Some(label);
-                a.requests += 1;
-            });
+            self.stats.update_activity(|a| a.requests += 1);
+            let in_flight = self.stats.in_flight(label);
             let outcome = self.attempt(&req, token.as_ref(), attempt).await;
-            self.stats.update_activity(|a| a.in_flight = None);
+            self.stats.answered(in_flight);
             match outcome {
                 Attempt::Done(r) => return Ok(r),
                 Attempt::Fail(UpstreamError::Status { status: 401, .. })

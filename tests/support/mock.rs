@@ -1,7 +1,8 @@
 //! The base every provider mock is built on: an axum router served on 127.0.0.1:0 behind a
 //! layer that logs every request (method, path, query, status), counts the tokens a token
 //! endpoint issued, and plays a scripted fault queue per path (429 with `Retry-After`, 5xx,
-//! 401/403 with a body, truncated body, malformed JSON, an HTML page, a cursor loop, a hang).
+//! 401/403 with a body, truncated body, malformed JSON, an HTML page, a cursor loop, a data
+//! loop, a hang, a slow drip, a huge streamed body, an off-host redirect).
 //! Provider mocks (tests/support/*_mock.rs) serve the documented shapes; this serves the faults.
 
 use std::collections::{HashMap, VecDeque};
@@ -58,8 +59,16 @@ pub enum Fault {
     Hang(Duration),
     /// 200 whose body comes one byte every this long, for ever.
     Drip(Duration),
-    /// 200 announcing (and streaming) this many bytes of a JSON array.
-    Huge(u64),
+    /// 200 streaming this many bytes (spaces: never valid JSON), 64 KiB at a time so the mock
+    /// holds no more than one chunk; `announced` sends `Content-Length`, else it is chunked.
+    Huge { bytes: u64, announced: bool },
+    /// The previous page of the same listing's items under this request's cursor: the
+    /// request is served as usual, then every array in its JSON body (the whole body, if it
+    /// is one) is replaced by the same array of the last page served for this path whose
+    /// query differs only in its paging parameters (`after`, `$skiptoken`, `pageToken`,
+    /// `page`, `before`). A provider repeating its data under fresh cursors. Waits for a
+    /// request that has such a previous page, served after the fault was scripted.
+    RepeatItems,
     /// A redirect to another host (it would receive the credentials if followed).
     RedirectOffHost,
 }
@@ -146,8 +155,11 @@ impl Fault {
                 )
                     .into_response()
             }
-            Fault::Huge(len) => {
-                let len = *len;
+            Fault::Huge {
+                bytes: len,
+                announced,
+            } => {
+                let (len, announced) = (*len, *announced);
                 let chunk = vec![b' '; 64 << 10];
                 let s = futures_util::stream::unfold(0u64, move |sent| {
                     let chunk = chunk.clone();
@@ -167,8 +179,10 @@ impl Fault {
                     Body::from_stream(s),
                 )
                     .into_response();
-                r.headers_mut()
-                    .insert("content-length", HeaderValue::from(len));
+                if announced {
+                    r.headers_mut()
+                        .insert("content-length", HeaderValue::from(len));
+                }
                 r
             }
             Fault::RedirectOffHost => (
@@ -177,7 +191,7 @@ impl Fault {
                 "",
             )
                 .into_response(),
-            Fault::RepeatPrevious | Fault::Hang(_) => {
+            Fault::RepeatPrevious | Fault::Hang(_) | Fault::RepeatItems => {
                 StatusCode::INTERNAL_SERVER_ERROR.into_response()
             }
         }
@@ -188,6 +202,8 @@ struct Scripted {
     /// Matching requests to let through before this fault fires.
     skip: usize,
     fault: Fault,
+    /// The request log's length when the fault was scripted.
+    since: usize,
 }
 
 #[derive(Default)]
@@ -196,6 +212,43 @@ struct Inner {
     /// Path (exact, or a prefix ending in `*`) → faults, in order.
     faults: Mutex<Vec<(String, VecDeque<Scripted>)>>,
     token_path: Mutex<Option<String>>,
+    /// The provider's router without this layer, to serve a [`Fault::RepeatItems`]'s
+    /// previous page.
+    router: std::sync::OnceLock<Router>,
+}
+
+/// Query parameters the provider mocks page with.
+const PAGING: [&str; 5] = ["after", "$skiptoken", "pageToken", "page", "before"];
+
+fn listing_params(query: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| !PAGING.contains(&k.as_ref()))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every array of `current` replaced by `previous`'s array under the same key (or the whole
+/// body, if both are arrays).
+fn splice_items(current: &[u8], previous: &[u8]) -> Option<Vec<u8>> {
+    use serde_json::Value;
+    let (mut c, p) = (
+        serde_json::from_slice::<Value>(current).ok()?,
+        serde_json::from_slice::<Value>(previous).ok()?,
+    );
+    match (&mut c, &p) {
+        (Value::Array(_), Value::Array(_)) => c = p,
+        (Value::Object(cm), Value::Object(pm)) => {
+            for (k, v) in cm.iter_mut() {
+                if let (Value::Array(_), Some(pv @ Value::Array(_))) = (&*v, pm.get(k)) {
+                    *v = pv.clone();
+                }
+            }
+        }
+        _ => return None,
+    }
+    serde_json::to_vec(&c).ok()
 }
 
 fn matches(pattern: &str, path: &str) -> bool {
@@ -206,7 +259,7 @@ fn matches(pattern: &str, path: &str) -> bool {
 }
 
 impl Inner {
-    fn take_fault(&self, path: &str) -> Option<Fault> {
+    fn take_fault(&self, path: &str) -> Option<(Fault, usize)> {
         let mut f = self.faults.lock().unwrap();
         for (pattern, queue) in f.iter_mut() {
             if !matches(pattern, path) {
@@ -219,9 +272,41 @@ impl Inner {
                 first.skip -= 1;
                 return None;
             }
-            return queue.pop_front().map(|s| s.fault);
+            return queue.pop_front().map(|s| (s.fault, s.since));
         }
         None
+    }
+
+    /// Puts `fault` back at the head of `path`'s queue (it did not apply to this request).
+    fn requeue(&self, path: &str, fault: Fault, since: usize) {
+        let mut f = self.faults.lock().unwrap();
+        let s = Scripted {
+            skip: 0,
+            fault,
+            since,
+        };
+        match f.iter_mut().find(|(p, _)| matches(p, path)) {
+            Some((_, q)) => q.push_front(s),
+            None => f.push((path.to_string(), VecDeque::from([s]))),
+        }
+    }
+
+    /// The last successful request to `path` since log entry `since` that lists the same
+    /// thing as `query` (same parameters but the paging ones) at another page.
+    fn previous_page(&self, path: &str, query: &str, since: usize) -> Option<String> {
+        let want = listing_params(query);
+        let log = self.log.lock().unwrap();
+        log.get(since..)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .find(|l| {
+                l.path == path
+                    && l.status < 300
+                    && l.query != query
+                    && listing_params(&l.query) == want
+            })
+            .map(|l| format!("{}?{}", l.path, l.query))
     }
 
     fn previous(&self, path: &str) -> Option<String> {
@@ -241,13 +326,43 @@ impl Inner {
     }
 }
 
+/// Serves a [`Fault::RepeatItems`]: `req` as usual, its arrays replaced by the previous
+/// page's; without a previous page, the request as usual and the fault put back.
+async fn repeat_items(
+    inner: Arc<Inner>,
+    req: Request,
+    next: Next,
+    path: &str,
+    query: &str,
+    since: usize,
+) -> Response {
+    let Some(prev) = inner.previous_page(path, query, since) else {
+        inner.requeue(path, Fault::RepeatItems, since);
+        return next.run(req).await;
+    };
+    let mut again = Request::new(Body::empty());
+    *again.method_mut() = req.method().clone();
+    *again.headers_mut() = req.headers().clone();
+    *again.uri_mut() = prev.parse().unwrap();
+    let router = inner.router.get().expect("router set at start").clone();
+    let old = tower::ServiceExt::oneshot(router, again).await.unwrap();
+    let old = axum::body::to_bytes(old.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let (mut parts, body) = next.run(req).await.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let spliced = splice_items(&body, &old).expect("a JSON page to splice");
+    parts.headers.remove("content-length");
+    Response::from_parts(parts, Body::from(spliced))
+}
+
 async fn layer(State(inner): State<Arc<Inner>>, mut req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let authenticated = req.headers().contains_key("authorization");
     let resp = match inner.take_fault(&path) {
-        Some(Fault::RepeatPrevious) => {
+        Some((Fault::RepeatPrevious, _)) => {
             if let Some(prev) = inner.previous(&path) {
                 if let Ok(u) = prev.parse::<Uri>() {
                     *req.uri_mut() = u;
@@ -255,11 +370,15 @@ async fn layer(State(inner): State<Arc<Inner>>, mut req: Request, next: Next) ->
             }
             next.run(req).await
         }
-        Some(Fault::Hang(d)) => {
+        // Boxed: the layer's future stays small (the server polls it deep in its stack).
+        Some((Fault::RepeatItems, since)) => {
+            Box::pin(repeat_items(inner.clone(), req, next, &path, &query, since)).await
+        }
+        Some((Fault::Hang(d), _)) => {
             tokio::time::sleep(d).await;
             next.run(req).await
         }
-        Some(f) => f.response(),
+        Some((f, _)) => f.response(),
         None => next.run(req).await,
     };
     inner.log.lock().unwrap().push(Logged {
@@ -292,7 +411,9 @@ impl MockServer {
         let inner = Arc::new(Inner::default());
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
-        let app = make(&url).layer(axum::middleware::from_fn_with_state(inner.clone(), layer));
+        let router = make(&url);
+        let _ = inner.router.set(router.clone());
+        let app = router.layer(axum::middleware::from_fn_with_state(inner.clone(), layer));
         tokio::spawn(async move {
             let _ = axum::serve(l, app).await;
         });
@@ -306,11 +427,19 @@ impl MockServer {
 
     /// Scripts `fault` for a request to `path` after `skip` requests to it went through.
     pub fn fault_after(&self, path: &str, skip: usize, fault: Fault) {
+        let since = self.total();
         let mut f = self.inner.faults.lock().unwrap();
-        let s = Scripted { skip, fault };
+        let s = Scripted { skip, fault, since };
         match f.iter_mut().find(|(p, _)| p == path) {
             Some((_, q)) => q.push_back(s),
             None => f.push((path.to_string(), VecDeque::from([s]))),
+        }
+    }
+
+    /// Scripts `fault` for the next `n` requests to `path`: a storm.
+    pub fn fault_n(&self, path: &str, n: usize, fault: Fault) {
+        for _ in 0..n {
+            self.fault(path, fault.clone());
         }
     }
 

@@ -198,16 +198,13 @@ impl<'a> Calls<'a> {
 
     /// Awaits one call of `action`.
     pub async fn run<T>(&self, action: &'static str, call: ApiFuture<'_, T>) -> Result<T, ApiError> {
-        self.stats
-            .update_activity(|a| a.in_flight = Some(action.to_string()));
+        let in_flight = self.stats.in_flight(action.to_string());
         let r = call.await;
+        self.stats.answered(in_flight);
         let meter = self.api.meter();
         meter.drain_into(self.stats);
         let used = u32::try_from(meter.used()).unwrap_or(u32::MAX);
-        self.stats.update_activity(|a| {
-            a.requests = used;
-            a.in_flight = None;
-        });
+        self.stats.update_activity(|a| a.requests = used);
         r
     }
 }
