@@ -152,7 +152,9 @@ impl SspmClient {
     /// - page 0 is asked first; a 400, or an empty page 0 while `total` > 0, means 1-based;
     /// - if page 1 repeats page 0 exactly, the server read 0 as 1: that page is skipped once;
     /// - any later page that only repeats the previous one ends the listing (a server that
-    ///   ignores `page`), as do an empty page and reaching `total` new items;
+    ///   ignores `page`), as do an empty page and reaching `total` new items; a repeat while
+    ///   fewer than `total` items were read fails as a data loop (never a silently short
+    ///   listing);
     /// - the consumer de-duplicates by id, so no numbering double-counts.
     pub async fn walk<T: DeserializeOwned>(
         &self,
@@ -238,6 +240,14 @@ impl SspmClient {
                     w.one_based = true;
                     page += 1;
                     continue;
+                }
+                if w.total.is_some_and(|t| w.accepted < t) {
+                    // Short of the announced total: a server ignoring `page` would otherwise
+                    // hand over a silently incomplete listing.
+                    return Err(UpstreamError::DataLoop {
+                        endpoint: format!("{API_PREFIX}{endpoint}"),
+                        page,
+                    });
                 }
                 tracing::warn!(
                     endpoint,
