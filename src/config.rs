@@ -1616,24 +1616,22 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// A private key from `<key>_file` or `<key>_env` (PEM or JWK) that must sign JWTs: it is
-    /// tried once here, so an unparsable key is a configuration problem naming its key path
-    /// (and file), for `check-config` as for `serve`.
+    /// A private key from `<key>_file` or `<key>_env` that must be `usable` (for the sources:
+    /// [`signs_jwts`](crate::sources::signs_jwts), PEM or JWK): it is tried once here, so an
+    /// unparsable key is a configuration problem naming its key path (and file), for
+    /// `check-config` as for `serve`.
     pub fn private_key(
         &mut self,
         key: &str,
         file: Option<&Path>,
         env_name: Option<&str>,
         required: bool,
+        usable: impl FnOnce(&Secret) -> Result<(), String>,
     ) -> Option<Secret> {
         let secret = self.secret(key, file, env_name, required)?;
-        match crate::upstream::oauth::JwtSigner::from_key(&secret, None) {
-            Ok(_) => Some(secret),
-            Err(e) => {
-                let msg = match e {
-                    crate::upstream::UpstreamError::Token(m) => m,
-                    other => other.to_string(),
-                };
+        match usable(&secret) {
+            Ok(()) => Some(secret),
+            Err(msg) => {
                 match file {
                     Some(p) => self.error(
                         &format!("{key}_file"),

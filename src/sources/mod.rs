@@ -11,8 +11,9 @@ pub mod provider;
 mod registry;
 
 pub use provider::{
-    optional, permission_refusal, AccountSink, ActivityContext, ActivityOutput, Deps, ErrorKind,
-    GaugeDesc, PollContext, PollOutput, Provider, SourceError, SourceGauge, POLL_REQUESTS,
+    optional, permission_refusal, signs_jwts, AccountSink, ActivityContext, ActivityOutput, Deps,
+    ErrorKind, GaugeDesc, PollContext, PollOutput, Provider, SourceError, SourceGauge,
+    POLL_REQUESTS,
 };
 
 use crate::config::{ProviderSettings, SourceConfig, SourceTypes, Validator};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::activity::event::EventSink;
-use crate::config::{SourceConfig, Validator};
+use crate::config::{Secret, SourceConfig, Validator};
 use crate::model::{Account, DataAvailability, DataKind, TenantFacts, Timestamp};
 use crate::store::Store;
 use crate::upstream::{RequestStats, Timer, TokioTimer, UpstreamError};
@@ -337,6 +337,16 @@ fn common_hint(kind: ErrorKind, e: &UpstreamError) -> Option<String> {
 /// source can do without), records `kind` as missing with that reason and yields `None`, so
 /// the poll goes on and the data is unknown; any other error is returned for the poll to fail.
 /// With `kind` `None` the refusal is logged only (tenant data such as policies).
+/// Whether `key` (PEM or JWK) can sign the JWTs of the signed-JWT grants; the reason if not,
+/// never the key. For [`Validator::private_key`](crate::config::Validator::private_key).
+pub fn signs_jwts(key: &Secret) -> Result<(), String> {
+    match crate::upstream::oauth::JwtSigner::from_key(key, None) {
+        Ok(_) => Ok(()),
+        Err(UpstreamError::Token(m)) => Err(m),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub fn optional<T>(
     availability: &mut DataAvailability,
     kind: Option<DataKind>,

@@ -81,6 +81,7 @@ pub fn validate(raw: RawEntraConfig, v: &mut Validator<'_>) -> Option<EntraConfi
                 raw.private_key_file.as_deref(),
                 raw.private_key_env.as_deref(),
                 true,
+                crate::sources::signs_jwts,
             );
             let cert = match raw.certificate_file.as_deref() {
                 None => {

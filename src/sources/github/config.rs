@@ -149,6 +149,7 @@ pub fn validate(raw: RawGithubConfig, v: &mut Validator<'_>) -> Option<GithubCon
                 raw.private_key_file.as_deref(),
                 raw.private_key_env.as_deref(),
                 true,
+                crate::sources::signs_jwts,
             );
             let app_id = match raw.app_id.as_ref().map(RawId::text) {
                 Some(a) if !a.is_empty() => Some(a),

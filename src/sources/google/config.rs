@@ -156,13 +156,9 @@ pub fn validate(raw: RawGoogleConfig, v: &mut Validator<'_>) -> Option<GoogleCon
         .and_then(|json| {
             // The key must also sign (the JWT grant), tried once here rather than at a poll.
             let parsed = ServiceAccountKey::parse(json.expose()).and_then(|k| {
-                match crate::upstream::oauth::JwtSigner::from_key(&k.private_key, None) {
-                    Ok(_) => Ok(k),
-                    Err(crate::upstream::UpstreamError::Token(m)) => {
-                        Err(format!("\"private_key\": {m}"))
-                    }
-                    Err(e) => Err(format!("\"private_key\": {e}")),
-                }
+                crate::sources::signs_jwts(&k.private_key)
+                    .map(|()| k)
+                    .map_err(|m| format!("\"private_key\": {m}"))
             });
             match parsed {
                 Ok(k) => Some(k),

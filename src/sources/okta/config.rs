@@ -94,6 +94,7 @@ pub fn validate(raw: RawOktaConfig, v: &mut Validator<'_>) -> Option<OktaConfig>
                 raw.private_key_file.as_deref(),
                 raw.private_key_env.as_deref(),
                 true,
+                crate::sources::signs_jwts,
             );
             let id = v.required("client_id", raw.client_id.as_deref());
             match (id, key) {
