@@ -369,6 +369,49 @@ fn assert_fixture_gauges(h: &Harness) {
 }
 
 #[tokio::test]
+async fn collect_against_the_mock_gives_the_hand_worked_gauges() {
+    // The shipped binary, on its own clock: the gauges that do not depend on the date (the
+    // audit-log window moves with the clock; the harness tests pin it).
+    let mock = MockGithub::start(org(), "").await;
+    let text = support::harness::collect_cli(
+        &[("token", &format!("{TOKEN}\n"))],
+        &toml(&mock.api_url, ""),
+    )
+    .await
+    .unwrap();
+    let s = |name: &str, labels: &[(&str, &str)]| {
+        support::harness::sample(&text, name, labels)
+            .unwrap_or_else(|| panic!("{name}{labels:?} missing\n{text}"))
+    };
+    let human = |status| [("account_type", "human"), ("status", status)];
+    assert_eq!(s("identity_posture_source_up", &[("source", "gh")]), 1.0);
+    assert_eq!(s("identity_posture_accounts", &human("active")), 7.0);
+    assert_eq!(s("identity_posture_accounts", &human("staged")), 1.0);
+    assert_eq!(
+        s(
+            "identity_posture_accounts",
+            &[("account_type", "service"), ("status", "active")]
+        ),
+        1.0
+    );
+    let mfa = |privileged| [("account_type", "human"), ("privileged", privileged)];
+    assert_eq!(
+        s("identity_posture_accounts_without_mfa", &mfa("true")),
+        1.0
+    );
+    assert_eq!(
+        s("identity_posture_accounts_without_mfa", &mfa("false")),
+        1.0
+    );
+    assert_eq!(s("identity_posture_accounts_weak_mfa", &mfa("false")), 1.0);
+    assert_eq!(
+        s("identity_posture_accounts_mfa_unknown", &mfa("false")),
+        0.0
+    );
+    assert_eq!(s("identity_posture_super_admins", &[]), 2.0);
+}
+
+#[tokio::test]
 async fn public_base_reads_everything_with_hand_worked_gauges() {
     let mock = MockGithub::start(org(), "").await;
     let h = token_harness(&mock, "");

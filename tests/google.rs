@@ -371,6 +371,41 @@ fn role_names(h: &Harness, id: &str) -> Option<Vec<String>> {
 const FIRST_POLL_LOGIN_REQUESTS: usize = 31;
 
 #[tokio::test]
+async fn collect_against_the_mock_gives_the_hand_worked_gauges() {
+    // The shipped binary, on its own clock: the gauges that do not depend on the date (the
+    // login audit's 30 days move with the clock; the harness tests pin it).
+    let run = Run::start(workspace()).await;
+    let text = support::harness::collect_cli(&[("key.json", &run.key)], &run.toml)
+        .await
+        .unwrap();
+    let s = |name: &str, labels: &[(&str, &str)]| {
+        support::harness::sample(&text, name, labels)
+            .unwrap_or_else(|| panic!("{name}{labels:?} missing\n{text}"))
+    };
+    let by_status = |status| [("account_type", "human"), ("status", status)];
+    assert_eq!(
+        s("identity_posture_source_up", &[("source", "workspace")]),
+        1.0
+    );
+    assert_eq!(s("identity_posture_accounts", &by_status("active")), 10.0);
+    assert_eq!(s("identity_posture_accounts", &by_status("suspended")), 1.0);
+    assert_eq!(s("identity_posture_accounts", &by_status("disabled")), 1.0);
+    // 2-Step Verification: u3 and u6 not enrolled; nobody unknown.
+    assert_eq!(
+        s("identity_posture_accounts_without_mfa", &human("false")),
+        2.0
+    );
+    assert_eq!(
+        s("identity_posture_accounts_without_mfa", &human("true")),
+        0.0
+    );
+    assert_eq!(
+        s("identity_posture_accounts_mfa_unknown", &human("false")),
+        0.0
+    );
+}
+
+#[tokio::test]
 async fn full_workspace_maps_users_roles_and_factor_kinds() {
     let run = Run::start(workspace()).await;
     let h = run.harness();

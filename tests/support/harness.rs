@@ -218,3 +218,49 @@ impl Logs {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
+
+/// The shipped binary's `collect` (its own clock, its own configuration loading) over `toml`
+/// with `files` written as in [`Harness::start`]: the exposition text it prints, or its
+/// stderr when it fails. Runs on the blocking pool so the test's mock keeps serving.
+pub async fn collect_cli(files: &[(&str, &str)], toml: &str) -> Result<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, contents) in files {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, toml.replace("{dir}", dir.path().to_str().unwrap())).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_identity-posture-exporter"))
+            .args(["collect", "--config", cfg.to_str().unwrap()])
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    drop(dir);
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The value of the sample of `name` carrying every label in `labels` (others may be present),
+/// in exposition `text`; `None` if there is none.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, rest) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if n != name {
+            return None;
+        }
+        let all = labels
+            .iter()
+            .all(|(k, v)| rest.split(',').any(|p| p == format!("{k}=\"{v}\"")));
+        all.then(|| value.parse().ok()).flatten()
+    })
+}
