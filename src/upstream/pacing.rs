@@ -29,6 +29,10 @@ pub struct RateLimitHeaders {
     pub remaining: &'static str,
     pub reset: &'static str,
     pub reset_kind: ResetKind,
+    /// The header naming the bucket a response counted against (GitHub's
+    /// `X-RateLimit-Resource`: `core`, `search`, `audit_log`…), if the provider sends one.
+    /// Without it, buckets are per endpoint.
+    pub resource: Option<&'static str>,
 }
 
 impl RateLimitHeaders {
@@ -38,13 +42,17 @@ impl RateLimitHeaders {
         remaining: "x-rate-limit-remaining",
         reset: "x-rate-limit-reset",
         reset_kind: ResetKind::EpochSeconds,
+        resource: None,
     };
-    /// GitHub: `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (epoch s).
+    /// GitHub: `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (epoch s),
+    /// and `X-RateLimit-Resource`: every endpoint metered by `core` shares one bucket.
+    /// (`X-RateLimit-Used` is `limit - remaining`.)
     pub const GITHUB: RateLimitHeaders = RateLimitHeaders {
         limit: "x-ratelimit-limit",
         remaining: "x-ratelimit-remaining",
         reset: "x-ratelimit-reset",
         reset_kind: ResetKind::EpochSeconds,
+        resource: Some("x-ratelimit-resource"),
     };
     /// IETF draft `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (delta s).
     pub const IETF: RateLimitHeaders = RateLimitHeaders {
@@ -52,6 +60,7 @@ impl RateLimitHeaders {
         remaining: "ratelimit-remaining",
         reset: "ratelimit-reset",
         reset_kind: ResetKind::DeltaSeconds,
+        resource: None,
     };
 
     /// Reads the three headers. `None` unless limit and remaining are both plain numbers.
@@ -69,10 +78,17 @@ impl RateLimitHeaders {
             ResetKind::EpochSeconds => r,
             ResetKind::DeltaSeconds => now_unix + r,
         });
+        let resource = self
+            .resource
+            .and_then(|h| headers.get(h)?.to_str().ok())
+            .map(str::trim)
+            .filter(|r| !r.is_empty() && r.len() <= 64)
+            .map(str::to_string);
         Some(RateLimitSnapshot {
             limit,
             remaining,
             reset_at_unix,
+            resource,
         })
     }
 
@@ -97,11 +113,13 @@ impl RateLimitHeaders {
 }
 
 /// One response's view of a rate-limit bucket.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RateLimitSnapshot {
     pub limit: f64,
     pub remaining: f64,
     pub reset_at_unix: Option<f64>,
+    /// The bucket the provider named (see [`RateLimitHeaders::resource`]).
+    pub resource: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -117,12 +135,30 @@ struct Bucket {
 /// The provider's `remaining / limit` covers every client of the org. Once `remaining` falls
 /// to `limit * (1 - share)`, the exporter has (together with the others) used its share, and
 /// requests to that bucket wait until the window resets. Buckets are keyed by the caller's
-/// endpoint label (e.g. `/api/v1/users/{id}/factors`), as providers meter per endpoint family.
+/// endpoint label (e.g. `/api/v1/users/{id}/factors`), as providers meter per endpoint family,
+/// unless the provider names the bucket (GitHub's resource): then every endpoint it named
+/// shares that bucket, and a request to any of them counts against it.
 #[derive(Debug)]
 pub struct Pacer {
     share: f64,
     max_wait: Duration,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
+    by_key: HashMap<String, Bucket>,
+    /// Endpoint → the provider's bucket name its last response gave.
+    resource_of: HashMap<String, String>,
+}
+
+impl Buckets {
+    fn key<'a>(&'a self, endpoint: &'a str) -> &'a str {
+        self.resource_of
+            .get(endpoint)
+            .map(String::as_str)
+            .unwrap_or(endpoint)
+    }
 }
 
 impl Pacer {
@@ -135,7 +171,7 @@ impl Pacer {
         Pacer {
             share,
             max_wait,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::default()),
         }
     }
 
@@ -147,8 +183,9 @@ impl Pacer {
     /// Called before a request to `bucket`: how long to wait first (if at all). Counts the
     /// request against the local estimate so concurrent requests do not all slip through.
     pub fn before_request(&self, bucket: &str, now_unix: f64) -> Option<Duration> {
-        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let b = map.get_mut(bucket)?;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let key = buckets.key(bucket).to_string();
+        let b = buckets.by_key.get_mut(&key)?;
         if let Some(reset) = b.reset_at_unix {
             if now_unix >= reset {
                 // The window has reset: assume a full one until the next response says more.
@@ -181,9 +218,27 @@ impl Pacer {
         if snap.limit <= 0.0 {
             return;
         }
-        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(
-            bucket.to_string(),
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let key = match snap.resource {
+            Some(r) => {
+                let key = format!("resource:{r}");
+                buckets.resource_of.insert(bucket.to_string(), key.clone());
+                key
+            }
+            None => {
+                buckets.resource_of.remove(bucket);
+                bucket.to_string()
+            }
+        };
+        // Only named buckets some endpoint still points to are kept (a server inventing a
+        // name per response cannot grow the map).
+        let Buckets {
+            by_key,
+            resource_of,
+        } = &mut *buckets;
+        by_key.retain(|k, _| !k.starts_with("resource:") || resource_of.values().any(|v| v == k));
+        buckets.by_key.insert(
+            key,
             Bucket {
                 limit: snap.limit,
                 remaining: snap.remaining,
@@ -331,6 +386,7 @@ mod tests {
                 limit: 100.0,
                 remaining: 52.0,
                 reset_at_unix: Some(now + 40.0),
+                resource: None,
             },
         );
         assert_eq!(p.before_request("b", now), None);
@@ -353,6 +409,7 @@ mod tests {
                 limit: 10.0,
                 remaining: 0.0,
                 reset_at_unix: Some(1e12),
+                resource: None,
             },
         );
         assert_eq!(p.before_request("b", 0.0), Some(Duration::from_secs(90)));
@@ -362,6 +419,7 @@ mod tests {
                 limit: 10.0,
                 remaining: 0.0,
                 reset_at_unix: Some(50.0),
+                resource: None,
             },
         );
         assert_eq!(p.before_request("c", 60.0), None, "window already over");
@@ -374,6 +432,7 @@ mod tests {
             limit: 10.0,
             remaining: r,
             reset_at_unix: Some(60.0),
+            resource: None,
         };
         // Many requests sent, but the provider keeps saying 9 left: no pacing.
         for _ in 0..20 {
@@ -385,6 +444,59 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_of_one_named_resource_share_its_bucket() {
+        let p = Pacer::new(0.5, Duration::from_secs(90));
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("x-ratelimit-limit", "100"),
+            ("x-ratelimit-remaining", "51"),
+            ("x-ratelimit-used", "49"),
+            ("x-ratelimit-reset", "1000040"),
+            ("x-ratelimit-resource", "core"),
+        ] {
+            h.insert(k, HeaderValue::from_static(v));
+        }
+        let snap = RateLimitHeaders::GITHUB.read(&h, 1_000_000.0).unwrap();
+        assert_eq!(snap.resource.as_deref(), Some("core"));
+        p.observe("/orgs/{org}/members", snap.clone());
+        p.observe("/orgs/{org}/outside_collaborators", snap);
+        // One request left within our half of `core`, whichever endpoint sends it.
+        assert_eq!(p.before_request("/orgs/{org}/members", 1_000_000.0), None);
+        assert_eq!(
+            p.before_request("/orgs/{org}/outside_collaborators", 1_000_000.0),
+            Some(Duration::from_secs(40)),
+            "the other endpoint's request counted against the same bucket"
+        );
+        // Another resource is another bucket.
+        h.insert(
+            "x-ratelimit-resource",
+            HeaderValue::from_static("audit_log"),
+        );
+        p.observe(
+            "/orgs/{org}/audit-log",
+            RateLimitHeaders::GITHUB.read(&h, 1_000_000.0).unwrap(),
+        );
+        assert_eq!(p.before_request("/orgs/{org}/audit-log", 1_000_000.0), None);
+    }
+
+    #[test]
+    fn named_buckets_nobody_points_to_are_dropped() {
+        let p = Pacer::new(0.5, Duration::from_secs(90));
+        for i in 0..1000 {
+            p.observe(
+                "e",
+                RateLimitSnapshot {
+                    limit: 10.0,
+                    remaining: 9.0,
+                    reset_at_unix: None,
+                    resource: Some(format!("r{i}")),
+                },
+            );
+        }
+        assert_eq!(p.buckets.lock().unwrap().by_key.len(), 1);
+    }
+
+    #[test]
     fn concurrency_429_headers_are_not_a_window() {
         let p = Pacer::new(0.5, Duration::from_secs(90));
         p.observe(
@@ -393,6 +505,7 @@ mod tests {
                 limit: 0.0,
                 remaining: 0.0,
                 reset_at_unix: Some(100.0),
+                resource: None,
             },
         );
         assert_eq!(p.before_request("b", 0.0), None);
