@@ -781,6 +781,48 @@ async fn a_secondary_rate_limit_403_waits_for_retry_after() {
 }
 
 #[tokio::test]
+async fn a_primary_rate_limit_resetting_in_an_hour_fails_now_instead_of_retrying() {
+    let mock = MockGithub::start(org(), "").await;
+    let h = token_harness(&mock, "");
+    h.poll().await.unwrap();
+    let before = mock.server.hits("/orgs/acme/members");
+    let reset = h.timer.now_unix() as i64 + 3600;
+    for _ in 0..6 {
+        mock.server.fault(
+            "/orgs/acme/members",
+            Fault::Status {
+                status: 403,
+                body: primary_limit_body().to_string(),
+                headers: vec![
+                    (
+                        "content-type".into(),
+                        "application/json; charset=utf-8".into(),
+                    ),
+                    ("x-ratelimit-limit".into(), "5000".into()),
+                    ("x-ratelimit-remaining".into(), "0".into()),
+                    ("x-ratelimit-used".into(), "5000".into()),
+                    ("x-ratelimit-reset".into(), reset.to_string()),
+                    ("x-ratelimit-resource".into(), "core".into()),
+                ],
+            },
+        );
+    }
+    let e = h.poll().await.unwrap_err();
+    assert_eq!(h.status().last_error_kind, Some("rate_limited"), "{e}");
+    // The members listings (all, 2fa_disabled, 2fa_insecure) run side by side: each asked
+    // once, none retried (no retry can succeed before the reset).
+    let asked = mock.server.hits("/orgs/acme/members") - before;
+    assert!((1..=3).contains(&asked), "{asked}");
+    assert!(
+        h.timer.sleeps().iter().all(|d| d.as_secs() < 90),
+        "{:?}",
+        h.timer.sleeps()
+    );
+    // The last good numbers stay.
+    assert_fixture_gauges(&h);
+}
+
+#[tokio::test]
 async fn a_primary_rate_limit_waits_for_the_reset() {
     let mock = MockGithub::start(org(), "").await;
     let h = token_harness(&mock, "");

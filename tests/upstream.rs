@@ -251,7 +251,10 @@ async fn persistent_429_gives_up_with_e0000047() {
 async fn a_classified_403_is_a_rate_limit() {
     fn classify(status: u16, _: &HeaderMap, body: &[u8], _now: f64) -> Option<Throttled> {
         (status == 403 && std::str::from_utf8(body).is_ok_and(|b| b.contains("\"usageLimits\"")))
-            .then_some(Throttled { wait: None })
+            .then_some(Throttled {
+                wait: None,
+                until_reset: false,
+            })
     }
     let throttle = || {
         (
@@ -396,6 +399,7 @@ fn slow_down_rule(
     assert!(!body.is_empty(), "the rule sees the body");
     Some(Throttled {
         wait: Some(Duration::from_secs(secs)),
+        until_reset: false,
     })
 }
 

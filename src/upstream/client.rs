@@ -67,6 +67,10 @@ pub type RateLimitRule =
 pub struct Throttled {
     /// The wait the provider asks for, when it says; otherwise the retry backoff applies.
     pub wait: Option<Duration>,
+    /// `wait` runs until the provider's rate-limit window resets (a primary limit spent):
+    /// when that is beyond the longest wait allowed, no retry before it can succeed, so the
+    /// request fails at once (rate limited; the next poll tries again).
+    pub until_reset: bool,
 }
 
 impl UpstreamOptions {
@@ -805,6 +809,17 @@ impl<'a> Session<'a> {
                 .and_then(|t| t.wait)
                 .or(retry_after)
                 .or_else(|| rl.and_then(|h| h.reset_wait(&headers, now)));
+            if let (Some(t), Some(d)) = (rule, hinted) {
+                if t.until_reset && d > policy.max_rate_limit_wait {
+                    tracing::warn!(
+                        source = %inner.opts.name,
+                        endpoint = %req.endpoint,
+                        reset_in_s = d.as_secs(),
+                        "upstream: the rate limit is spent until its window resets, later than the longest wait; not retrying before then"
+                    );
+                    return Attempt::Fail(err);
+                }
+            }
             let wait = match hinted {
                 Some(d) => policy.clamp_wait(d),
                 None => policy.clamp_wait(policy.backoff(n.saturating_sub(1), &mut rand::rng())),

@@ -73,16 +73,20 @@ pub fn rate_limit_rule(
     body: &[u8],
     now_unix: f64,
 ) -> Option<Throttled> {
-    rate_limit_wait(status, headers, body, now_unix).map(|d| Throttled { wait: Some(d) })
+    rate_limit_wait(status, headers, body, now_unix).map(|(d, until_reset)| Throttled {
+        wait: Some(d),
+        until_reset,
+    })
 }
 
-/// The wait a GitHub rate-limit answer asks for (see [`rate_limit_rule`]); `None`: not one.
+/// The wait a GitHub rate-limit answer asks for (see [`rate_limit_rule`]), and whether it
+/// runs until the primary limit's window resets; `None`: not one.
 fn rate_limit_wait(
     status: u16,
     headers: &HeaderMap,
     body: &[u8],
     now_unix: f64,
-) -> Option<Duration> {
+) -> Option<(Duration, bool)> {
     if status != 403 && status != 429 {
         return None;
     }
@@ -91,7 +95,7 @@ fn rate_limit_wait(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| crate::upstream::retry::parse_retry_after(v, now_unix))
     {
-        return Some(d);
+        return Some((d, false));
     }
     let remaining = headers
         .get("x-ratelimit-remaining")
@@ -99,9 +103,10 @@ fn rate_limit_wait(
         .map(str::trim);
     if remaining == Some("0") {
         return Some(
-            RateLimitHeaders::GITHUB
-                .reset_wait(headers, now_unix)
-                .unwrap_or(SECONDARY_LIMIT_WAIT),
+            match RateLimitHeaders::GITHUB.reset_wait(headers, now_unix) {
+                Some(d) => (d, true),
+                None => (SECONDARY_LIMIT_WAIT, false),
+            },
         );
     }
     // go-github: a secondary limit's documentation_url ends in #secondary-rate-limits (or
@@ -112,7 +117,7 @@ fn rate_limit_wait(
         || text.contains("abuse-rate-limits")
         || status == 429
     {
-        return Some(SECONDARY_LIMIT_WAIT);
+        return Some((SECONDARY_LIMIT_WAIT, false));
     }
     None
 }
@@ -529,7 +534,7 @@ mod tests {
         let secondary = br#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"}"#;
         assert_eq!(
             rate_limit_wait(403, &h(&[("retry-after", "42")]), secondary, NOW),
-            Some(Duration::from_secs(42))
+            Some((Duration::from_secs(42), false))
         );
         // Primary limit: remaining 0, wait for the reset.
         let primary = br#"{"message":"API rate limit exceeded for user ID 1.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}"#;
@@ -541,17 +546,18 @@ mod tests {
                 primary,
                 NOW
             ),
-            Some(Duration::from_secs(120))
+            Some((Duration::from_secs(120), true)),
+            "until the window resets"
         );
         assert_eq!(
             rate_limit_wait(429, &h(&[("x-ratelimit-remaining", "0")]), b"", NOW),
-            Some(SECONDARY_LIMIT_WAIT),
+            Some((SECONDARY_LIMIT_WAIT, false)),
             "no reset header: a minute"
         );
         // Secondary limit named only by its message: a minute.
         assert_eq!(
             rate_limit_wait(403, &h(&[("x-ratelimit-remaining", "4000")]), secondary, NOW),
-            Some(SECONDARY_LIMIT_WAIT)
+            Some((SECONDARY_LIMIT_WAIT, false))
         );
         // A refusal is not a rate limit, whatever its headers say about the budget.
         let refusal = br#"{"message":"Must have admin rights to Repository.","documentation_url":"https://docs.github.com/rest"}"#;

@@ -85,7 +85,10 @@ pub fn is_throttled(status: u16, _: &HeaderMap, body: &[u8], _now: f64) -> Optio
                     .is_some_and(|r| r == "RATE_LIMIT_EXCEEDED")
             })
         });
-    (listed || detailed).then_some(Throttled { wait: None })
+    (listed || detailed).then_some(Throttled {
+        wait: None,
+        until_reset: false,
+    })
 }
 
 /// One page of a `pageToken` listing: its cursor and the ids of its items (loop detection).
