@@ -3,6 +3,7 @@
 //! Every source's `wire.rs` uses these instead of writing its own.
 
 use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 
 /// Present-and-null → `Some(None)`; absent → `None` (with `#[serde(default)]`). Keeps
 /// "unknown" (absent) apart from "never" (null).
@@ -52,6 +53,64 @@ where
         .into_iter()
         .filter_map(|v| serde_json::from_value(v).ok())
         .collect())
+}
+
+fn text_of(v: Value) -> Option<String> {
+    match v {
+        Value::String(s) => {
+            let t = s.trim();
+            (!t.is_empty()).then(|| t.to_string())
+        }
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A text field from a provider that is loose about types (SSPM): strings trimmed (empty =
+/// absent); numbers and booleans as text; anything else absent. ([`string`] is the strict one.)
+pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(text_of(Value::deserialize(d)?))
+}
+
+/// A loose boolean: `true`/`false`, also `"true"`/`"false"`/`"yes"`/`"no"` and `1`/`0`
+/// (as strings or numbers); anything else `None`. ([`boolean`] is the stricter one.)
+pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Bool(b) => Some(b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Some(true),
+            "false" | "no" | "0" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => n.as_i64().map(|i| i != 0),
+        _ => None,
+    })
+}
+
+/// An integer count (a page's `total`): a non-negative number, or a string holding one.
+pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+/// A list of strings; other items (and a non-list) are dropped.
+pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Array(a) => a
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::String(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    })
 }
 
 #[cfg(test)]

@@ -378,7 +378,7 @@ pub struct Parameter {
     pub name: Option<String>,
     #[serde(deserialize_with = "lenient::string")]
     pub value: Option<String>,
-    #[serde(rename = "multiValue", deserialize_with = "strings")]
+    #[serde(rename = "multiValue", deserialize_with = "lenient::strings")]
     pub multi_value: Vec<String>,
     #[serde(rename = "boolValue", deserialize_with = "lenient::boolean")]
     pub bool_value: Option<bool>,
@@ -387,19 +387,6 @@ pub struct Parameter {
     pub int_value: Option<String>,
 }
 
-/// A list of strings; other items (and a non-list) are dropped.
-fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Array(a) => a
-            .into_iter()
-            .filter_map(|v| match v {
-                serde_json::Value::String(s) => Some(s),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    })
-}
 
 impl Event {
     /// The first boolean value of the parameter `name`.

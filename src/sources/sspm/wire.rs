@@ -15,6 +15,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use crate::sources::lenient::{count, flag, text};
+
 /// A field that may be absent, explicitly `null`, or carry a value. Absent means "the API does
 /// not say" (unknown); `null` means "none" (e.g. never logged in).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -35,49 +37,6 @@ impl<T> Tri<T> {
     pub fn is_absent(&self) -> bool {
         matches!(self, Tri::Absent)
     }
-}
-
-/// A string field: strings as given (trimmed, empty = absent); numbers and booleans as text;
-/// anything else absent.
-fn lenient_string(v: Value) -> Option<String> {
-    match v {
-        Value::String(s) => {
-            let t = s.trim();
-            (!t.is_empty()).then(|| t.to_string())
-        }
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(lenient_string(Value::deserialize(d)?))
-}
-
-/// A boolean: `true`/`false`, also `"true"`/`"false"`/`"yes"`/`"no"` and `1`/`0`.
-pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Bool(b) => Some(b),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "1" => Some(true),
-            "false" | "no" | "0" => Some(false),
-            _ => None,
-        },
-        Value::Number(n) => n.as_i64().map(|i| i != 0),
-        _ => None,
-    })
-}
-
-/// An integer count (`total`): a number, or a string holding one.
-pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    })
 }
 
 /// A date-time kept raw (parsed by the mapping, which counts what it cannot read):
@@ -180,11 +139,11 @@ pub struct Page {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct SaasInstance {
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub display_name: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub saas_instance_id: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub app_type: Option<String>,
 }
 
@@ -192,11 +151,11 @@ pub struct SaasInstance {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Idp {
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub display_name: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub idp_id: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub app_type: Option<String>,
 }
 
@@ -205,21 +164,21 @@ pub struct Idp {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct SaasAccount {
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub id: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub saas_provider_id: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub saas_instance_id: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub app_id: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub app_type: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub account_type: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub account_name: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub email: Option<String>,
     #[serde(deserialize_with = "flag")]
     pub is_local: Option<bool>,
@@ -228,13 +187,13 @@ pub struct SaasAccount {
     #[serde(deserialize_with = "flag")]
     pub is_elevated: Option<bool>,
     /// A string, not an array (the separator is not documented).
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub roles: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub creator: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub linked_human_accounts: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub saas_provider_nhi_name: Option<String>,
     #[serde(deserialize_with = "instant")]
     pub last_login_time: Tri<RawInstant>,
@@ -248,7 +207,7 @@ pub struct SaasAccount {
     pub last_credentials_rotated: Tri<RawInstant>,
     #[serde(deserialize_with = "instant")]
     pub credentials_expires_at: Tri<RawInstant>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub github_org_name: Option<String>,
 }
 
@@ -256,29 +215,29 @@ pub struct SaasAccount {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct MfaActivity {
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub id: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub user_id: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub idp_id: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub idp_type: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub mfa_strength: Option<String>,
     #[serde(deserialize_with = "flag")]
     pub admin: Option<bool>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub app_type: Option<String>,
     #[serde(deserialize_with = "instant")]
     pub timestamp: Tri<RawInstant>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub mfa_factors: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub saas_provider_mfa_type: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub full_name: Option<String>,
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub email: Option<String>,
 }
 
@@ -286,7 +245,7 @@ pub struct MfaActivity {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct FeatureState {
-    #[serde(deserialize_with = "string")]
+    #[serde(deserialize_with = "text")]
     pub status: Option<String>,
     #[serde(deserialize_with = "instant")]
     pub last_scanned_at: Tri<RawInstant>,
