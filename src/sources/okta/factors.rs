@@ -49,6 +49,13 @@ struct Persist {
     org: String,
 }
 
+impl Persist {
+    /// A user's key in [`TABLE`].
+    fn key(&self, id: &str) -> String {
+        format!("{}{SEP}{id}", self.source)
+    }
+}
+
 struct CacheEntry {
     factors: Vec<Factor>,
     /// When the factors were fetched (unix seconds).
@@ -71,10 +78,9 @@ struct State {
 }
 
 /// The cache, long-lived inside the source.
-#[derive(Default)]
 pub struct FactorCache {
     state: Mutex<State>,
-    persist: Option<Persist>,
+    persist: Persist,
 }
 
 /// One poll's refresh plan and bookkeeping, shared by the concurrent fetches.
@@ -168,11 +174,11 @@ impl FactorCache {
         }
         FactorCache {
             state: Mutex::new(state),
-            persist: Some(Persist {
+            persist: Persist {
                 store,
                 source: source.to_string(),
                 org: org.to_string(),
-            }),
+            },
         }
     }
 
@@ -353,30 +359,29 @@ impl FactorCache {
         st.last_pages = pages;
         st.log_since = Some(next_log_since);
         let dirty = std::mem::take(&mut st.dirty);
-        if let Some(p) = &self.persist {
-            let mut batch = Batch::default();
-            for id in &pruned {
-                batch.delete(TABLE, &format!("{}{SEP}{id}", p.source));
+        let p = &self.persist;
+        let mut batch = Batch::default();
+        for id in &pruned {
+            batch.delete(TABLE, &p.key(id));
+        }
+        for id in &dirty {
+            if let Some(e) = st.cache.get(id) {
+                let stored = StoredEntry {
+                    factors: e.factors.clone(),
+                    fetched_at: e.fetched_at,
+                };
+                batch.put(TABLE, &p.key(id), VERSION, &stored);
             }
-            for id in &dirty {
-                if let Some(e) = st.cache.get(id) {
-                    let stored = StoredEntry {
-                        factors: e.factors.clone(),
-                        fetched_at: e.fetched_at,
-                    };
-                    batch.put(TABLE, &format!("{}{SEP}{id}", p.source), VERSION, &stored);
-                }
-            }
-            let meta = StoredMeta {
-                org: p.org.clone(),
-                log_since: Some(next_log_since.unix_timestamp()),
-                last_active: active,
-                last_pages: pages,
-            };
-            batch.put(META, &p.source, VERSION, &meta);
-            if let Err(e) = p.store.write(batch) {
-                tracing::warn!(source = %p.source, error = %e, "okta: cannot persist the factor cache; it is kept in memory");
-            }
+        }
+        let meta = StoredMeta {
+            org: p.org.clone(),
+            log_since: Some(next_log_since.unix_timestamp()),
+            last_active: active,
+            last_pages: pages,
+        };
+        batch.put(META, &p.source, VERSION, &meta);
+        if let Err(e) = p.store.write(batch) {
+            tracing::warn!(source = %p.source, error = %e, "okta: cannot persist the factor cache; it is kept in memory");
         }
         Coverage {
             covered: st.cache.len(),
