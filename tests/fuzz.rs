@@ -77,6 +77,14 @@ fn budget(input_len: usize) -> usize {
     (1 << 20) + 64 * input_len
 }
 
+/// `peak` bytes allocated while reading `input_len` bytes stay within [`budget`].
+fn assert_within_budget(peak: usize, input_len: usize) {
+    assert!(
+        peak <= budget(input_len),
+        "{peak} bytes allocated for {input_len} bytes of input"
+    );
+}
+
 fn config_cases() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
@@ -160,23 +168,8 @@ fn key() -> impl Strategy<Value = String> {
 /// A valid account line, then some bytes changed, inserted or removed.
 fn mutated_account() -> impl Strategy<Value = Vec<u8>> {
     let base = br#"{"id":"u1","login":"a@x","display_name":"A","account_type":"human","status":"active","created":"2024-01-01T00:00:00Z","last_login":null,"groups":["g"],"attributes":{"k":"v"},"mfa":{"factors":[{"type":"totp","status":"active"}],"enforced":true},"credentials":[{"type":"api_key","id":"k","last_rotated":"2025-01-01T00:00:00Z","expires":null,"last_used":null}],"roles":[{"name":"SUPER_ADMIN","last_used":null}]}"#.to_vec();
-    prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..8).prop_map(
-        move |edits| {
-            let mut b = base.clone();
-            for (at, byte, op) in edits {
-                let i = at.index(b.len() + 1);
-                match op {
-                    0 if i < b.len() => b[i] = byte,
-                    1 => b.insert(i, byte),
-                    _ if i < b.len() => {
-                        b.remove(i);
-                    }
-                    _ => {}
-                }
-            }
-            b
-        },
-    )
+    prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..8)
+        .prop_map(move |edits| byte_mutations(&base, edits))
 }
 
 fn parse_both(bytes: &[u8]) {
@@ -193,11 +186,7 @@ fn parse_both(bytes: &[u8]) {
         });
         n
     });
-    assert!(
-        peak <= budget(bytes.len()),
-        "{peak} bytes allocated for {} bytes of input",
-        bytes.len()
-    );
+    assert_within_budget(peak, bytes.len());
 }
 
 proptest! {
@@ -847,11 +836,7 @@ fn byte_mutations(base: &[u8], edits: Vec<(prop::sample::Index, u8, u8)>) -> Vec
 
 fn decode_within_budget(bytes: &[u8]) {
     let (_, peak) = peak_of(|| wire::decode_all(bytes));
-    assert!(
-        peak <= budget(bytes.len()),
-        "{peak} bytes allocated for {} bytes of input",
-        bytes.len()
-    );
+    assert_within_budget(peak, bytes.len());
 }
 
 proptest! {

@@ -379,10 +379,7 @@ async fn collect_against_the_mock_gives_the_hand_worked_gauges() {
     )
     .await
     .unwrap();
-    let s = |name: &str, labels: &[(&str, &str)]| {
-        support::harness::sample(&text, name, labels)
-            .unwrap_or_else(|| panic!("{name}{labels:?} missing\n{text}"))
-    };
+    let s = |name: &str, labels: &[(&str, &str)]| support::harness::sample(&text, name, labels);
     let human = |status| [("account_type", "human"), ("status", status)];
     assert_eq!(s("identity_posture_source_up", &[("source", "gh")]), 1.0);
     assert_eq!(s("identity_posture_accounts", &human("active")), 7.0);
@@ -788,24 +785,8 @@ async fn a_primary_rate_limit_resetting_in_an_hour_fails_now_instead_of_retrying
     let before = mock.server.hits("/orgs/acme/members");
     let reset = h.timer.now_unix() as i64 + 3600;
     for _ in 0..6 {
-        mock.server.fault(
-            "/orgs/acme/members",
-            Fault::Status {
-                status: 403,
-                body: primary_limit_body().to_string(),
-                headers: vec![
-                    (
-                        "content-type".into(),
-                        "application/json; charset=utf-8".into(),
-                    ),
-                    ("x-ratelimit-limit".into(), "5000".into()),
-                    ("x-ratelimit-remaining".into(), "0".into()),
-                    ("x-ratelimit-used".into(), "5000".into()),
-                    ("x-ratelimit-reset".into(), reset.to_string()),
-                    ("x-ratelimit-resource".into(), "core".into()),
-                ],
-            },
-        );
+        mock.server
+            .fault("/orgs/acme/members", primary_limit_fault(reset));
     }
     let e = h.poll().await.unwrap_err();
     assert_eq!(h.status().last_error_kind, Some("rate_limited"), "{e}");
@@ -827,25 +808,8 @@ async fn a_primary_rate_limit_waits_for_the_reset() {
     let mock = MockGithub::start(org(), "").await;
     let h = token_harness(&mock, "");
     let reset = h.timer.now_unix() as i64 + 40;
-    mock.server.fault_after(
-        "/orgs/acme/members",
-        4,
-        Fault::Status {
-            status: 403,
-            body: primary_limit_body().to_string(),
-            headers: vec![
-                (
-                    "content-type".into(),
-                    "application/json; charset=utf-8".into(),
-                ),
-                ("x-ratelimit-limit".into(), "5000".into()),
-                ("x-ratelimit-remaining".into(), "0".into()),
-                ("x-ratelimit-used".into(), "5000".into()),
-                ("x-ratelimit-reset".into(), reset.to_string()),
-                ("x-ratelimit-resource".into(), "core".into()),
-            ],
-        },
-    );
+    mock.server
+        .fault_after("/orgs/acme/members", 4, primary_limit_fault(reset));
     h.poll().await.unwrap();
     let waited = h.timer.sleeps();
     assert_eq!(waited.len(), 1, "{waited:?}");

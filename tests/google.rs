@@ -378,10 +378,7 @@ async fn collect_against_the_mock_gives_the_hand_worked_gauges() {
     let text = support::harness::collect_cli(&[("key.json", &run.key)], &run.toml)
         .await
         .unwrap();
-    let s = |name: &str, labels: &[(&str, &str)]| {
-        support::harness::sample(&text, name, labels)
-            .unwrap_or_else(|| panic!("{name}{labels:?} missing\n{text}"))
-    };
+    let s = |name: &str, labels: &[(&str, &str)]| support::harness::sample(&text, name, labels);
     let by_status = |status| [("account_type", "human"), ("status", status)];
     assert_eq!(
         s("identity_posture_source_up", &[("source", "workspace")]),

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::mock::MockServer;
+use super::mock::{Fault, MockServer};
 
 /// The classic personal access token the mock accepts.
 pub const TOKEN: &str = "ghp_MockClassicToken0123456789abcdefXYZ";
@@ -51,6 +51,26 @@ pub fn primary_limit_body() -> Value {
         "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-the-primary-rate-limit",
         "status": "403"
     })
+}
+
+/// GitHub's answer when the primary limit is spent: 403, `x-ratelimit-remaining: 0` and the
+/// window's reset (unix seconds) on the `core` resource.
+pub fn primary_limit_fault(reset: i64) -> Fault {
+    Fault::Status {
+        status: 403,
+        body: primary_limit_body().to_string(),
+        headers: vec![
+            (
+                "content-type".into(),
+                "application/json; charset=utf-8".into(),
+            ),
+            ("x-ratelimit-limit".into(), "5000".into()),
+            ("x-ratelimit-remaining".into(), "0".into()),
+            ("x-ratelimit-used".into(), "5000".into()),
+            ("x-ratelimit-reset".into(), reset.to_string()),
+            ("x-ratelimit-resource".into(), "core".into()),
+        ],
+    }
 }
 
 pub fn not_found_body() -> Value {

@@ -247,9 +247,9 @@ pub async fn collect_cli(files: &[(&str, &str)], toml: &str) -> Result<String, S
 }
 
 /// The value of the sample of `name` carrying every label in `labels` (others may be present),
-/// in exposition `text`; `None` if there is none.
-pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+/// in exposition `text`; panics, showing `text`, if there is none.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         let (series, value) = l.rsplit_once(' ')?;
         let (n, rest) = match series.split_once('{') {
             Some((n, rest)) => (n, rest.trim_end_matches('}')),
@@ -262,5 +262,6 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
             .iter()
             .all(|(k, v)| rest.split(',').any(|p| p == format!("{k}=\"{v}\"")));
         all.then(|| value.parse().ok()).flatten()
-    })
+    });
+    found.unwrap_or_else(|| panic!("{name}{labels:?} missing\n{text}"))
 }
